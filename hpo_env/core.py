@@ -1,0 +1,178 @@
+"""B control episodes over one batched run: the machinery `HPOEnv` (B=1) and
+`HPOVecEnv` (B=num_envs) share, so a sub-environment and a single environment
+on the same task and seed produce the same observations.
+
+Episodes advance in *rounds*: all B runs of a round train one task in
+lockstep for ``task.control_steps`` decisions. A run that diverges mid-round
+ends its episode (terminated) and restarts on a fresh seed of the same task
+with the rest of the round as its budget, so the batch never waits on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hpo_env.features import FeatureExtractor
+from hpo_env.protocol import BatchedRun, Task, TaskSampler
+from hpo_env.reward import RewardConfig, detect_divergence, progress_reward
+from hpo_env.space import HyperparameterSpace
+
+DEFAULT_VAL_EVERY_CHOICES = (1, 1, 2, 5, 0)
+"""Per-episode cadence (in decisions) at which the *observation* receives the
+validation loss; 0 means never. Deployed users report validation at any cadence
+or not at all, so the policy is trained on all of these. The reward always uses
+the validation objective, measured every decision."""
+
+_MAX_SEED = 2**31 - 1
+
+
+@dataclasses.dataclass
+class StepResult:
+    obs: np.ndarray  # [B, D] float32
+    reward: np.ndarray  # [B] float32
+    terminated: np.ndarray  # [B] bool
+    infos: list[dict[str, Any]]
+
+
+class EpisodeEngine:
+    """Runs B hyperparameter-control episodes on one `BatchedRun` at a time."""
+
+    def __init__(
+        self,
+        sampler: TaskSampler,
+        space: HyperparameterSpace,
+        n_runs: int,
+        reward_config: RewardConfig | None = None,
+        val_every_choices: Sequence[int] = DEFAULT_VAL_EVERY_CHOICES,
+    ) -> None:
+        if n_runs < 1:
+            raise ValueError(f"n_runs must be >= 1, got {n_runs=}")
+        if not val_every_choices or any(int(v) < 0 for v in val_every_choices):
+            raise ValueError(f"val_every_choices must be non-empty ints >= 0, got {val_every_choices!r}")
+        self.sampler = sampler
+        self.space = space
+        self.n_runs = n_runs
+        self.reward_config = reward_config or RewardConfig()
+        self.val_every_choices = tuple(int(v) for v in val_every_choices)
+        self.features = FeatureExtractor(space, n_runs)
+        self.run: BatchedRun | None = None
+        self.task: Task | None = None
+        self.run_seeds: list[int] = []
+        self.val_every = 1
+        self.round_step = 0
+        self.episode_start = np.zeros(n_runs, dtype=np.int64)
+        self.first_val = torch.ones(n_runs)
+        self.prev_val = torch.ones(n_runs)
+        self.episode_return = np.zeros(n_runs, dtype=np.float64)
+
+    # -- rounds and episodes ------------------------------------------------
+
+    @property
+    def round_length(self) -> int:
+        return self.task.control_steps if self.task is not None else 0
+
+    @property
+    def round_over(self) -> bool:
+        return self.task is None or self.round_step >= self.round_length
+
+    def start_round(
+        self,
+        rng: np.random.Generator,
+        task: Task | None = None,
+        run_seeds: Sequence[int] | None = None,
+        val_every: int | None = None,
+    ) -> np.ndarray:
+        """Draw a task (unless given) and B run seeds; returns the initial observations."""
+        self.task = task if task is not None else self.sampler.sample(rng)
+        if run_seeds is None:
+            run_seeds = [int(s) for s in rng.integers(0, _MAX_SEED, size=self.n_runs)]
+        if len(run_seeds) != self.n_runs:
+            raise ValueError(f"expected {self.n_runs} run seeds, got {len(run_seeds)}")
+        if val_every is None:
+            val_every = int(rng.choice(self.val_every_choices))
+        if val_every < 0:
+            raise ValueError(f"val_every must be >= 0 (0 = never), got {val_every=}")
+        self.val_every = val_every
+        self.run_seeds = [int(s) for s in run_seeds]
+        self.run = self.task.build(self.run_seeds)
+        self.round_step = 0
+        self.episode_start[:] = 0
+        self.episode_return[:] = 0.0
+        self.first_val = self.run.evaluate().clone()
+        self.prev_val = self.first_val.clone()
+        obs = self.features.reset(self._current_hparams())
+        return obs.numpy()
+
+    def reset_runs(self, indices: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+        """Restart runs ``indices`` on fresh seeds mid-round; returns their initial observations."""
+        assert self.run is not None
+        seeds = [int(s) for s in rng.integers(0, _MAX_SEED, size=len(indices))]
+        self.run.reset_runs(list(indices), seeds)
+        for i, s in zip(indices, seeds):
+            self.run_seeds[i] = s
+        mask = torch.zeros(self.n_runs, dtype=torch.bool)
+        mask[list(indices)] = True
+        val = self.run.evaluate()
+        self.first_val = torch.where(mask, val, self.first_val)
+        self.prev_val = torch.where(mask, val, self.prev_val)
+        self.episode_start[list(indices)] = self.round_step
+        self.episode_return[list(indices)] = 0.0
+        obs = self.features.reset(self._current_hparams(), mask=mask)
+        return obs.numpy()[list(indices)]
+
+    def _current_hparams(self) -> dict[str, Tensor]:
+        assert self.run is not None
+        values = self.run.get_hyperparameters()
+        return {k: v for k, v in values.items() if k in self.space.names}
+
+    # -- one decision ---------------------------------------------------------
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        if self.run is None or self.task is None or self.round_over:
+            raise RuntimeError("EpisodeEngine.step called with no active round: call start_round first")
+        actions_t = torch.as_tensor(np.asarray(actions, dtype=np.float32)).reshape(self.n_runs, -1)
+        new_hparams = self.space.apply(self._current_hparams(), actions_t)
+        self.run.set_hyperparameters(new_hparams)
+        stats = self.run.train(self.task.updates_per_step)
+        val = self.run.evaluate()
+        self.round_step += 1
+
+        episode_len = self.round_length - self.episode_start
+        episode_step = self.round_step - self.episode_start
+        progress = torch.as_tensor(episode_step / episode_len, dtype=torch.float32)
+        if self.val_every > 0:
+            seen = torch.as_tensor(episode_step % self.val_every == 0)
+        else:
+            seen = torch.zeros(self.n_runs, dtype=torch.bool)
+        observed_val = torch.where(seen, val, torch.full_like(val, float("nan")))
+        stats = stats.replace(progress=progress, val_loss=observed_val, hparams=new_hparams)
+        obs = self.features.observe(stats)
+
+        diverged = detect_divergence(stats, val, self.first_val, self.reward_config)
+        reward = progress_reward(self.prev_val, val, self.first_val, diverged, self.reward_config)
+        self.prev_val = torch.where(diverged, self.prev_val, val)
+        terminated = diverged.numpy() | (episode_step >= episode_len)
+        self.episode_return += reward.numpy()
+
+        infos: list[dict[str, Any]] = []
+        for i in range(self.n_runs):
+            info: dict[str, Any] = {
+                "diverged": bool(diverged[i]),
+                "val_loss": float(val[i]),
+                "train_loss": float(stats.train_loss[i]),
+                "progress": float(progress[i]),
+                "hparams": {k: float(v[i]) for k, v in new_hparams.items()},
+                "task": self.task.name,
+                "family": self.task.family,
+            }
+            if terminated[i]:
+                info["final_val_ratio"] = float(val[i] / self.first_val[i]) if not diverged[i] else float("nan")
+                info["episode_return"] = float(self.episode_return[i])
+            infos.append(info)
+        return StepResult(obs.numpy(), reward.numpy(), terminated, infos)

@@ -1,0 +1,46 @@
+"""Resolve task samplers by name through the ``hpo_env.distributions`` entry-point
+group, so `hpo_env` can offer registered environments without importing tasks."""
+
+from __future__ import annotations
+
+import difflib
+from importlib.metadata import entry_points
+from typing import Any
+
+from hpo_env.protocol import TaskSampler
+
+ENTRY_POINT_GROUP = "hpo_env.distributions"
+
+
+def available_distributions() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def resolve_sampler(distribution: str | TaskSampler, split: str = "train", **kwargs: Any) -> TaskSampler:
+    """A `TaskSampler` from a registered distribution name, or the sampler itself."""
+    if not isinstance(distribution, str):
+        if not isinstance(distribution, TaskSampler):
+            raise TypeError(
+                f"distribution must be a registered name or have .sample(rng), got {type(distribution).__name__}"
+            )
+        return distribution
+    found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    if distribution not in found:
+        close = difflib.get_close_matches(distribution, list(found), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"unknown task distribution {distribution!r}, expected one of {sorted(found)}{hint} "
+            f"(distributions are registered under the {ENTRY_POINT_GROUP!r} entry-point group)"
+        )
+    factory = found[distribution].load()
+    return factory(split=split, **kwargs)  # type: ignore[no-any-return]
+
+
+def resolve_task(sampler: TaskSampler, task: Any) -> Any:
+    """A task object from a task or a task name the sampler knows."""
+    if not isinstance(task, str):
+        return task
+    lookup = getattr(sampler, "task_by_name", None)
+    if lookup is None:
+        raise ValueError(f"this task sampler cannot look tasks up by name ({task!r}); pass a Task object")
+    return lookup(task)

@@ -1,0 +1,245 @@
+"""Statistics history -> fixed-size, bounded, scale-free float32 observation.
+
+The same `FeatureExtractor` runs inside the environment (B runs at once) and
+at deploy time on one user run (B=1). It takes no task-specific input: only
+`StepStats` and the hyperparameter space. Every feature is a ratio, a log
+ratio, a cosine or a fraction, passed through ``symlog`` where it is
+unbounded, so tasks with different loss scales look alike, and every
+non-finite input becomes 0 so the observation is always finite.
+
+Bump `FEATURE_SPEC_VERSION` whenever a feature's definition changes: bundles
+record it, and loading a bundle made for another version is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from hpo_env.space import HyperparameterSpace
+from hpo_env.stats import StepStats
+
+FEATURE_SPEC_VERSION = 1
+OBS_BOUND = 10.0
+"""Every feature lies in [-OBS_BOUND, OBS_BOUND]."""
+
+RUN_FEATURES = (
+    "progress",  # fraction of the update budget used
+    "log_train_ratio",  # log(train loss / the run's first loss)
+    "train_slope",  # symlog of d log(train loss) / d progress over the last interval
+    "train_slope_ema",  # its exponential moving average
+    "train_noise",  # log1p(std / mean) of the losses within the interval
+    "val_fresh",  # 1 if a validation loss arrived in this interval
+    "val_seen",  # 1 once any validation loss has arrived
+    "log_val_ratio",  # log(last validation loss / first validation loss)
+    "val_slope_ema",  # symlog of d log(val) / d progress, averaged over arrivals
+    "val_above_best",  # log(last validation loss / best so far), >= 0 when overfitting
+    "generalization_gap",  # symlog log(last validation loss / train loss)
+    "val_staleness",  # progress since the last validation loss (1 if none yet)
+    "log_grad_norm_ratio",  # log10(grad norm / first grad norm)
+    "grad_cosine",  # cosine between successive interval-final gradients
+    "log_update_ratio",  # (log10(per-update ||Δθ||/||θ||) + 3) / 2
+)
+HPARAM_FEATURES = (
+    "position",  # log10 value inside the bounds, mapped to [-1, 1]
+    "log_change",  # log10(value / value at the episode's start)
+    "present",  # 1 if the run uses this hyperparameter
+)
+_EMA = 0.3
+_EPS = 1e-12
+
+
+def symlog(x: Tensor) -> Tensor:
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def _finite(x: Tensor, fill: float = 0.0) -> Tensor:
+    return torch.nan_to_num(x, nan=fill, posinf=fill, neginf=fill)
+
+
+def _safe_log(x: Tensor) -> Tensor:
+    # log of a positive quantity; zero, negative or non-finite inputs become NaN,
+    # which the final cleaning maps to 0 ("no information").
+    x = torch.where(torch.isfinite(x) & (x > 0), x, torch.full_like(x, float("nan")))
+    return torch.log(x)
+
+
+class FeatureExtractor:
+    """Stateful map from a run's `StepStats` history to observations [B, D].
+
+    Example:
+        >>> space = HyperparameterSpace.from_names(["learning_rate"])
+        >>> fx = FeatureExtractor(space, n_runs=1)
+        >>> fx.reset({"learning_rate": torch.tensor([0.1])}).shape
+        torch.Size([1, 18])
+    """
+
+    STATE_KEYS = (
+        "ref_loss",
+        "ref_grad",
+        "first_val",
+        "best_val",
+        "last_val",
+        "last_val_progress",
+        "prev_train",
+        "prev_progress",
+        "train_slope_ema",
+        "val_slope_ema",
+    )
+
+    def __init__(self, space: HyperparameterSpace, n_runs: int) -> None:
+        if n_runs < 1:
+            raise ValueError(f"n_runs must be >= 1, got {n_runs=}")
+        self.space = space
+        self.n_runs = n_runs
+        self.state: dict[str, Tensor] = {k: self._nan() for k in self.STATE_KEYS}
+        self.initial_hparams: dict[str, Tensor] = {}
+
+    @staticmethod
+    def feature_names(space: HyperparameterSpace) -> list[str]:
+        names = list(RUN_FEATURES)
+        for hp in space.names:
+            names += [f"{hp}.{f}" for f in HPARAM_FEATURES]
+        return names
+
+    @classmethod
+    def observation_size(cls, space: HyperparameterSpace) -> int:
+        return len(cls.feature_names(space))
+
+    @classmethod
+    def observation_space(cls, space: HyperparameterSpace) -> gym.spaces.Box:
+        n = cls.observation_size(space)
+        return gym.spaces.Box(-OBS_BOUND, OBS_BOUND, shape=(n,), dtype=np.float32)
+
+    def _nan(self) -> Tensor:
+        return torch.full((self.n_runs,), float("nan"))
+
+    def _mask(self, mask: Tensor | None) -> Tensor:
+        if mask is None:
+            return torch.ones(self.n_runs, dtype=torch.bool)
+        return torch.as_tensor(mask, dtype=torch.bool).reshape(self.n_runs)
+
+    def reset(self, hparams: Mapping[str, Tensor], mask: Tensor | None = None) -> Tensor:
+        """Start new episodes for the runs in ``mask`` (all by default).
+
+        Returns the initial observation of every run, [B, D]: before any update
+        only the hyperparameters are known, so the first decision (which comes
+        before the first update) is made from them.
+        """
+        m = self._mask(mask)
+        for key in self.STATE_KEYS:
+            self.state[key] = torch.where(m, self._nan(), self.state[key])
+        self.state["prev_progress"] = torch.where(m, 0.0, self.state["prev_progress"])
+        for name in self.space.names:
+            if name in hparams:
+                value = torch.as_tensor(hparams[name], dtype=torch.float32).reshape(-1)
+                old = self.initial_hparams.get(name, value)
+                self.initial_hparams[name] = torch.where(m, value, old)
+        progress = torch.where(m, 0.0, self.state["prev_progress"])
+        run = torch.zeros(self.n_runs, len(RUN_FEATURES))
+        run[:, RUN_FEATURES.index("val_staleness")] = 1.0
+        run[:, RUN_FEATURES.index("progress")] = progress
+        return self._finish(run, hparams)
+
+    def observe(self, stats: StepStats) -> Tensor:
+        """Fold in one interval's statistics; returns observations [B, D]."""
+        if stats.n_runs != self.n_runs:
+            raise ValueError(f"expected StepStats for {self.n_runs} runs, got {stats.n_runs}")
+        s = self.state
+        progress = _finite(stats.progress.clamp(0.0, 1.0))  # type: ignore[union-attr]
+        train = stats.train_loss
+        s["ref_loss"] = torch.where(torch.isnan(s["ref_loss"]), stats.train_loss_first, s["ref_loss"])  # type: ignore[arg-type]
+        s["ref_grad"] = torch.where(torch.isnan(s["ref_grad"]), stats.grad_norm, s["ref_grad"])
+        log_train = _safe_log(train)
+        prev_log_train = torch.where(
+            torch.isnan(s["prev_train"]), _safe_log(s["ref_loss"]), _safe_log(s["prev_train"])
+        )
+        d_progress = (progress - s["prev_progress"]).clamp_min(1e-3)
+        train_slope = _finite(symlog((log_train - prev_log_train) / d_progress))
+        s["train_slope_ema"] = torch.where(
+            torch.isnan(s["train_slope_ema"]),
+            train_slope,
+            (1 - _EMA) * s["train_slope_ema"] + _EMA * train_slope,
+        )
+
+        val = stats.val_loss
+        fresh = torch.isfinite(val) & (val > 0)  # type: ignore[operator]
+        first_val_seen = fresh & torch.isnan(s["first_val"])
+        s["first_val"] = torch.where(first_val_seen, val, s["first_val"])  # type: ignore[arg-type]
+        d_val_progress = (progress - s["last_val_progress"]).clamp_min(1e-3)
+        val_slope = _finite(symlog((_safe_log(val) - _safe_log(s["last_val"])) / d_val_progress))  # type: ignore[arg-type]
+        has_prev_val = fresh & torch.isfinite(s["last_val"])
+        new_val_ema = torch.where(
+            torch.isnan(s["val_slope_ema"]),
+            val_slope,
+            (1 - _EMA) * s["val_slope_ema"] + _EMA * val_slope,
+        )
+        s["val_slope_ema"] = torch.where(has_prev_val, new_val_ema, s["val_slope_ema"])
+        s["best_val"] = torch.where(
+            fresh, torch.fmin(s["best_val"], val), s["best_val"]  # type: ignore[arg-type]
+        )
+        s["last_val"] = torch.where(fresh, val, s["last_val"])  # type: ignore[arg-type]
+        s["last_val_progress"] = torch.where(fresh, progress, s["last_val_progress"])
+        seen = torch.isfinite(s["last_val"])
+
+        per_update_ratio = stats.update_ratio / max(stats.n_updates, 1)
+        features = {
+            "progress": progress,
+            "log_train_ratio": log_train - _safe_log(s["ref_loss"]),
+            "train_slope": train_slope,
+            "train_slope_ema": s["train_slope_ema"],
+            "train_noise": torch.log1p(stats.train_loss_std / (train.abs() + _EPS)),
+            "val_fresh": fresh.float(),
+            "val_seen": seen.float(),
+            "log_val_ratio": _safe_log(s["last_val"]) - _safe_log(s["first_val"]),
+            "val_slope_ema": s["val_slope_ema"],
+            "val_above_best": _safe_log(s["last_val"]) - _safe_log(s["best_val"]),
+            "generalization_gap": symlog(_safe_log(s["last_val"]) - log_train),
+            "val_staleness": torch.where(seen, progress - s["last_val_progress"], 1.0),
+            "log_grad_norm_ratio": torch.log10(stats.grad_norm + _EPS)
+            - torch.log10(s["ref_grad"] + _EPS),
+            "grad_cosine": stats.grad_cosine,
+            "log_update_ratio": (torch.log10(per_update_ratio + _EPS) + 3.0) / 2.0,
+        }
+        s["prev_train"] = torch.where(torch.isfinite(train), train, s["prev_train"])
+        s["prev_progress"] = progress
+        run = torch.stack([features[name] for name in RUN_FEATURES], dim=1)
+        return self._finish(run, stats.hparams)
+
+    def _finish(self, run: Tensor, hparams: Mapping[str, Tensor]) -> Tensor:
+        columns = [run]
+        for spec in self.space.specs:
+            if spec.name in hparams:
+                value = torch.as_tensor(hparams[spec.name], dtype=torch.float32).reshape(-1)
+                value = value.expand(self.n_runs)
+                initial = self.initial_hparams.get(spec.name, value)
+                if spec.log:
+                    change = torch.log10(spec.clip(value)) - torch.log10(spec.clip(initial))
+                else:
+                    change = (value - initial) / (spec.high - spec.low)
+                cols = [spec.normalized(value), change, torch.ones(self.n_runs)]
+            else:
+                cols = [torch.zeros(self.n_runs)] * 3
+            columns.append(torch.stack(cols, dim=1))
+        obs = torch.cat(columns, dim=1)
+        return _finite(obs).clamp(-OBS_BOUND, OBS_BOUND).to(torch.float32)
+
+    def state_dict(self) -> dict[str, list[float]]:
+        """Plain numbers (NaN kept as NaN) so a scheduler can be checkpointed as JSON."""
+        out = {k: v.tolist() for k, v in self.state.items()}
+        out.update({f"initial.{k}": v.tolist() for k, v in self.initial_hparams.items()})
+        return out
+
+    def load_state_dict(self, state: Mapping[str, list[float]]) -> None:
+        for key, values in state.items():
+            tensor = torch.tensor(values, dtype=torch.float32).reshape(self.n_runs)
+            if key.startswith("initial."):
+                self.initial_hparams[key.removeprefix("initial.")] = tensor
+            elif key in self.STATE_KEYS:
+                self.state[key] = tensor
+            else:
+                raise ValueError(f"unknown FeatureExtractor state key {key!r}")

@@ -1,0 +1,62 @@
+"""Reward: progress of the validation objective in log space; divergence detection.
+
+A step's reward is ``log(prev_val) - log(val)``, so an episode's return
+telescopes to ``log(first_val / final_val)``: the final validation objective,
+scale-free, with tasks of every loss scale counting alike. A diverged run ends
+with ``terminated=True`` and a reward that takes back the episode's gains and
+charges ``divergence_penalty``: worse than stopping, whatever the run had
+achieved before blowing up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import Tensor
+
+from hpo_env.stats import StepStats
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+    """How progress is rewarded and divergence detected."""
+
+    divergence_factor: float = 100.0
+    """A run whose train or validation loss exceeds this multiple of its first
+    validation loss counts as diverged."""
+    divergence_penalty: float = 1.0
+    """Return of a diverged episode (negated); in nats of validation loss."""
+    step_clip: float = 5.0
+    """Per-step rewards are clipped to [-step_clip, step_clip] (finite, PPO-friendly)."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.divergence_factor) and self.divergence_factor > 1):
+            raise ValueError(f"divergence_factor must be a finite number > 1, got {self.divergence_factor!r}")
+        if not (math.isfinite(self.divergence_penalty) and self.divergence_penalty >= 0):
+            raise ValueError(f"divergence_penalty must be finite and >= 0, got {self.divergence_penalty!r}")
+        if not (math.isfinite(self.step_clip) and self.step_clip > 0):
+            raise ValueError(f"step_clip must be finite and > 0, got {self.step_clip!r}")
+
+
+def detect_divergence(stats: StepStats, val_loss: Tensor, first_val: Tensor, config: RewardConfig) -> Tensor:
+    """[B] bool: non-finite loss or gradient, or a loss exploding past the bound."""
+    bound = first_val * config.divergence_factor
+    non_finite = ~(torch.isfinite(stats.train_loss) & torch.isfinite(val_loss) & torch.isfinite(stats.grad_norm))
+    exploded = (torch.nan_to_num(stats.train_loss, nan=0.0) > bound) | (torch.nan_to_num(val_loss, nan=0.0) > bound)
+    return non_finite | exploded
+
+
+def progress_reward(
+    prev_val: Tensor, val: Tensor, first_val: Tensor, diverged: Tensor, config: RewardConfig
+) -> Tensor:
+    """[B] float32 rewards for one control step."""
+    log_prev = torch.log(prev_val.clamp_min(1e-12))
+    progress = log_prev - torch.log(torch.nan_to_num(val, nan=1.0).clamp_min(1e-12))
+    # On divergence, undo the episode's gains so far (never its losses, so that
+    # diverging is never a way out of a bad run) and charge the penalty.
+    so_far = torch.log(first_val.clamp_min(1e-12)) - log_prev
+    penalty = -so_far.clamp_min(0.0) - config.divergence_penalty
+    reward = torch.where(diverged, penalty, progress.clamp(-config.step_clip, config.step_clip))
+    return torch.nan_to_num(reward, nan=-config.divergence_penalty).to(torch.float32)

@@ -1,0 +1,110 @@
+"""Per-control-step statistics of B runs, as [B] tensors.
+
+The definitions below are the contract between the batched engine
+(`tasks/`), the environment and the deployed `StatsTracker` (`agents/`):
+each must compute every field exactly this way, so that the observations a
+deployed controller sees equal the ones seen during meta-training.
+
+For one control interval of K inner updates:
+
+- ``train_loss``: mean of the K minibatch losses, each computed before its update.
+- ``train_loss_std``: population standard deviation of those K losses (0 if K == 1).
+- ``train_loss_first``: the first of those K losses (optional; the feature extractor
+  uses a run's very first one as its loss scale, falling back to ``train_loss``).
+- ``grad_norm``: global L2 norm of the loss gradient at the interval's last update
+  (the gradient of the objective only: no weight decay term).
+- ``grad_cosine``: cosine between that gradient and the previous interval's last
+  gradient; 0 for a run's first interval.
+- ``update_ratio``: ``||θ_end − θ_start|| / (||θ_start|| + 1e-12)`` over the interval.
+- ``n_updates``: K.
+- ``val_loss``: validation objective measured after the interval, NaN when not measured.
+- ``hparams``: hyperparameter values in effect during the interval.
+- ``progress``: fraction of the run's total update budget done after the interval.
+- ``episode_return``: for RL base runs, mean episodic return normalised to [0, 1]
+  by the task's return range; NaN for supervised runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+_TENSOR_FIELDS = (
+    "train_loss",
+    "train_loss_std",
+    "train_loss_first",
+    "grad_norm",
+    "grad_cosine",
+    "update_ratio",
+    "val_loss",
+    "progress",
+    "episode_return",
+)
+
+
+def _nan(n: int) -> Tensor:
+    return torch.full((n,), float("nan"))
+
+
+@dataclasses.dataclass
+class StepStats:
+    """Statistics of one control interval for B runs; every tensor is float32 [B]."""
+
+    train_loss: Tensor
+    train_loss_std: Tensor
+    grad_norm: Tensor
+    grad_cosine: Tensor
+    update_ratio: Tensor
+    n_updates: int
+    hparams: Mapping[str, Tensor] = dataclasses.field(default_factory=dict)
+    train_loss_first: Tensor | None = None
+    val_loss: Tensor | None = None
+    progress: Tensor | None = None
+    episode_return: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        n = self.train_loss.shape[0]
+        if self.train_loss_first is None:
+            self.train_loss_first = self.train_loss
+        for name in _TENSOR_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                value = _nan(n)
+            value = torch.as_tensor(value, dtype=torch.float32).detach().reshape(-1)
+            if value.shape[0] != n:
+                raise ValueError(
+                    f"StepStats.{name} must have shape [{n}] like train_loss, got {tuple(value.shape)}"
+                )
+            setattr(self, name, value)
+        if self.n_updates < 1:
+            raise ValueError(f"StepStats.n_updates must be >= 1, got {self.n_updates=}")
+        self.hparams = {
+            k: torch.as_tensor(v, dtype=torch.float32).detach().reshape(-1).expand(n).clone()
+            for k, v in self.hparams.items()
+        }
+
+    @property
+    def n_runs(self) -> int:
+        return int(self.train_loss.shape[0])
+
+    def replace(self, **changes: object) -> StepStats:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def select(self, index: int) -> StepStats:
+        """The statistics of run ``index`` alone, as a B=1 `StepStats`."""
+        fields = {name: getattr(self, name)[index : index + 1] for name in _TENSOR_FIELDS}
+        hparams = {k: v[index : index + 1] for k, v in self.hparams.items()}
+        return StepStats(n_updates=self.n_updates, hparams=hparams, **fields)  # type: ignore[arg-type]
+
+    @staticmethod
+    def cat(items: list[StepStats]) -> StepStats:
+        """Stack B=1 (or any B) statistics of intervals with the same K along the run axis."""
+        if not items:
+            raise ValueError("StepStats.cat needs at least one StepStats, got an empty list")
+        fields = {name: torch.cat([getattr(s, name) for s in items]) for name in _TENSOR_FIELDS}
+        names = items[0].hparams.keys()
+        hparams = {k: torch.cat([s.hparams[k] for s in items]) for k in names}
+        return StepStats(n_updates=items[0].n_updates, hparams=hparams, **fields)  # type: ignore[arg-type]
