@@ -1,0 +1,30 @@
+"""``hpo-rl bench {engine,control,overhead,ray}``: speed benchmarks that print
+ratios measured side by side in one run."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+BENCHMARKS = {
+    "engine": ("agents.bench_engine", "run_engine_bench", "batched engine vs separate torch loops; env overhead"),
+    "control": ("agents.bench_control", "run_control_bench", "batched classic-control physics vs gymnasium"),
+    "overhead": ("agents.bench_overhead", "run_overhead_bench", "deployed scheduler's cost in a plain PyTorch loop"),
+    "ray": ("agents.bench_ray", "run_ray_bench", "meta-training rollouts on 1 and 2 Ray workers vs local"),
+}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("bench", help="speed benchmarks (ratios measured side by side)")
+    parser.add_argument("which", choices=sorted(BENCHMARKS), help="which benchmark to run")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (seconds, for CI)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the sampled tasks")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    module_name, func_name, _ = BENCHMARKS[args.which]
+    func = getattr(importlib.import_module(module_name), func_name)
+    func(quick=args.quick, seed=args.seed)
+    return 0
