@@ -1,0 +1,62 @@
+import math
+
+import pytest
+import torch
+
+from hpo_env.space import HyperparameterSpace, HyperparameterSpec
+
+
+def test_log_action_is_bounded_multiplicative_change():
+    spec = HyperparameterSpec("learning_rate", 1e-4, 1.0, log=True, max_step=0.5)
+    value = torch.tensor([0.01, 0.01, 0.01])
+    new = spec.apply(value, torch.tensor([-1.0, 0.0, 1.0]))
+    assert torch.allclose(new, torch.tensor([0.01 / math.sqrt(10), 0.01, 0.01 * math.sqrt(10)]), rtol=1e-5)
+
+
+def test_action_outside_range_and_nan_are_clipped_to_bounds():
+    spec = HyperparameterSpec("learning_rate", 1e-4, 1.0)
+    new = spec.apply(torch.tensor([0.9, 1e-4, 0.5]), torch.tensor([5.0, -5.0, float("nan")]))
+    assert new.tolist() == pytest.approx([1.0, 1e-4, 0.5])
+
+
+def test_linear_spec_adds():
+    spec = HyperparameterSpec("momentum", 0.0, 0.99, log=False, max_step=0.1)
+    assert spec.apply(torch.tensor([0.5]), torch.tensor([1.0])).item() == pytest.approx(0.6)
+
+
+def test_normalized_position_spans_minus_one_to_one():
+    spec = HyperparameterSpec("learning_rate", 1e-4, 1.0)
+    pos = spec.normalized(torch.tensor([1e-4, 1e-2, 1.0]))
+    assert pos.tolist() == pytest.approx([-1.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"low": 1.0, "high": 0.1}, "expected low < high"),
+        ({"low": 0.0, "high": 1.0}, "log-scale bound must be > 0"),
+        ({"low": 1e-3, "high": 1.0, "max_step": 0.0}, "max_step must be > 0"),
+        ({"low": float("nan"), "high": 1.0}, "finite number"),
+    ],
+)
+def test_bad_bounds_raise_with_expected_and_actual(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        HyperparameterSpec("learning_rate", **kwargs)
+
+
+def test_unknown_name_suggests_closest():
+    with pytest.raises(ValueError, match="did you mean 'learning_rate'"):
+        HyperparameterSpace.from_names(["learning_rat"])
+
+
+def test_space_skips_hyperparameters_a_run_does_not_use():
+    space = HyperparameterSpace.from_names(["learning_rate", "entropy_coef"])
+    out = space.apply({"learning_rate": torch.tensor([0.1])}, torch.tensor([[0.0, 1.0]]))
+    assert set(out) == {"learning_rate"}
+    with pytest.raises(ValueError, match="2 components"):
+        space.apply({"learning_rate": torch.tensor([0.1])}, torch.tensor([[0.0]]))
+
+
+def test_space_round_trips_through_dicts():
+    space = HyperparameterSpace.from_names(["learning_rate", "momentum"])
+    assert HyperparameterSpace.from_dicts(space.to_dicts()).specs == space.specs
