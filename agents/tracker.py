@@ -1,0 +1,192 @@
+"""`StatsTracker`: the `hpo_env.stats.StepStats` of one user training run.
+
+The deployed controller must see the observations the environment produced
+during meta-training, so this module computes every statistic exactly as
+`hpo_env.stats` defines it, from nothing but the user's parameters, their
+``.grad`` after each ``optimizer.step()`` and the reported losses:
+
+- per update, only the float loss is appended (the per-step cost is a list
+  append: the vector work happens once per control interval);
+- at the interval's end, ``.grad`` still holds the gradient of the update just
+  taken (computed at θ before it), which gives ``grad_norm`` and, against a flat
+  copy of the previous interval's last gradient, ``grad_cosine``;
+- ``update_ratio`` compares the parameters with a flat snapshot taken at the
+  interval's start (the previous interval's end).
+
+Parameters with ``requires_grad=False`` are skipped; a trainable parameter
+whose ``.grad`` is ``None`` (unused in this step's loss) counts as a zero
+gradient, so the flat vectors keep one layout across intervals.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hpo_env.stats import StepStats
+
+
+def _trainable(params: Iterable[Any]) -> list[Tensor]:
+    out: list[Tensor] = []
+    seen: set[int] = set()
+    for p in params:
+        if isinstance(p, dict):  # an optimizer param group
+            out.extend(q for q in _trainable(p["params"]) if id(q) not in seen)
+            seen.update(id(q) for q in out)
+            continue
+        if not isinstance(p, Tensor):
+            raise TypeError(
+                f"expected parameters (tensors) or param-group dicts, got {type(p).__name__}"
+            )
+        if p.requires_grad and id(p) not in seen:
+            out.append(p)
+            seen.add(id(p))
+    return out
+
+
+class StatsTracker:
+    """Accumulates one control interval of a run and returns its `StepStats` (B=1).
+
+    Args:
+        params: The trained parameters: an iterable of tensors, of optimizer param
+            groups, or a `torch.optim.Optimizer` (its ``param_groups`` are used).
+
+    Example:
+        >>> model = torch.nn.Linear(3, 1)
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> tracker = StatsTracker(opt)
+        >>> for _ in range(4):
+        ...     loss = model(torch.ones(2, 3)).square().mean()
+        ...     opt.zero_grad(); loss.backward(); opt.step()
+        ...     tracker.record(loss.item())
+        >>> stats = tracker.end_interval({"learning_rate": 0.1}, progress=0.5)
+        >>> stats.n_updates
+        4
+    """
+
+    def __init__(self, params: Iterable[Any] | torch.optim.Optimizer) -> None:
+        groups = params.param_groups if isinstance(params, torch.optim.Optimizer) else params
+        self.params = _trainable(groups)
+        if not self.params:
+            raise ValueError(
+                "StatsTracker found no trainable parameters (requires_grad=True); "
+                "pass the optimizer or the model's parameters()"
+            )
+        self.losses: list[float] = []
+        self.theta_start = self._flat_params()
+        self.prev_grad: Tensor | None = None
+
+    # -- flat views -----------------------------------------------------------
+
+    @torch.no_grad()
+    def _flat_params(self) -> Tensor:
+        device = self.params[0].device
+        return torch.cat([p.detach().reshape(-1).to(device, torch.float32) for p in self.params])
+
+    @torch.no_grad()
+    def _flat_grad(self) -> Tensor:
+        device = self.params[0].device
+        parts = [
+            torch.zeros(p.numel(), device=device)
+            if p.grad is None
+            else p.grad.detach().reshape(-1).to(device, torch.float32)
+            for p in self.params
+        ]
+        return torch.cat(parts)
+
+    # -- per update -----------------------------------------------------------
+
+    def record(self, loss: float) -> None:
+        """Append one update's minibatch loss (computed before that update)."""
+        self.losses.append(loss)
+
+    @property
+    def n_recorded(self) -> int:
+        """Updates recorded in the current interval."""
+        return len(self.losses)
+
+    # -- per interval ---------------------------------------------------------
+
+    @torch.no_grad()
+    def end_interval(
+        self,
+        hparams: Mapping[str, float | Tensor],
+        progress: float,
+        val_loss: float | None = None,
+    ) -> StepStats:
+        """The interval's statistics; starts the next interval.
+
+        Args:
+            hparams: Hyperparameter values in effect during the interval.
+            progress: Fraction of the run's update budget done after the interval.
+            val_loss: Validation objective measured after the interval, if any.
+
+        Raises:
+            RuntimeError: No update was recorded since the last interval ended.
+        """
+        k = len(self.losses)
+        if k == 0:
+            raise RuntimeError(
+                "StatsTracker.end_interval called with no recorded update; call record(loss) first"
+            )
+        losses = torch.tensor(self.losses, dtype=torch.float32)
+        grad = self._flat_grad()
+        grad_norm = torch.linalg.vector_norm(grad)
+        if self.prev_grad is None:
+            cosine = torch.zeros(())
+        else:
+            prev_norm = torch.linalg.vector_norm(self.prev_grad)
+            cosine = (grad @ self.prev_grad) / (grad_norm * prev_norm).clamp_min(1e-12)
+        theta_end = self._flat_params()
+        update_ratio = torch.linalg.vector_norm(theta_end - self.theta_start) / (
+            torch.linalg.vector_norm(self.theta_start) + 1e-12
+        )
+        self.prev_grad = grad
+        self.theta_start = theta_end
+        self.losses = []
+        val = float("nan") if val_loss is None else float(val_loss)
+        return StepStats(
+            train_loss=losses.mean().reshape(1),
+            train_loss_std=losses.std(correction=0).reshape(1),
+            train_loss_first=losses[:1],
+            grad_norm=grad_norm.reshape(1).cpu(),
+            grad_cosine=cosine.reshape(1).cpu(),
+            update_ratio=update_ratio.reshape(1).cpu(),
+            n_updates=k,
+            hparams={
+                name: torch.as_tensor(v, dtype=torch.float32).reshape(1)
+                for name, v in hparams.items()
+            },
+            val_loss=torch.tensor([val if math.isfinite(val) else float("nan")]),
+            progress=torch.tensor([float(progress)]),
+        )
+
+    # -- checkpointing ----------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the current interval after a restart."""
+        return {
+            "losses": list(self.losses),
+            "theta_start": self.theta_start.detach().cpu().clone(),
+            "prev_grad": None if self.prev_grad is None else self.prev_grad.detach().cpu().clone(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        expected = self.theta_start.numel()
+        theta = torch.as_tensor(state["theta_start"], dtype=torch.float32)
+        if theta.numel() != expected:
+            raise ValueError(
+                f"StatsTracker state is for {theta.numel()} trainable parameters, this run has "
+                f"{expected}: load the state into a run with the same model"
+            )
+        device = self.params[0].device
+        self.losses = [float(x) for x in state["losses"]]
+        self.theta_start = theta.to(device)
+        prev = state.get("prev_grad")
+        self.prev_grad = (
+            None if prev is None else torch.as_tensor(prev, dtype=torch.float32).to(device)
+        )
