@@ -1,0 +1,99 @@
+"""``hpo-rl train``: meta-train a tuning policy with PPO (or resume a run).
+
+Examples::
+
+    hpo-rl train --preset smoke --out-dir runs/smoke --wandb-mode disabled
+    hpo-rl train --preset default --out-dir runs/default
+    hpo-rl train --resume runs/default            # continue after a kill
+    hpo-rl train --resume runs/default --total-timesteps 200000   # train longer
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from agents.config import add_config_arguments, overrides_from_args, unknown_name_error
+from agents.train_config import PRESETS, TrainConfig, get_preset
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="meta-train a tuning policy with PPO across a task distribution",
+        description=(
+            "Meta-train a hyperparameter-control policy with PPO. Writes OUT_DIR/config.json, "
+            "OUT_DIR/checkpoints/, OUT_DIR/eval.jsonl and the policy bundle OUT_DIR/bundle/. "
+            f"Presets: {', '.join(PRESETS)}; any field below overrides the preset."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--preset",
+        default="default",
+        metavar="NAME",
+        help=f"named TrainConfig to start from, one of {list(PRESETS)}",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="DIR",
+        default=None,
+        help="continue the run in DIR from its last checkpoint (its config.json is reused; "
+        "only --total-timesteps, --wandb-mode, --wandb-name and --progress-bar may change)",
+    )
+    add_config_arguments(parser, TrainConfig, defaults=PRESETS["default"])
+    parser.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    if args.preset not in PRESETS:
+        raise unknown_name_error("preset", args.preset, list(PRESETS))
+    return get_preset(args.preset, **overrides_from_args(args, TrainConfig))
+
+
+def run(args: argparse.Namespace) -> int:
+    from agents.train import train
+
+    command = " ".join(sys.argv)
+    if args.resume is not None:
+        bundle = train(
+            PRESETS["default"],
+            resume_dir=args.resume,
+            command=command,
+            resume_overrides=overrides_from_args(args, TrainConfig),
+        )
+    else:
+        bundle = train(config_from_args(args), command=command)
+    print(f"policy bundle written to {bundle}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``hpo-rl train ARGS`` as a function (what scripts/train.py calls).
+
+    Builds only this subcommand's parser, so it works without the other
+    subcommand modules; errors are reported like the ``hpo-rl`` CLI does.
+    """
+    import os
+
+    from agents.cli import USER_ERRORS, UserError
+
+    parser = argparse.ArgumentParser(prog="hpo-rl")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, *USER_ERRORS) as exc:
+        if os.environ.get("HPO_RL_TRACEBACK"):
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"hpo-rl train: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hpo-rl train: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""`TrainConfig`: everything that defines one PPO meta-training run, plus presets.
+
+Presets are named instances (`PRESETS`), not files: ``smoke`` is a seconds-long
+end-to-end run for tests, ``default`` fits in about 20 minutes on 2 CPU cores
+and makes the shipped bundle, ``full`` is for a bigger machine.
+
+Example:
+    >>> from agents.train_config import get_preset
+    >>> config = get_preset("smoke")
+    >>> config.n_envs
+    8
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import warnings
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from agents.config import apply_overrides, check_field_types, unknown_name_error
+from hpo_env import DEFAULT_HPARAMS, HyperparameterSpace
+
+WandbMode = Literal["offline", "online", "disabled"]
+Backend = Literal["local", "ray"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One meta-training run: PPO across a distribution of training tasks."""
+
+    total_timesteps: int = 40_960
+    """Environment steps (control decisions, summed over sub-envs) to train for."""
+    n_envs: int = 32
+    """Sub-environments of the batched vec env: runs trained in lockstep per task."""
+    seed: int = 0
+    """Seeds PPO, the task distribution draws and the run seeds."""
+    n_steps: int = 64
+    """PPO rollout length per sub-env; one rollout is n_steps * n_envs decisions."""
+    batch_size: int = 256
+    """PPO minibatch size (should divide n_steps * n_envs)."""
+    n_epochs: int = 10
+    """PPO optimisation epochs per rollout."""
+    learning_rate: float = 3e-4
+    """Adam step size of the PPO agent (not of the base runs)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    clip_range: float = 0.2
+    """PPO clipping parameter."""
+    ent_coef: float = 0.0
+    """Entropy bonus of the PPO agent."""
+    vf_coef: float = 0.5
+    """Value-loss weight."""
+    max_grad_norm: float = 0.5
+    """Gradient clipping of the PPO agent."""
+    net_arch: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the actor and of the critic (separate networks, tanh)."""
+    log_std_init: float = -0.5
+    """Initial log standard deviation of the Gaussian actions (actions live in [-1, 1])."""
+    norm_reward: bool = False
+    """Normalise rewards in VecNormalize. Off by default: rewards are already
+    scale-free log validation progress, bounded per step, and a running reward
+    scale would make returns of different training phases incomparable."""
+    distribution: str = "default"
+    """Task distribution: a name registered under the ``hpo_env.distributions``
+    entry points, or ``module:factory`` (called with ``split=`` and the
+    distribution kwargs)."""
+    control_weight: float | None = 0.3
+    """Share of control (CartPole-style) tasks in the distribution; None keeps the
+    distribution's own default."""
+    hparams: tuple[str, ...] = tuple(DEFAULT_HPARAMS)
+    """Controlled hyperparameter names (the action components)."""
+    eval_every: int = 10_240
+    """Evaluate on held-out tasks every this many timesteps (0 = only at the end)."""
+    n_eval_tasks: int = 4
+    """Held-out tasks used by the periodic evaluation (a fixed draw)."""
+    eval_seeds: tuple[int, ...] = (1000, 1001, 1002, 1003)
+    """Run seeds of the periodic evaluation (each task is run once per seed)."""
+    checkpoint_every: int = 4_096
+    """Write a checkpoint every this many timesteps (at rollout boundaries)."""
+    keep_checkpoints: int = 3
+    """How many of the newest checkpoints to keep."""
+    out_dir: str = "runs/train"
+    """Run directory: config.json, checkpoints/, bundle/, wandb/."""
+    wandb_mode: WandbMode = "offline"
+    """Weights & Biases mode; offline needs no account (``wandb sync`` later)."""
+    wandb_project: str = "hpo-rl"
+    """Weights & Biases project name."""
+    wandb_name: str | None = None
+    """Weights & Biases run name (None: wandb picks one)."""
+    backend: Backend = "local"
+    """Where environments run: this process, or Ray actors (needs the ray extra)."""
+    ray_address: str | None = None
+    """Ray cluster address for the ray backend (None: start a local Ray)."""
+    ray_workers: int = 2
+    """Ray actors for the ray backend, each holding a batched run."""
+    torch_threads: int = 1
+    """torch intra-op threads; 1 keeps runs reproducible and shares the machine."""
+    progress_bar: bool = True
+    """Show a tqdm progress bar with ETA on stderr."""
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        positive = (
+            "total_timesteps",
+            "n_envs",
+            "n_steps",
+            "batch_size",
+            "n_epochs",
+            "n_eval_tasks",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "ray_workers",
+            "torch_threads",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if value < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {name}={value!r}")
+        if self.eval_every < 0:
+            raise ValueError(
+                f"TrainConfig.eval_every must be >= 0 (0 = only at the end), got {self.eval_every!r}"
+            )
+        if self.seed < 0:
+            raise ValueError(f"TrainConfig.seed must be >= 0, got {self.seed!r}")
+        for name, low, high in (
+            ("gamma", 0.0, 1.0),
+            ("gae_lambda", 0.0, 1.0),
+        ):
+            value = getattr(self, name)
+            if not (low <= value <= high):
+                raise ValueError(f"TrainConfig.{name} must be in [{low}, {high}], got {value!r}")
+        for name in ("learning_rate", "clip_range", "max_grad_norm"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"TrainConfig.{name} must be a finite number > 0, got {value!r}")
+        for name in ("ent_coef", "vf_coef"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"TrainConfig.{name} must be a finite number >= 0, got {value!r}")
+        if not math.isfinite(self.log_std_init):
+            raise ValueError(f"TrainConfig.log_std_init must be finite, got {self.log_std_init!r}")
+        if not self.net_arch or any(width < 1 for width in self.net_arch):
+            raise ValueError(
+                f"TrainConfig.net_arch must be non-empty positive layer sizes, got {self.net_arch!r}"
+            )
+        if self.control_weight is not None and not (0.0 <= self.control_weight <= 1.0):
+            raise ValueError(
+                f"TrainConfig.control_weight must be in [0, 1] or None, got {self.control_weight!r}"
+            )
+        if not self.eval_seeds or any(s < 0 for s in self.eval_seeds):
+            raise ValueError(
+                f"TrainConfig.eval_seeds must be non-empty non-negative ints, got {self.eval_seeds!r}"
+            )
+        if len(set(self.eval_seeds)) != len(self.eval_seeds):
+            raise ValueError(f"TrainConfig.eval_seeds has duplicates: {self.eval_seeds!r}")
+        if not self.distribution:
+            raise ValueError("TrainConfig.distribution must be a non-empty name, got ''")
+        if not self.out_dir:
+            raise ValueError("TrainConfig.out_dir must be a non-empty path, got ''")
+        # Validates names and gives a did-you-mean for typos.
+        HyperparameterSpace.from_names(self.hparams)
+        if self.ray_address is not None and self.backend != "ray":
+            warnings.warn(
+                f"TrainConfig.ray_address={self.ray_address!r} is ignored with backend={self.backend!r}; "
+                "set backend='ray' to use it",
+                stacklevel=3,
+            )
+        rollout = self.n_steps * self.n_envs
+        if self.batch_size > rollout:
+            raise ValueError(
+                f"TrainConfig.batch_size={self.batch_size} exceeds the rollout size "
+                f"n_steps * n_envs = {rollout}; lower batch_size or raise n_steps/n_envs"
+            )
+        if rollout % self.batch_size:
+            warnings.warn(
+                f"TrainConfig.batch_size={self.batch_size} does not divide n_steps * n_envs = {rollout}: "
+                "PPO will use a truncated last minibatch",
+                stacklevel=3,
+            )
+        if self.total_timesteps < rollout:
+            warnings.warn(
+                f"TrainConfig.total_timesteps={self.total_timesteps} is below one rollout "
+                f"(n_steps * n_envs = {rollout}): PPO still collects one full rollout",
+                stacklevel=3,
+            )
+
+    @property
+    def rollout_size(self) -> int:
+        """Decisions collected per PPO iteration (n_steps * n_envs)."""
+        return self.n_steps * self.n_envs
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (tuples become lists)."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of `to_dict`; unknown keys suggest the closest field."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in names:
+                raise unknown_name_error("TrainConfig field", key, names)
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+SMOKE = TrainConfig(
+    total_timesteps=512,
+    n_envs=8,
+    n_steps=16,
+    batch_size=64,
+    n_epochs=2,
+    net_arch=(32, 32),
+    eval_every=0,
+    n_eval_tasks=1,
+    eval_seeds=(1000, 1001),
+    checkpoint_every=128,
+    keep_checkpoints=3,
+    out_dir="runs/smoke",
+)
+"""Seconds-long end-to-end run (tests, CI): 4 PPO iterations, a checkpoint each."""
+
+DEFAULT = TrainConfig()
+"""About 20 minutes on 2 CPU cores; makes the shipped bundle."""
+
+FULL = TrainConfig(
+    total_timesteps=1_000_000,
+    n_envs=64,
+    n_steps=128,
+    batch_size=1024,
+    n_epochs=10,
+    net_arch=(128, 128),
+    eval_every=50_000,
+    n_eval_tasks=16,
+    eval_seeds=tuple(range(1000, 1008)),
+    checkpoint_every=25_000,
+    out_dir="runs/full",
+)
+"""Hours on a bigger machine (or with ``backend='ray'``)."""
+
+PRESETS: dict[str, TrainConfig] = {"smoke": SMOKE, "default": DEFAULT, "full": FULL}
+
+
+def get_preset(name: str, **overrides: Any) -> TrainConfig:
+    """The preset ``name`` with ``overrides`` applied (unknown names suggest the closest).
+
+    Example:
+        >>> get_preset("smoke", seed=3).seed
+        3
+    """
+    if name not in PRESETS:
+        raise unknown_name_error("TrainConfig preset", name, list(PRESETS))
+    return apply_overrides(PRESETS[name], overrides)

@@ -1,0 +1,8 @@
+"""Meta-train a tuning policy: the same as ``hpo-rl train`` (see ``--help``)."""
+
+import sys
+
+from agents.train_cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
