@@ -59,6 +59,22 @@ class PolicyLike(Protocol):
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray: ...
 
 
+def decisions_per_run(policy: Any) -> int:
+    """Decisions per training run the policy was meta-trained with (its bundle's
+    metadata), or `DEFAULT_DECISIONS_PER_RUN` when the bundle does not say."""
+    value = getattr(policy, "decisions_per_run", None)
+    metadata = getattr(policy, "metadata", {}) or {}
+    if value is None:
+        value = metadata.get("decisions_per_run")
+    if value is None:
+        value = (metadata.get("control") or {}).get("decisions_per_run")
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        return DEFAULT_DECISIONS_PER_RUN
+    return value if value >= 1 else DEFAULT_DECISIONS_PER_RUN
+
+
 # -- reading and writing canonical hyperparameters in optimizer param groups --------
 
 
@@ -219,8 +235,8 @@ class TuningScheduler:
 
     def _resolve_interval(self, control_interval: int | None) -> int:
         if control_interval is None:
-            decisions = self.policy.metadata.get("decisions_per_run") or DEFAULT_DECISIONS_PER_RUN
-            return max(1, self.total_steps // int(decisions))
+            decisions = decisions_per_run(self.policy)
+            return max(1, self.total_steps // decisions)
         if (
             isinstance(control_interval, bool)
             or not isinstance(control_interval, (int, np.integer))
@@ -336,7 +352,9 @@ class TuningScheduler:
                 metrics["schedule/train_loss"] = loss
             if math.isfinite(val_loss):
                 metrics["schedule/val_loss"] = val_loss
-            tracking.log_metrics(self.wandb_run, metrics, step=self.steps_done)
+            metrics["schedule/step"] = self.steps_done
+            # No explicit wandb step: the user's own logging may count steps differently.
+            tracking.log_to_run(self.wandb_run, metrics)
 
     # -- torch scheduler conventions ----------------------------------------------
 
@@ -450,13 +468,13 @@ class TuningScheduler:
 
             steps = [h["step"] for h in self.history]
             lrs = [h["hyperparameters"].get("learning_rate", float("nan")) for h in self.history]
-            tracking.log_line_plot(
+            tracking.line_plot(
                 self.wandb_run,
                 "schedule/learning_rate_plot",
                 steps,
                 lrs,
-                x_label="step",
-                y_label="learning_rate",
+                title="learning rate set by the tuning policy",
+                xname="step",
             )
 
     def __repr__(self) -> str:

@@ -69,3 +69,47 @@ class ReplayPolicy:
         i = len(self.observations)
         self.observations.append(np.asarray(obs, dtype=np.float32).copy())
         return self.actions[min(i, len(self.actions) - 1)].reshape(1, -1)
+
+
+def random_tuning_policy(
+    hparams: Sequence[str] = ("learning_rate", "entropy_coef"),
+    seed: int = 0,
+    net_arch: Sequence[int] = (16,),
+    decisions_per_run: int | None = 10,
+):
+    """A real `agents.policy.TuningPolicy` with freshly initialised actor weights."""
+    from agents.bundle import FORMAT_VERSION, BundleContents
+    from agents.policy import TuningPolicy
+    from hpo_env.features import FEATURE_SPEC_VERSION
+
+    space = HyperparameterSpace.from_names(hparams)
+    names = FeatureExtractor.feature_names(space)
+    g = torch.Generator().manual_seed(seed)
+    weights: dict[str, torch.Tensor] = {}
+    fan_in = len(names)
+    for i, width in enumerate(net_arch):
+        weights[f"layers.{i}.weight"] = torch.randn(width, fan_in, generator=g) / fan_in**0.5
+        weights[f"layers.{i}.bias"] = torch.zeros(width)
+        fan_in = width
+    weights["action_mean.weight"] = torch.randn(len(space), fan_in, generator=g) / fan_in**0.5
+    weights["action_mean.bias"] = torch.zeros(len(space))
+    weights["log_std"] = torch.zeros(len(space))
+    metadata: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "feature_spec_version": FEATURE_SPEC_VERSION,
+        "feature_names": names,
+        "hparams": space.to_dicts(),
+        "net_arch": list(net_arch),
+        "activation": "tanh",
+    }
+    if decisions_per_run is not None:
+        metadata["control"] = {"decisions_per_run": decisions_per_run}
+    normalization = {
+        "mean": [0.0] * len(names),
+        "var": [1.0] * len(names),
+        "clip_obs": 10.0,
+        "epsilon": 1e-8,
+    }
+    return TuningPolicy(
+        BundleContents(weights=weights, normalization=normalization, metadata=metadata)
+    )
