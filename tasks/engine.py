@@ -1,0 +1,360 @@
+"""The batched supervised training engine and its plain-PyTorch twin.
+
+`SupervisedBatchedRun` trains B independent copies of one supervised task in
+lockstep. All per-run state lives in tensors with a leading run axis: the
+parameters in one flat ``[B, P]`` buffer, the optimizer state, the data and the
+minibatch order. Run i depends only on the task and ``seeds[i]``; every random
+draw comes from a generator seeded by ``derive_seed(seeds[i], stream)``:
+
+- ``DATA_STREAM``: the data set / split / teacher (a `numpy.random.Generator`);
+- ``INIT_STREAM``: the initial parameters (a `torch.Generator`);
+- ``BATCH_STREAM``: the minibatch order, one ``randperm`` per epoch (a `torch.Generator`);
+- ``HPARAM_STREAM``: the initial hyperparameters (a `numpy.random.Generator`).
+
+`TorchRun` is one of those runs as an ordinary `nn.Module` plus a real
+``torch.optim`` optimizer, fed exactly the same minibatches in the same order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hpo_env.stats import StepStats
+from tasks.nets import BatchedNet, init_flat_params, n_params, split_params
+from tasks.optim import BatchedOptimizer, make_batched_optimizer, make_torch_optimizer
+
+DATA_STREAM = 0
+INIT_STREAM = 1
+BATCH_STREAM = 2
+HPARAM_STREAM = 3
+
+SUPERVISED_HPARAMS = ("learning_rate", "momentum", "weight_decay")
+"""What every supervised run accepts (``momentum`` is beta1 for Adam/AdamW)."""
+
+LOSSES = ("cross_entropy", "mse")
+
+
+def derive_seed(seed: int, stream: int) -> int:
+    """An independent 32-bit seed for one random stream of the run ``seed``."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"run seeds must be non-negative integers, got {seed!r}")
+    return int(np.random.SeedSequence([int(seed), stream]).generate_state(1)[0])
+
+
+@dataclasses.dataclass
+class SupervisedData:
+    """One run's data set as float32 / int64 tensors (no run axis)."""
+
+    x_train: Tensor
+    """[N, *input_shape] float32."""
+    y_train: Tensor
+    """[N] int64 class labels or [N, m] float32 targets."""
+    x_val: Tensor
+    """[N_val, *input_shape] float32."""
+    y_val: Tensor
+    """Like ``y_train`` with N_val rows."""
+
+
+class SupervisedSpec(Protocol):
+    """What the engine needs from a supervised task (see `tasks.supervised.SupervisedTask`)."""
+
+    @property
+    def net(self) -> BatchedNet: ...
+
+    @property
+    def loss(self) -> str: ...
+
+    @property
+    def optimizer(self) -> str: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def n_train(self) -> int: ...
+
+    def make_data(self, seed: int) -> SupervisedData: ...
+
+    def initial_hparams(self, seed: int) -> dict[str, float]: ...
+
+
+def batched_loss(kind: str, output: Tensor, target: Tensor) -> Tensor:
+    """Per-run mean loss [B] of ``output`` [B, n, out] against ``target`` [B, n(, m)]."""
+    b, n = output.shape[0], output.shape[1]
+    if kind == "cross_entropy":
+        per_example = F.cross_entropy(
+            output.reshape(b * n, -1), target.reshape(b * n), reduction="none"
+        )
+        return per_example.view(b, n).mean(1)
+    if kind == "mse":
+        return (output - target).square().mean(dim=(1, 2))
+    raise ValueError(f"unknown loss {kind!r}, expected one of {list(LOSSES)}")
+
+
+def torch_loss(kind: str, output: Tensor, target: Tensor) -> Tensor:
+    """The single-run loss `batched_loss` computes, as a plain PyTorch loss."""
+    if kind == "cross_entropy":
+        return F.cross_entropy(output, target)
+    if kind == "mse":
+        return F.mse_loss(output, target)
+    raise ValueError(f"unknown loss {kind!r}, expected one of {list(LOSSES)}")
+
+
+class EpochSampler:
+    """Minibatch indices of one run: a fresh ``randperm`` per epoch, incomplete last batch
+    dropped. Both engines draw from it, so their minibatch order is identical."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        if not 1 <= batch_size <= n:
+            raise ValueError(f"batch_size must be in [1, {n}] (the data size), got {batch_size}")
+        self.n, self.batch_size = n, batch_size
+        self.n_batches = n // batch_size
+        self.generator = torch.Generator().manual_seed(derive_seed(seed, BATCH_STREAM))
+
+    def epoch(self) -> Tensor:
+        """The next epoch's indices, [n_batches * batch_size] int64."""
+        perm = torch.randperm(self.n, generator=self.generator)
+        return perm[: self.n_batches * self.batch_size]
+
+
+class SupervisedBatchedRun:
+    """B runs of one supervised task; implements `hpo_env.protocol.BatchedRun`.
+
+    Args:
+        spec: The task (network, loss, optimizer, batch size, data and hparam draws).
+        seeds: One non-negative integer per run.
+    """
+
+    def __init__(self, spec: SupervisedSpec, seeds: Sequence[int]):
+        seeds = [int(s) for s in seeds]
+        if not seeds:
+            raise ValueError("a batched run needs at least one seed, got an empty sequence")
+        self.spec = spec
+        self.seeds = seeds
+        b = len(seeds)
+        self._n_params = n_params(spec.net)
+        self.theta = torch.zeros(b, self._n_params)
+        self._optimizer: BatchedOptimizer = make_batched_optimizer(
+            spec.optimizer, b, (self._n_params,)
+        )
+        self._hparams = {name: torch.zeros(b, dtype=torch.float64) for name in SUPERVISED_HPARAMS}
+        self._prev_grad = torch.zeros(b, self._n_params)
+        self._has_prev_grad = torch.zeros(b, dtype=torch.bool)
+        self._samplers: list[EpochSampler] = [None] * b  # type: ignore[list-item]
+        self._perm = torch.zeros(b, 1, dtype=torch.int64)
+        self._pos = np.zeros(b, dtype=np.int64)
+        self._data_ready = False
+        self._fill(range(b), seeds)
+
+    # ------------------------------------------------------------------ setup
+    def _fill(self, indices: Sequence[int], seeds: Sequence[int]) -> None:
+        """(Re)initialise runs ``indices`` from ``seeds``: data, params, optimizer, hparams."""
+        spec = self.spec
+        datas = [spec.make_data(seed) for seed in seeds]
+        if not self._data_ready:
+            b = self.n_runs
+            first = datas[0]
+            self._n_train = first.x_train.shape[0]
+            self._x_train = first.x_train.new_zeros(b, *first.x_train.shape)
+            self._y_train = first.y_train.new_zeros(b, *first.y_train.shape)
+            self._x_val = first.x_val.new_zeros(b, *first.x_val.shape)
+            self._y_val = first.y_val.new_zeros(b, *first.y_val.shape)
+            sampler = EpochSampler(self._n_train, spec.batch_size, 0)
+            self._perm = torch.zeros(b, sampler.n_batches * spec.batch_size, dtype=torch.int64)
+            self._row_offsets = (torch.arange(b) * self._n_train).unsqueeze(1)
+            self._batch_arange = torch.arange(spec.batch_size)
+            self._data_ready = True
+        for i, seed, data in zip(indices, seeds, datas, strict=True):
+            for name, store in (
+                ("x_train", self._x_train),
+                ("y_train", self._y_train),
+                ("x_val", self._x_val),
+                ("y_val", self._y_val),
+            ):
+                value = getattr(data, name)
+                if value.shape != store.shape[1:]:
+                    raise ValueError(
+                        f"{name} of seed {seed} has shape {tuple(value.shape)}, expected "
+                        f"{tuple(store.shape[1:])} like the other runs of this task"
+                    )
+                store[i] = value
+            gen = torch.Generator().manual_seed(derive_seed(seed, INIT_STREAM))
+            self.theta[i] = init_flat_params(spec.net, gen)
+            for name, value in spec.initial_hparams(seed).items():
+                self._hparams[name][i] = value
+            sampler = EpochSampler(self._n_train, spec.batch_size, seed)
+            self._samplers[i] = sampler
+            self._perm[i] = sampler.epoch()
+            self._pos[i] = 0
+            self.seeds[i] = int(seed)
+        idx = list(indices)
+        self._optimizer.reset_slots(idx)
+        self._prev_grad[idx] = 0.0
+        self._has_prev_grad[idx] = False
+        self._x_train_flat = self._x_train.view(-1, *self._x_train.shape[2:])
+        self._y_train_flat = self._y_train.view(-1, *self._y_train.shape[2:])
+
+    # --------------------------------------------------------------- protocol
+    @property
+    def n_runs(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def hparam_names(self) -> tuple[str, ...]:
+        return SUPERVISED_HPARAMS
+
+    def get_hyperparameters(self) -> dict[str, Tensor]:
+        return {name: value.float() for name, value in self._hparams.items()}
+
+    def set_hyperparameters(self, values: Mapping[str, Tensor]) -> None:
+        for name, value in values.items():
+            if name not in self._hparams:
+                close = difflib.get_close_matches(name, SUPERVISED_HPARAMS, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"unknown hyperparameter {name!r}, expected one of {list(SUPERVISED_HPARAMS)}{hint}"
+                )
+            tensor = torch.as_tensor(value, dtype=torch.float64).reshape(-1)
+            if tensor.shape[0] not in (1, self.n_runs):
+                raise ValueError(
+                    f"{name} must have shape [{self.n_runs}] (one value per run), "
+                    f"got {tuple(tensor.shape)}"
+                )
+            self._hparams[name] = tensor.expand(self.n_runs).clone()
+
+    def _next_batch(self) -> tuple[Tensor, Tensor]:
+        bs = self.spec.batch_size
+        end = self._perm.shape[1]
+        for i in np.flatnonzero(self._pos + bs > end):
+            self._perm[i] = self._samplers[i].epoch()
+            self._pos[i] = 0
+        first = int(self._pos[0])
+        if (self._pos == first).all():
+            idx = self._perm[:, first : first + bs]
+        else:  # runs reset mid-epoch sit at different positions
+            cols = torch.from_numpy(self._pos).unsqueeze(1) + self._batch_arange
+            idx = self._perm.gather(1, cols)
+        self._pos += bs
+        flat = (idx + self._row_offsets).reshape(-1)
+        b = self.n_runs
+        x = self._x_train_flat.index_select(0, flat).view(b, bs, *self._x_train.shape[2:])
+        y = self._y_train_flat.index_select(0, flat).view(b, bs, *self._y_train.shape[2:])
+        return x, y
+
+    def _loss_and_grad(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        theta = self.theta.detach().requires_grad_(True)
+        with torch.enable_grad():
+            out = self.spec.net.forward(split_params(self.spec.net, theta), x)
+            loss = batched_loss(self.spec.loss, out, y)
+            # Runs share no op before this sum, so d(sum)/d(theta_i) = d(loss_i)/d(theta_i).
+            (grad,) = torch.autograd.grad(loss.sum(), theta)
+        return loss.detach(), grad
+
+    def train(self, n_updates: int) -> StepStats:
+        if n_updates < 1:
+            raise ValueError(f"n_updates must be >= 1, got {n_updates}")
+        hp = self._hparams
+        theta_start = self.theta.clone()
+        losses = torch.empty(n_updates, self.n_runs)
+        grad = self._prev_grad
+        for k in range(n_updates):
+            x, y = self._next_batch()
+            losses[k], grad = self._loss_and_grad(x, y)
+            self._optimizer.step(
+                self.theta, grad, hp["learning_rate"], hp["momentum"], hp["weight_decay"]
+            )
+        grad_norm = grad.norm(dim=1)
+        prev_norm = self._prev_grad.norm(dim=1)
+        cosine = (grad * self._prev_grad).sum(1) / (grad_norm * prev_norm).clamp_min(1e-12)
+        cosine = torch.where(self._has_prev_grad, cosine, torch.zeros_like(cosine))
+        self._prev_grad = grad
+        self._has_prev_grad[:] = True
+        update_ratio = (self.theta - theta_start).norm(dim=1) / (theta_start.norm(dim=1) + 1e-12)
+        return StepStats(
+            train_loss=losses.mean(0),
+            train_loss_std=losses.std(0, correction=0),
+            train_loss_first=losses[0],
+            grad_norm=grad_norm,
+            grad_cosine=cosine,
+            update_ratio=update_ratio,
+            n_updates=n_updates,
+            hparams=self.get_hyperparameters(),
+        )
+
+    @torch.no_grad()
+    def evaluate(self) -> Tensor:
+        out = self.spec.net.forward(split_params(self.spec.net, self.theta), self._x_val)
+        return batched_loss(self.spec.loss, out, self._y_val).float()
+
+    def reset_runs(self, indices: Sequence[int], seeds: Sequence[int]) -> None:
+        indices = [int(i) for i in indices]
+        if len(indices) != len(seeds):
+            raise ValueError(
+                f"reset_runs needs one seed per index, got {len(indices)} indices and {len(seeds)} seeds"
+            )
+        bad = [i for i in indices if not 0 <= i < self.n_runs]
+        if bad:
+            raise ValueError(f"run indices must be in [0, {self.n_runs}), got {bad}")
+        if indices:
+            self._fill(indices, [int(s) for s in seeds])
+
+
+class TorchRun:
+    """One run of a supervised task as plain PyTorch: `model`, a real `torch.optim`
+    `optimizer` with the run's initial hyperparameters, and `next_batch()` yielding
+    the minibatches the batched engine's run with the same seed uses, in order.
+
+    Example:
+        >>> run = task.make_torch_run(seed=0)  # doctest: +SKIP
+        >>> x, y = run.next_batch()  # doctest: +SKIP
+        >>> run.optimizer.zero_grad(); run.loss_fn(run.model(x), y).backward(); run.optimizer.step()  # doctest: +SKIP
+    """
+
+    def __init__(self, spec: SupervisedSpec, seed: int):
+        self.spec = spec
+        self.seed = int(seed)
+        self.data = spec.make_data(self.seed)
+        self.model: nn.Module = spec.net.torch_module()
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, INIT_STREAM))
+        flat = init_flat_params(spec.net, gen)
+        if flat.numel() != sum(p.numel() for p in self.model.parameters()):
+            raise ValueError("the net spec's parameter count differs from its torch module's")
+        nn.utils.vector_to_parameters(flat, self.model.parameters())
+        self.hparams = spec.initial_hparams(self.seed)
+        self.optimizer: torch.optim.Optimizer = make_torch_optimizer(
+            spec.optimizer,
+            self.model.parameters(),
+            learning_rate=self.hparams["learning_rate"],
+            momentum=self.hparams["momentum"],
+            weight_decay=self.hparams["weight_decay"],
+        )
+        self._sampler = EpochSampler(self.data.x_train.shape[0], spec.batch_size, self.seed)
+        self._epoch = self._sampler.epoch()
+        self._pos = 0
+
+    def next_batch(self) -> tuple[Tensor, Tensor]:
+        """The next training minibatch ``(x, y)``."""
+        bs = self.spec.batch_size
+        if self._pos + bs > self._epoch.shape[0]:
+            self._epoch = self._sampler.epoch()
+            self._pos = 0
+        idx = self._epoch[self._pos : self._pos + bs]
+        self._pos += bs
+        return self.data.x_train[idx], self.data.y_train[idx]
+
+    def loss_fn(self, output: Tensor, y: Tensor) -> Tensor:
+        """The training / validation objective (mean over the minibatch)."""
+        return torch_loss(self.spec.loss, output, y)
+
+    @torch.no_grad()
+    def val_loss(self) -> float:
+        """Validation loss on the full validation set (what `evaluate()` reports)."""
+        return float(self.loss_fn(self.model(self.data.x_val), self.data.y_val))

@@ -1,0 +1,102 @@
+"""Structural choices shared by the supervised families, and how splits partition them."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from tasks.supervised.base import (
+    DEFAULT_WEIGHT_DECAY,
+    HELDOUT_ACTIVATIONS,
+    HELDOUT_OPTIMIZERS,
+    TRAIN_ACTIVATIONS,
+    TRAIN_OPTIMIZERS,
+    pick,
+)
+
+
+def check_int_range(owner: str, name: str, value: tuple[int, int], minimum: int = 1) -> None:
+    """Raise `ValueError` unless ``value`` is ``(lo, hi)`` with ``minimum <= lo <= hi``."""
+    if len(value) != 2 or not minimum <= value[0] <= value[1]:
+        raise ValueError(
+            f"{owner}.{name} must be (low, high) with {minimum} <= low <= high, got {value!r}"
+        )
+
+
+def check_float_range(owner: str, name: str, value: tuple[float, float], minimum: float) -> None:
+    """Raise `ValueError` unless ``value`` is ``(lo, hi)`` with ``minimum <= lo <= hi``, finite."""
+    if len(value) != 2 or not all(map(math.isfinite, value)) or not minimum <= value[0] <= value[1]:
+        raise ValueError(
+            f"{owner}.{name} must be finite (low, high) with {minimum} <= low <= high, got {value!r}"
+        )
+
+
+def check_options(owner: str, name: str, value: tuple[int, ...], minimum: int = 1) -> None:
+    """Raise `ValueError` unless ``value`` is a non-empty tuple of ints >= ``minimum``."""
+    if not value or any(v < minimum for v in value):
+        raise ValueError(f"{owner}.{name} must be non-empty, all >= {minimum}, got {value!r}")
+
+
+def log_uniform_int(rng: np.random.Generator, low: int, high: int) -> int:
+    """An integer in [low, high], log-uniformly (small data sizes as likely as large)."""
+    return round(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingChoices:
+    """The options a family draws its network, optimizer, batch size and budget from.
+
+    The ``train`` split uses `TRAIN_ACTIVATIONS` x `TRAIN_OPTIMIZERS`; the ``heldout``
+    split uses `HELDOUT_ACTIVATIONS` (never seen in meta-training) with any optimizer,
+    AdamW included.
+    """
+
+    widths: tuple[int, ...] = (16, 32, 64)
+    """Hidden-layer widths (one drawn per task; all hidden layers share it)."""
+    depths: tuple[int, ...] = (1, 2, 3)
+    """Numbers of hidden layers."""
+    batch_sizes: tuple[int, ...] = (16, 32, 64)
+    """Minibatch sizes (capped at the task's training-set size)."""
+    control_steps: tuple[int, ...] = (20, 30, 40)
+    """Episode lengths T."""
+    updates_per_step: tuple[int, ...] = (5, 10, 15)
+    """Inner updates per decision K."""
+    default_learning_rates: tuple[tuple[str, float], ...] = (
+        ("sgd", 0.05),
+        ("adam", 3e-3),
+        ("adamw", 3e-3),
+    )
+    """Sensible constant learning rate per optimizer."""
+
+    def __post_init__(self) -> None:
+        for name in ("widths", "batch_sizes", "control_steps", "updates_per_step"):
+            check_options(type(self).__name__, name, getattr(self, name))
+        check_options(type(self).__name__, "depths", self.depths, minimum=0)
+        lrs = dict(self.default_learning_rates)
+        missing = sorted(set(HELDOUT_OPTIMIZERS) - set(lrs))
+        if missing or any(not v > 0 for v in lrs.values()):
+            raise ValueError(
+                f"default_learning_rates needs a positive rate for each of "
+                f"{list(HELDOUT_OPTIMIZERS)}, got {self.default_learning_rates!r}"
+            )
+
+    def sample(self, rng: np.random.Generator, split: str, n_train: int) -> dict[str, object]:
+        """Keyword arguments for `SupervisedTask` (besides family, data and net) plus
+        ``hidden`` and ``activation`` for the network."""
+        activations = TRAIN_ACTIVATIONS if split == "train" else HELDOUT_ACTIVATIONS
+        optimizers = TRAIN_OPTIMIZERS if split == "train" else HELDOUT_OPTIMIZERS
+        optimizer = str(pick(rng, optimizers))
+        width = int(pick(rng, self.widths))  # type: ignore[call-overload]
+        depth = int(pick(rng, self.depths))  # type: ignore[call-overload]
+        return {
+            "hidden": (width,) * depth,
+            "activation": str(pick(rng, activations)),
+            "optimizer": optimizer,
+            "batch_size": min(int(pick(rng, self.batch_sizes)), n_train),  # type: ignore[call-overload]
+            "control_steps": int(pick(rng, self.control_steps)),  # type: ignore[call-overload]
+            "updates_per_step": int(pick(rng, self.updates_per_step)),  # type: ignore[call-overload]
+            "default_learning_rate": float(dict(self.default_learning_rates)[optimizer]),
+            "default_weight_decay": DEFAULT_WEIGHT_DECAY[optimizer],
+        }
