@@ -388,6 +388,8 @@ class EnvStep:
     terminated: Tensor
     truncated: Tensor
     """Time limit reached (as Gymnasium's ``TimeLimit``: may coincide with ``terminated``)."""
+    done: Tensor
+    """``terminated | truncated``: the episode ended here and the environment was reset."""
     final_obs: Tensor
     """Observation the step reached before any auto-reset (for bootstrapping truncations)."""
     episode_return: Tensor
@@ -480,11 +482,11 @@ class BatchedControlEnv:
         next_state, reward, terminated = system.step_state(
             self.state, system.action_values(action), self.context
         )
-        self.elapsed += 1
+        self.elapsed = self.elapsed + 1
         truncated = self.elapsed >= system.max_episode_steps
         done = terminated | truncated
         episode_return = self.running_return + reward
-        episode_length = self.elapsed.clone()
+        episode_length = self.elapsed
         final_obs = system.observe(next_state)
         fresh = system.initial_state(reset_u, self.context)
         self.state = torch.where(done.unsqueeze(-1), fresh, next_state)
@@ -492,5 +494,5 @@ class BatchedControlEnv:
         self.running_return = torch.where(done, 0.0, episode_return)
         obs = torch.where(done.unsqueeze(-1), system.observe(self.state), final_obs)
         return EnvStep(
-            obs, reward, terminated, truncated, final_obs, episode_return, episode_length
+            obs, reward, terminated, truncated, done, final_obs, episode_return, episode_length
         )
