@@ -42,7 +42,7 @@ import time
 import warnings
 import zipfile
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,6 @@ from agents.tracking import Tracker
 from agents.train_config import TrainConfig
 from hpo_env import (
     FEATURE_SPEC_VERSION,
-    EpisodeEngine,
     FeatureExtractor,
     HyperparameterSpace,
     make_vec_env,
@@ -177,119 +176,101 @@ def control_info(config: TrainConfig, n_samples: int = 64) -> dict[str, Any]:
 # -- held-out evaluation ------------------------------------------------------------
 
 
-ActFn = Callable[[np.ndarray], np.ndarray]
+class SB3PolicyView:
+    """A PPO model + its VecNormalize seen as a `TuningPolicy`-like object
+    (``space``, ``feature_extractor``, ``act``), for `agents.evaluation.rollout`."""
+
+    def __init__(self, model: Any, vec_normalize: Any, space: HyperparameterSpace) -> None:
+        self.model = model
+        self.vec_normalize = vec_normalize
+        self.space = space
+
+    def feature_extractor(self, n_runs: int) -> FeatureExtractor:
+        return FeatureExtractor(self.space, n_runs)
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        actions, _ = self.model.predict(
+            self.vec_normalize.normalize_obs(obs), deterministic=deterministic
+        )
+        return np.asarray(actions)
 
 
-def rollout_episodes(
-    act: ActFn, task: Task, run_seeds: Sequence[int], space: HyperparameterSpace, val_every: int = 1
-) -> list[dict[str, Any]]:
-    """One episode per run seed on ``task`` (batched), controlled by ``act``.
-
-    Returns per run: ``return``, ``final_val_ratio`` (final / initial validation
-    loss; NaN if diverged) and ``diverged``.
-    """
-    engine = EpisodeEngine(_NoSampler(), space, len(run_seeds))
-    obs = engine.start_round(
-        np.random.default_rng(0), task=task, run_seeds=run_seeds, val_every=val_every
-    )
-    results: list[dict[str, Any] | None] = [None] * len(run_seeds)
-    while not engine.round_over:
-        step = engine.step(act(obs))
-        obs = step.obs
-        for i in np.flatnonzero(step.terminated):
-            if results[i] is None:  # a diverged run keeps being stepped; its first end counts
-                info = step.infos[i]
-                results[i] = {
-                    "return": float(info["episode_return"]),
-                    "final_val_ratio": float(info["final_val_ratio"]),
-                    "diverged": bool(info["diverged"]),
-                }
-    return [
-        r
-        if r is not None
-        else {"return": float("nan"), "final_val_ratio": float("nan"), "diverged": True}
-        for r in results
-    ]
+def _episode_returns(result: Any, divergence_penalty: float) -> np.ndarray:
+    """What the environment's episode return would be for each run of a
+    `RolloutResult`: log(first / final validation loss), or for a diverged run
+    min(progress before diverging, 0) - penalty (see `hpo_env.reward`)."""
+    first = np.asarray(result.first_val, dtype=np.float64)
+    out = np.log(first / np.asarray(result.final_objective, dtype=np.float64))
+    for i in np.flatnonzero(result.diverged):
+        at = int(result.diverged_at[i])
+        before = first[i] if at <= 0 else result.val_curve[i, at - 1]
+        gained = np.log(first[i] / before) if np.isfinite(before) and before > 0 else 0.0
+        out[i] = min(gained, 0.0) - divergence_penalty
+    return out
 
 
-class _NoSampler:
-    def sample(self, rng: np.random.Generator) -> Task:
-        raise RuntimeError("evaluation runs fixed tasks; no sampling")
-
-
-def _beats(policy: Mapping[str, Any], baseline: Mapping[str, Any]) -> float:
-    """1 win, 0.5 tie, 0 loss: lower final validation loss; diverging loses."""
-    if policy["diverged"] and baseline["diverged"]:
-        return 0.5
-    if policy["diverged"]:
-        return 0.0
-    if baseline["diverged"]:
-        return 1.0
-    a, b = policy["final_val_ratio"], baseline["final_val_ratio"]
-    return 1.0 if a < b else 0.5 if a == b else 0.0
-
-
-def _summary(results: list[dict[str, Any]]) -> dict[str, float]:
-    finite_ratios = [
-        r["final_val_ratio"]
-        for r in results
-        if not r["diverged"] and math.isfinite(r["final_val_ratio"])
-    ]
+def _summarize(results: Sequence[Any], returns: Sequence[np.ndarray]) -> dict[str, float]:
+    diverged = np.concatenate([r.diverged for r in results]).astype(bool)
+    ratios = np.concatenate([r.final_val / r.first_val for r in results])
+    ok = ~diverged & np.isfinite(ratios)
     return {
-        "mean_return": float(np.nanmean([r["return"] for r in results]))
-        if results
-        else float("nan"),
-        "final_val_ratio": float(np.mean(finite_ratios)) if finite_ratios else float("nan"),
-        "divergence_rate": float(np.mean([r["diverged"] for r in results]))
-        if results
-        else float("nan"),
+        "mean_return": float(np.mean(np.concatenate(returns))),
+        "final_val_ratio": float(np.mean(ratios[ok])) if ok.any() else float("nan"),
+        "divergence_rate": float(diverged.mean()),
     }
 
 
 def evaluate_heldout(
-    act: ActFn, tasks: Sequence[Task], seeds: Sequence[int], space: HyperparameterSpace
+    policy: Any, tasks: Sequence[Task], seeds: Sequence[int], val_every: int = 1
 ) -> dict[str, Any]:
-    """The deterministic policy ``act`` vs a constant learning rate (action 0) on
-    fixed held-out tasks and run seeds.
+    """The deterministic ``policy`` vs a constant learning rate (action 0, i.e.
+    the run's initial hyperparameters kept) on fixed tasks and run seeds,
+    through `agents.evaluation.rollout` (the benchmark's loop).
 
-    Returns flat metrics (``policy/*``, ``constant/*``, ``win_rate``) plus
-    ``per_task`` details.
+    A run wins if its final validation objective is lower (a diverged run's
+    objective is its divergence bound, so diverging loses; both diverged is a
+    tie, counted 0.5). Returns flat metrics (``policy/*``, ``constant/*``,
+    ``win_rate``) plus ``per_task`` details.
     """
-    policy_all, constant_all, wins = [], [], []
-    per_task = {}
-    zero = np.zeros(len(space), dtype=np.float32)
+    from agents.baselines import ConstantController
+    from agents.evaluation import PolicyController, rollout
+    from hpo_env import RewardConfig
+
+    penalty = RewardConfig().divergence_penalty
+    collected: dict[str, list[Any]] = {"policy": [], "constant": []}
+    returns: dict[str, list[np.ndarray]] = {"policy": [], "constant": []}
+    wins: list[np.ndarray] = []
+    per_task: dict[str, Any] = {}
     for task in tasks:
-        policy_runs = rollout_episodes(act, task, seeds, space)
-        constant_runs = rollout_episodes(
-            lambda obs: np.tile(zero, (obs.shape[0], 1)), task, seeds, space
-        )
-        task_wins = [_beats(p, c) for p, c in zip(policy_runs, constant_runs)]
-        policy_all += policy_runs
-        constant_all += constant_runs
-        wins += task_wins
-        per_task[task.name] = {
-            "family": task.family,
-            "win_rate": float(np.mean(task_wins)),
-            "policy": _summary(policy_runs),
-            "constant": _summary(constant_runs),
+        runs = {
+            "policy": rollout(
+                PolicyController(policy, deterministic=True), task, seeds, val_every=val_every
+            ),
+            "constant": rollout(ConstantController(), task, seeds, val_every=val_every),
         }
-    out: dict[str, Any] = {f"policy/{k}": v for k, v in _summary(policy_all).items()}
-    out.update({f"constant/{k}": v for k, v in _summary(constant_all).items()})
-    out["win_rate"] = float(np.mean(wins)) if wins else float("nan")
+        ours, base = runs["policy"].final_objective, runs["constant"].final_objective
+        task_wins = np.where(ours < base, 1.0, np.where(ours == base, 0.5, 0.0))
+        wins.append(task_wins)
+        per_task[task.name] = {"family": task.family, "win_rate": float(task_wins.mean())}
+        for method, result in runs.items():
+            ret = _episode_returns(result, penalty)
+            collected[method].append(result)
+            returns[method].append(ret)
+            per_task[task.name][method] = _summarize([result], [ret])
+    out: dict[str, Any] = {}
+    for method in ("policy", "constant"):
+        if collected[method]:
+            out.update(
+                {
+                    f"{method}/{k}": v
+                    for k, v in _summarize(collected[method], returns[method]).items()
+                }
+            )
+    out["win_rate"] = float(np.concatenate(wins).mean()) if wins else float("nan")
     out["n_tasks"] = len(tasks)
     out["n_seeds"] = len(seeds)
     out["per_task"] = per_task
     return out
-
-
-def sb3_act(model: Any, vec_normalize: Any) -> ActFn:
-    """Deterministic actions of a PPO model on raw observations, normalised like training."""
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        actions, _ = model.predict(vec_normalize.normalize_obs(obs), deterministic=True)
-        return np.asarray(actions)
-
-    return act
 
 
 # -- checkpoints --------------------------------------------------------------------
@@ -500,9 +481,8 @@ class _Trainer:
         if self.eval_tasks is None:
             self.eval_tasks = heldout_tasks(self.config)
         started = time.monotonic()
-        result = evaluate_heldout(
-            sb3_act(model, vec_normalize), self.eval_tasks, self.config.eval_seeds, self.space
-        )
+        view = SB3PolicyView(model, vec_normalize, self.space)
+        result = evaluate_heldout(view, self.eval_tasks, self.config.eval_seeds)
         result["timesteps"] = step
         result["eval_time_s"] = time.monotonic() - started
         self.progress["last_eval"] = step
@@ -704,6 +684,43 @@ def export_bundle(
 # -- the run ------------------------------------------------------------------------------
 
 
+def make_model(config: TrainConfig, env: Any) -> Any:
+    """A fresh SB3 PPO ("MlpPolicy", separate tanh actor/critic MLPs) for ``env``."""
+    from stable_baselines3 import PPO
+
+    return PPO(
+        "MlpPolicy",
+        env,
+        learning_rate=config.learning_rate,
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        ent_coef=config.ent_coef,
+        vf_coef=config.vf_coef,
+        max_grad_norm=config.max_grad_norm,
+        policy_kwargs={
+            "net_arch": {"pi": list(config.net_arch), "vf": list(config.net_arch)},
+            "activation_fn": torch.nn.Tanh,
+            "log_std_init": config.log_std_init,
+        },
+        seed=config.seed,
+        device="cpu",
+        verbose=0,
+    )
+
+
+def make_normalized_env(config: TrainConfig, raw_env: Any) -> Any:
+    """``VecNormalize(VecMonitor(raw_env))`` as meta-training uses it."""
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+
+    return VecNormalize(
+        VecMonitor(raw_env), norm_obs=True, norm_reward=config.norm_reward, gamma=config.gamma
+    )
+
+
 def load_run_config(
     run_dir: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None
 ) -> TrainConfig:
@@ -800,9 +817,8 @@ def train(
     try:
         set_random_seed(config.seed)
         raw_env = make_train_env(config)
-        monitored = VecMonitor(raw_env)
         if checkpoint is not None:
-            env = VecNormalize.load(str(checkpoint / VECNORMALIZE_FILE), monitored)
+            env = VecNormalize.load(str(checkpoint / VECNORMALIZE_FILE), VecMonitor(raw_env))
             env.training = True
             model = PPO.load(str(checkpoint / MODEL_FILE), env=env, device="cpu")
             _set_rng_state(state["rng"])
@@ -812,31 +828,8 @@ def train(
             ):
                 base.rng.bit_generator.state = state["env_rng"]
         else:
-            env = VecNormalize(
-                monitored, norm_obs=True, norm_reward=config.norm_reward, gamma=config.gamma
-            )
-            model = PPO(
-                "MlpPolicy",
-                env,
-                learning_rate=config.learning_rate,
-                n_steps=config.n_steps,
-                batch_size=config.batch_size,
-                n_epochs=config.n_epochs,
-                gamma=config.gamma,
-                gae_lambda=config.gae_lambda,
-                clip_range=config.clip_range,
-                ent_coef=config.ent_coef,
-                vf_coef=config.vf_coef,
-                max_grad_norm=config.max_grad_norm,
-                policy_kwargs={
-                    "net_arch": {"pi": list(config.net_arch), "vf": list(config.net_arch)},
-                    "activation_fn": torch.nn.Tanh,
-                    "log_std_init": config.log_std_init,
-                },
-                seed=config.seed,
-                device="cpu",
-                verbose=0,
-            )
+            env = make_normalized_env(config, raw_env)
+            model = make_model(config, env)
         model.set_logger(Logger(folder=None, output_formats=[_make_tracker_writer(tracker)]))
         remaining = config.total_timesteps - int(model.num_timesteps)
         start_steps = int(model.num_timesteps)
