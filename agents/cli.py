@@ -42,7 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_threads() -> None:
+    """One torch thread by default: the batched runs' tensors are small, and on a
+    few cores intra-op threads cost more in contention than they save
+    (``HPO_RL_NUM_THREADS`` overrides)."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("HPO_RL_NUM_THREADS", "1")))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    configure_threads()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
