@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
 from hpo_env.features import FeatureExtractor
 from hpo_env.space import HyperparameterSpace
+from tests.hpo_env.tiny_task import TinyRegressionTask
 
 
 class StandInPolicy:
@@ -40,3 +43,13 @@ class SamplerOf:
 
     def sample(self, rng):
         return self.task
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyTaskWithDefaults(TinyRegressionTask):
+    """The tiny regression task plus ``default_hparams()``, as real tasks have."""
+
+    default_lr: float = 0.05
+
+    def default_hparams(self) -> dict[str, float]:
+        return {"learning_rate": self.default_lr}
