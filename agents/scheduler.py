@@ -116,6 +116,21 @@ def _write(group: dict[str, Any], name: str, value: float) -> None:
         group[key] = value
 
 
+def write_hyperparameters(optimizer: torch.optim.Optimizer, values: Mapping[str, float]) -> None:
+    """Set canonical hyperparameters (``learning_rate``, ``momentum``, ``weight_decay``)
+    in every param group that has them; others are ignored.
+
+    Raises:
+        ValueError: a value is not finite.
+    """
+    for name, value in values.items():
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        for group in optimizer.param_groups:
+            if _read(group, name) is not None:
+                _write(group, name, float(value))
+
+
 def _spec_ratio(spec: HyperparameterSpec, new: float, start: float) -> float:
     """Factor (log specs) or offset (linear specs) taking ``start`` to ``new``."""
     if spec.log:

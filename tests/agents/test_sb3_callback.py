@@ -12,7 +12,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.sb3_callback import LOSS_OFFSET, ControlledValue, TuningCallback, actor_parameters
 from hpo_env.features import RUN_FEATURES
-from tests.agents.test_scheduler_fixtures import ReplayPolicy, random_tuning_policy
+from tests.agents.test_scheduler_fixtures import (
+    ReplayPolicy,
+    one_torch_thread,  # noqa: F401  (autouse)
+    random_tuning_policy,
+)
 
 
 class _InEffect(BaseCallback):

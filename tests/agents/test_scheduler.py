@@ -14,6 +14,7 @@ from hpo_env.features import RUN_FEATURES, FeatureExtractor
 from tests.agents.test_scheduler_fixtures import (
     MlpStandInPolicy,
     ReplayPolicy,
+    one_torch_thread,  # noqa: F401  (autouse)
     random_tuning_policy,
 )
 

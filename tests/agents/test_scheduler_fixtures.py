@@ -12,10 +12,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from hpo_env.features import FeatureExtractor
 from hpo_env.space import HyperparameterSpace
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: a second intra-op thread spin-waiting
+    made them ~20x slower (measured), so these tests run with one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 class MlpStandInPolicy:

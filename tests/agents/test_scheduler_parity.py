@@ -14,7 +14,10 @@ from agents.scheduler import TuningScheduler
 from hpo_env.env import HPOEnv
 from hpo_env.features import FeatureExtractor
 from hpo_env.space import HyperparameterSpace
-from tests.agents.test_scheduler_fixtures import ReplayPolicy
+from tests.agents.test_scheduler_fixtures import (
+    ReplayPolicy,
+    one_torch_thread,  # noqa: F401  (autouse)
+)
 
 digits = pytest.importorskip("tasks.supervised.digits")
 engine = pytest.importorskip("tasks.engine")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from agents.tracker import StatsTracker
+from tests.agents.test_scheduler_fixtures import one_torch_thread  # noqa: F401  (autouse)
 
 
 def _model(seed: int = 0) -> torch.nn.Module:
