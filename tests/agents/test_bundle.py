@@ -88,7 +88,7 @@ def test_round_trip(bundle_dir: Path):
 
 def test_errors_are_value_errors_naming_the_file(bundle_dir: Path):
     (bundle_dir / "normalization.json").write_text("{not json")
-    with pytest.raises(BundleJSONError, match="normalization.json") as info:
+    with pytest.raises(BundleJSONError, match=r"normalization.json") as info:
         read_bundle(bundle_dir)
     assert isinstance(info.value, BundleError) and isinstance(info.value, ValueError)
 
@@ -108,7 +108,7 @@ def test_missing_file(bundle_dir: Path, name: str):
 def test_truncated_safetensors(bundle_dir: Path):
     path = bundle_dir / "policy.safetensors"
     path.write_bytes(path.read_bytes()[:-40])
-    with pytest.raises(BundleCorruptError, match="policy.safetensors"):
+    with pytest.raises(BundleCorruptError, match=r"policy.safetensors"):
         read_bundle(bundle_dir)
 
 
@@ -116,13 +116,13 @@ def test_garbage_safetensors(bundle_dir: Path):
     (bundle_dir / "policy.safetensors").write_bytes(
         b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage-header}"
     )
-    with pytest.raises(BundleCorruptError, match="policy.safetensors"):
+    with pytest.raises(BundleCorruptError, match=r"policy.safetensors"):
         read_bundle(bundle_dir)
 
 
 def test_invalid_json(bundle_dir: Path):
     (bundle_dir / "metadata.json").write_text('{"format_version": 1,')
-    with pytest.raises(BundleJSONError, match="metadata.json"):
+    with pytest.raises(BundleJSONError, match=r"metadata.json"):
         read_bundle(bundle_dir)
 
 
@@ -164,7 +164,7 @@ def test_shape_mismatch(bundle_dir: Path):
 
 def test_normalization_shape_mismatch(bundle_dir: Path):
     edit_json(bundle_dir / "normalization.json", mean=[0.0, 1.0])
-    with pytest.raises(BundleShapeError, match="normalization.json"):
+    with pytest.raises(BundleShapeError, match=r"normalization.json"):
         read_bundle(bundle_dir)
 
 
