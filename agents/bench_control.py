@@ -1,0 +1,178 @@
+"""Benchmark of the control family: batched torch physics vs Gymnasium, and the inner learner.
+
+Measures environment steps per second of `tasks.control.physics.BatchedControlEnv`
+(CartPole, B x E environments in one call) against Gymnasium's ``CartPole-v1``
+stepped one environment at a time through its Python API and against
+``gymnasium.vector.SyncVectorEnv`` of the same total size, then the batched A2C
+learner's inner updates per second and seconds per control step at B runs.
+The last line is ``control_speedup=<batched steps/s over one Gymnasium env>``.
+
+Example:
+    >>> run_control_bench(n_runs=2, n_envs=4, n_steps=5, gym_steps=50, sync_steps=2,
+    ...                   learner_runs=2, learner_intervals=1)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from tasks.control import CARTPOLE_DEFAULT, BatchedControlEnv, get_system
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlBenchResult:
+    """What `run_control_bench` measured (steps are environment transitions)."""
+
+    batched_steps_per_s: float
+    gym_single_steps_per_s: float
+    gym_sync_steps_per_s: float
+    learner_updates_per_s: float
+    """Batched inner updates per second (each advances all ``learner_runs`` runs)."""
+    learner_run_updates_per_s: float
+    """Inner updates per second summed over runs."""
+    seconds_per_control_step: float
+    """``train(K)`` + ``evaluate()`` at ``learner_runs`` runs, K = the task's updates_per_step."""
+    seconds_per_train_interval: float
+    """``train(K)`` alone."""
+
+    @property
+    def speedup(self) -> float:
+        return self.batched_steps_per_s / self.gym_single_steps_per_s
+
+
+def _bench_batched(n_runs: int, n_envs: int, n_steps: int) -> float:
+    system = get_system("cartpole")
+    env = BatchedControlEnv(system, system.default_context(n_runs), n_envs)
+    gen = torch.Generator().manual_seed(0)
+    env.reset(
+        torch.rand(n_runs, n_envs, system.n_reset_uniforms, dtype=torch.float64, generator=gen)
+    )
+    with torch.no_grad():
+        for _ in range(3):  # warm-up
+            env.step(
+                torch.randint(0, 2, (n_runs, n_envs), generator=gen),
+                torch.rand(n_runs, n_envs, 4, dtype=torch.float64, generator=gen),
+            )
+        start = time.perf_counter()
+        for _ in range(n_steps):
+            action = torch.randint(0, 2, (n_runs, n_envs), generator=gen)
+            reset_u = torch.rand(
+                n_runs, n_envs, system.n_reset_uniforms, dtype=torch.float64, generator=gen
+            )
+            env.step(action, reset_u)
+        elapsed = time.perf_counter() - start
+    return n_runs * n_envs * n_steps / elapsed
+
+
+def _bench_gym_single(n_steps: int) -> float:
+    env = gym.make("CartPole-v1")
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, 2, n_steps)
+    env.reset(seed=0)
+    start = time.perf_counter()
+    for t in range(n_steps):
+        _, _, terminated, truncated, _ = env.step(int(actions[t]))
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return n_steps / elapsed
+
+
+def _bench_gym_sync(n_envs: int, n_steps: int) -> float:
+    env = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1") for _ in range(n_envs)])
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    start = time.perf_counter()
+    for _ in range(n_steps):
+        env.step(rng.integers(0, 2, n_envs))
+    elapsed = time.perf_counter() - start
+    env.close()
+    return n_envs * n_steps / elapsed
+
+
+def _bench_learner(n_runs: int, n_intervals: int) -> tuple[float, float, float]:
+    task = CARTPOLE_DEFAULT
+    run = task.build(list(range(n_runs)))
+    run.train(1)  # warm-up
+    k = task.updates_per_step
+    train_s = eval_s = 0.0
+    for _ in range(n_intervals):
+        start = time.perf_counter()
+        run.train(k)
+        mid = time.perf_counter()
+        run.evaluate()
+        train_s += mid - start
+        eval_s += time.perf_counter() - mid
+    updates_per_s = n_intervals * k / train_s
+    return updates_per_s, (train_s + eval_s) / n_intervals, train_s / n_intervals
+
+
+def run_control_bench(
+    *,
+    n_runs: int = 64,
+    n_envs: int = 1024,
+    n_steps: int = 100,
+    gym_steps: int = 20_000,
+    sync_steps: int = 5,
+    learner_runs: int = 64,
+    learner_intervals: int = 5,
+    n_threads: int | None = None,
+    quick: bool = False,
+    seed: int = 0,
+) -> ControlBenchResult:
+    """Measure and print the control benchmark; returns the numbers.
+
+    Args:
+        n_runs: B of the batched physics benchmark.
+        n_envs: E per run of the batched physics benchmark (B * E environments in all).
+        n_steps: batched steps timed.
+        gym_steps: steps timed on one Gymnasium ``CartPole-v1``.
+        sync_steps: steps timed on a ``SyncVectorEnv`` of B * E Gymnasium environments.
+        learner_runs: B of the learner benchmark (the default CartPole task).
+        learner_intervals: control steps (``train(K)`` + ``evaluate()``) timed.
+        n_threads: torch intra-op threads (None: leave torch's setting).
+        quick: shrink every size (seconds, for CI); the speedup is then not representative.
+        seed: unused (the benchmark draws no tasks); accepted for the ``hpo-rl bench`` CLI.
+    """
+    del seed
+    if quick:
+        n_envs, n_steps, gym_steps, sync_steps = (
+            min(n_envs, 64),
+            min(n_steps, 20),
+            min(gym_steps, 2000),
+            2,
+        )
+        learner_runs, learner_intervals = min(learner_runs, 8), 1
+    if n_threads is not None:
+        torch.set_num_threads(n_threads)
+    total = n_runs * n_envs
+    print(
+        f"control bench: torch {torch.__version__}, {torch.get_num_threads()} thread(s), B={n_runs}, E={n_envs} ({total} envs)"
+    )
+    batched = _bench_batched(n_runs, n_envs, n_steps)
+    print(f"batched torch CartPole: {batched:,.0f} env steps/s")
+    single = _bench_gym_single(gym_steps)
+    print(f"gymnasium CartPole-v1, one env: {single:,.0f} env steps/s")
+    sync = _bench_gym_sync(total, sync_steps)
+    print(
+        f"gymnasium SyncVectorEnv x{total}: {sync:,.0f} env steps/s (batched is {batched / sync:.0f}x)"
+    )
+    updates, per_control, per_train = _bench_learner(learner_runs, learner_intervals)
+    cfg = CARTPOLE_DEFAULT.learner
+    print(
+        f"inner A2C learner, B={learner_runs} (E={cfg.n_envs}, n_steps={cfg.n_steps}, hidden={cfg.hidden}): "
+        f"{updates:.1f} batched updates/s = {updates * learner_runs:.0f} run-updates/s; "
+        f"control step (K={CARTPOLE_DEFAULT.updates_per_step}) {per_train * 1000:.0f} ms train + "
+        f"{(per_control - per_train) * 1000:.0f} ms evaluate = {per_control * 1000:.0f} ms"
+    )
+    result = ControlBenchResult(
+        batched, single, sync, updates, updates * learner_runs, per_control, per_train
+    )
+    print(f"control_speedup={result.speedup:.1f}")
+    return result
