@@ -258,19 +258,32 @@ class SupervisedBatchedRun:
             (grad,) = torch.autograd.grad(loss.sum(), theta)
         return loss.detach(), grad
 
+    def update(self) -> Tensor:
+        """One inner update of every run with the current hyperparameters and no statistics
+        (bare training, for benchmarks; `train` is the statistics-keeping API).
+
+        Returns:
+            The minibatch losses before the update, float32 [B].
+        """
+        return self._update()[0]
+
+    def _update(self) -> tuple[Tensor, Tensor]:
+        hp = self._hparams
+        x, y = self._next_batch()
+        loss, grad = self._loss_and_grad(x, y)
+        self._optimizer.step(
+            self.theta, grad, hp["learning_rate"], hp["momentum"], hp["weight_decay"]
+        )
+        return loss, grad
+
     def train(self, n_updates: int) -> StepStats:
         if n_updates < 1:
             raise ValueError(f"n_updates must be >= 1, got {n_updates}")
-        hp = self._hparams
         theta_start = self.theta.clone()
         losses = torch.empty(n_updates, self.n_runs)
         grad = self._prev_grad
         for k in range(n_updates):
-            x, y = self._next_batch()
-            losses[k], grad = self._loss_and_grad(x, y)
-            self._optimizer.step(
-                self.theta, grad, hp["learning_rate"], hp["momentum"], hp["weight_decay"]
-            )
+            losses[k], grad = self._update()
         grad_norm = grad.norm(dim=1)
         prev_norm = self._prev_grad.norm(dim=1)
         cosine = (grad * self._prev_grad).sum(1) / (grad_norm * prev_norm).clamp_min(1e-12)

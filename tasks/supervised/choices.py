@@ -65,8 +65,8 @@ class TrainingChoices:
     """Inner updates per decision K."""
     default_learning_rates: tuple[tuple[str, float], ...] = (
         ("sgd", 0.05),
-        ("adam", 3e-3),
-        ("adamw", 3e-3),
+        ("adam", 5e-3),
+        ("adamw", 5e-3),
     )
     """Sensible constant learning rate per optimizer."""
 

@@ -258,7 +258,11 @@ class SinusoidMlpFamily:
     noise_std: tuple[float, float] = (0.0, 0.3)
     choices: TrainingChoices = dataclasses.field(
         default_factory=lambda: TrainingChoices(
-            widths=(20, 40, 64), depths=(2, 3), batch_sizes=(10, 20, 40)
+            widths=(20, 40, 64),
+            depths=(2, 3),
+            batch_sizes=(10, 20, 40),
+            # Targets up to amplitude 5 make SGD gradients large: a cooler default.
+            default_learning_rates=(("sgd", 0.02), ("adam", 5e-3), ("adamw", 5e-3)),
         )
     )
 

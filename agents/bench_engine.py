@@ -1,0 +1,181 @@
+"""Speed of the batched engine against the per-run loops it replaces.
+
+On the same sampled supervised tasks, measures inner updates per second
+(run-updates: B runs doing one update each count B) of
+
+(a) a sequential loop over separate `nn.Module` + ``torch.optim`` runs, one per run,
+    as a DACBench-style environment trains them (each task's `TorchRun` twin);
+(b) the batched engine through the `BatchedRun` API (``train(K)``, statistics
+    included) at B = 1, 16, 64;
+(c) bare batched training at B = 64: `SupervisedBatchedRun.update` with no
+    statistics and no environment (`bare_updates_per_second`).
+
+Ratios are measured side by side in one process; the last printed line is
+``engine_speedup_b64=<ratio>`` (geometric mean over tasks of (b) at B=64 / (a)).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from tasks.distribution import TaskDistribution, list_families
+from tasks.supervised import SupervisedTask
+
+
+def _timed(fn: Callable[[], int], min_seconds: float) -> float:
+    """Run ``fn`` (returns run-updates done) until ``min_seconds`` pass; run-updates per second."""
+    fn()  # warm-up: first calls allocate and pick kernels
+    done, start = 0, time.perf_counter()
+    while True:
+        done += fn()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return done / elapsed
+
+
+def sequential_updates_per_second(
+    task: SupervisedTask, n_runs: int = 8, min_seconds: float = 1.0
+) -> float:
+    """Run-updates per second of ``n_runs`` separate `TorchRun` loops stepped one after another."""
+    runs = [task.make_torch_run(seed) for seed in range(n_runs)]
+    for run in runs:  # the same constant setting as the batched modes
+        for group in run.optimizer.param_groups:
+            group["lr"] = task.default_learning_rate
+
+    def one_round() -> int:
+        for run in runs:
+            x, y = run.next_batch()
+            run.optimizer.zero_grad()
+            loss = run.loss_fn(run.model(x), y)
+            loss.backward()
+            run.optimizer.step()
+            loss.item()  # a DACBench-style env reads the loss every update
+        return len(runs)
+
+    return _timed(one_round, min_seconds)
+
+
+def _default_run(task: SupervisedTask, n_runs: int) -> Any:
+    run = task.build(list(range(n_runs)))
+    run.set_hyperparameters(
+        {k: torch.full((n_runs,), v) for k, v in task.default_hparams().items()}
+    )
+    return run
+
+
+def engine_updates_per_second(task: SupervisedTask, n_runs: int, min_seconds: float = 1.0) -> float:
+    """Run-updates per second of ``task.build(n_runs seeds).train(K)`` (statistics included)."""
+    run = _default_run(task, n_runs)
+
+    def one_step() -> int:
+        run.train(task.updates_per_step)
+        return n_runs * task.updates_per_step
+
+    return _timed(one_step, min_seconds)
+
+
+def bare_updates_per_second(
+    task: SupervisedTask, n_runs: int = 64, min_seconds: float = 1.0
+) -> float:
+    """Run-updates per second of bare batched training: ``n_runs`` runs, no statistics,
+    no environment. The environment-overhead benchmark divides by this."""
+    run = _default_run(task, n_runs)
+
+    def one_step() -> int:
+        for _ in range(task.updates_per_step):
+            run.update()
+        return n_runs * task.updates_per_step
+
+    return _timed(one_step, min_seconds)
+
+
+def sample_bench_tasks(n_tasks: int, seed: int = 0) -> list[SupervisedTask]:
+    """``n_tasks`` tasks from the supervised families of the ``train`` split, seeded."""
+    names = [n for n in list_families("train") if not n.startswith("control")]
+    dist = TaskDistribution({n: 1.0 for n in names}, split="train")
+    rng = np.random.default_rng(seed)
+    tasks = []
+    while len(tasks) < n_tasks:
+        task = dist.sample(rng)
+        if isinstance(task, SupervisedTask):
+            tasks.append(task)
+    return tasks
+
+
+def _geomean(values: Sequence[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def run_engine_bench(
+    quick: bool = False,
+    seed: int = 0,
+    *,
+    n_tasks: int | None = None,
+    batch_sizes: Sequence[int] = (1, 16, 64),
+    n_sequential_runs: int = 8,
+    min_seconds: float | None = None,
+    print_fn: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """Measure and print (a) sequential, (b) engine at ``batch_sizes``, (c) bare B=64.
+
+    Args:
+        quick: Fewer tasks and shorter timings (seconds in all, for CI).
+        seed: Seed of the sampled tasks.
+        n_tasks: Tasks to average over (default 2 if ``quick`` else 5).
+        batch_sizes: B values for the engine; must include 64 for the headline ratio.
+        n_sequential_runs: Separate runs in the sequential loop (its per-run cost is flat).
+        min_seconds: Timing per measurement (default 0.3 if ``quick`` else 1.5).
+        print_fn: Where the report lines go.
+
+    Returns:
+        ``{"sequential": ..., "engine_b1": ..., "bare_b64": ..., "engine_speedup_b64": ...}``:
+        geometric means over tasks of run-updates per second, and the ratio.
+    """
+    if 64 not in batch_sizes:
+        raise ValueError(f"batch_sizes must include 64 for engine_speedup_b64, got {batch_sizes}")
+    n_tasks = n_tasks if n_tasks is not None else (2 if quick else 5)
+    min_seconds = min_seconds if min_seconds is not None else (0.3 if quick else 1.5)
+    tasks = sample_bench_tasks(n_tasks, seed)
+    print_fn(
+        f"engine bench: {n_tasks} tasks, torch threads={torch.get_num_threads()}, "
+        f"run-updates/s (one run doing one update counts 1)"
+    )
+    per_task: dict[str, list[float]] = {}
+    for task in tasks:
+        row = {"sequential": sequential_updates_per_second(task, n_sequential_runs, min_seconds)}
+        for b in batch_sizes:
+            row[f"engine_b{b}"] = engine_updates_per_second(task, b, min_seconds)
+        row["bare_b64"] = bare_updates_per_second(task, 64, min_seconds)
+        for key, value in row.items():
+            per_task.setdefault(key, []).append(value)
+        ratios = " ".join(
+            f"b{b}={row[f'engine_b{b}'] / row['sequential']:.1f}x" for b in batch_sizes
+        )
+        print_fn(
+            f"  {task.name}: sequential {row['sequential']:.0f}/s, engine "
+            + ", ".join(f"B={b} {row[f'engine_b{b}']:.0f}/s" for b in batch_sizes)
+            + f", bare B=64 {row['bare_b64']:.0f}/s; speedup {ratios}"
+        )
+    summary = {key: _geomean(values) for key, values in per_task.items()}
+    speedups = [e / s for e, s in zip(per_task["engine_b64"], per_task["sequential"])]
+    summary["engine_speedup_b64"] = _geomean(speedups)
+    summary["stats_overhead_b64"] = summary["bare_b64"] / summary["engine_b64"]
+    print_fn(
+        "geometric means: sequential {:.0f}/s; ".format(summary["sequential"])
+        + "; ".join(
+            f"engine B={b} {summary[f'engine_b{b}']:.0f}/s "
+            f"({summary[f'engine_b{b}'] / summary['sequential']:.1f}x)"
+            for b in batch_sizes
+        )
+        + f"; bare B=64 {summary['bare_b64']:.0f}/s "
+        f"({summary['bare_b64'] / summary['sequential']:.1f}x; statistics cost "
+        f"{100 * (1 - 1 / summary['stats_overhead_b64']):.0f}% of engine time)"
+    )
+    print_fn(f"engine_speedup_b64={summary['engine_speedup_b64']:.2f}")
+    return summary
