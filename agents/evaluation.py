@@ -37,6 +37,13 @@ meta-training run seed from ``[0, 2**31 - 1)``, so evaluation seeds can never
 coincide with a run the policy was trained on."""
 
 
+BENCHMARK_SEED_OFFSET = 1000
+"""The benchmark's seeds are ``eval_seeds(n, offset=1000)``: disjoint from meta-training
+and from the trainer's periodic held-out evaluation (``TrainConfig.eval_seeds``,
+``EVAL_SEED_BASE + 0..3``), which may select checkpoints and so must not be reused
+for the reported numbers."""
+
+
 def eval_seeds(n_seeds: int, offset: int = 0) -> list[int]:
     """``n_seeds`` fresh run seeds, disjoint from every meta-training seed.
 
@@ -571,7 +578,7 @@ class BenchmarkConfig:
     """Task names for `tasks.distribution.task_by_name`; empty = every ``list_tasks("heldout")``."""
     n_seeds: int = 5
     """Run seeds per task: ``eval_seeds(n_seeds, seed_offset)``, never used in meta-training."""
-    seed_offset: int = 0
+    seed_offset: int = BENCHMARK_SEED_OFFSET
     """Offset into the evaluation seeds (use another to get a disjoint evaluation set)."""
     methods: tuple[str, ...] = ()
     """Baselines from `agents.baselines.available_methods` to run; empty = all registered."""
@@ -1073,6 +1080,7 @@ def run_benchmark(
     import time
 
     started = time.perf_counter()
+    _method_specs(config.methods)  # fail on a misspelt method before any work
     task_objs = list(tasks) if tasks is not None else resolve_tasks(config.tasks)
     if not task_objs:
         raise ValueError("the benchmark needs at least one task, got none")

@@ -1,0 +1,212 @@
+"""``hpo-rl benchmark``: the tuning policy against strong baselines on held-out tasks.
+
+Runs the protocol of `agents.evaluation` (held-out tasks, fresh seeds, every
+baseline of `agents.baselines`, a best-of-grid oracle and the initial
+learning-rate robustness sweep), writes ``results.json``, ``results.md`` and
+PNG figures to ``--out``, prints the table and whether each target is MET or
+NOT MET, and logs everything to Weights & Biases when asked.
+
+Example::
+
+    hpo-rl benchmark --quick --out runs/benchmark-quick
+    hpo-rl benchmark --policy path/to/bundle --seeds 10 --backend ray
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agents.evaluation import FULL_BENCHMARK, QUICK_BENCHMARK, BenchmarkConfig
+
+WANDB_MODES = ("disabled", "offline", "online")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "benchmark",
+        help="the policy vs baselines on held-out tasks and seeds (tables, figures, targets)",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    parser.add_argument(
+        "--policy",
+        default="default",
+        help="shipped bundle name or bundle directory (default: default)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test for CI: 2 tasks, 2 seeds, a short grid (minutes)",
+    )
+    parser.add_argument(
+        "--out", default=None, help="output folder (default: runs/benchmark[-quick])"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="run seeds per task (default: 5, quick: 2)"
+    )
+    parser.add_argument(
+        "--tasks", nargs="+", default=None, help="task names (default: every held-out task)"
+    )
+    parser.add_argument(
+        "--methods", nargs="+", default=None, help="baselines to run (default: all registered)"
+    )
+    parser.add_argument(
+        "--val-every", type=int, default=None, help="validation cadence seen by controllers"
+    )
+    parser.add_argument(
+        "--wandb-mode",
+        choices=WANDB_MODES,
+        default="disabled",
+        help="log to W&B (default: disabled)",
+    )
+    parser.add_argument(
+        "--backend", choices=("local", "ray"), default="local", help="where work items run"
+    )
+    parser.add_argument(
+        "--ray-address", default=None, help="Ray cluster address (default: a local Ray)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit with status 1 if a target is NOT MET"
+    )
+    parser.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
+    """The preset (quick or full) with the command line's overrides."""
+    base = QUICK_BENCHMARK if args.quick else FULL_BENCHMARK
+    overrides: dict[str, Any] = {"backend": args.backend, "ray_address": args.ray_address}
+    if args.seeds is not None:
+        overrides["n_seeds"] = args.seeds
+    if args.tasks:
+        overrides["tasks"] = tuple(args.tasks)
+    if args.methods:
+        overrides["methods"] = tuple(args.methods)
+    if args.val_every is not None:
+        overrides["val_every"] = args.val_every
+    return dataclasses.replace(base, **overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    out = Path(args.out or ("runs/benchmark-quick" if args.quick else "runs/benchmark"))
+    result = run_and_report(
+        config,
+        policy=args.policy,
+        out_dir=out,
+        wandb_mode=args.wandb_mode,
+        progress=not args.no_progress,
+    )
+    not_met = [t for t in result["summary"]["targets"] if t["status"] != "MET"]
+    return 1 if args.strict and not_met else 0
+
+
+def run_and_report(
+    config: BenchmarkConfig,
+    policy: Any = "default",
+    out_dir: str | Path = "runs/benchmark",
+    wandb_mode: str = "disabled",
+    tasks: Sequence[Any] | None = None,
+    progress: bool = True,
+    stream: Any = None,
+) -> dict[str, Any]:
+    """Run the benchmark, write the report files, print the summary, log to W&B.
+
+    Args:
+        config: The protocol (`FULL_BENCHMARK`, `QUICK_BENCHMARK` or your own).
+        policy: Bundle name or path, or a policy object.
+        out_dir: Folder for results.json, results.md and the figures.
+        wandb_mode: ``disabled`` (default), ``offline`` or ``online``.
+        tasks: Task objects instead of ``config.tasks``.
+        progress: Show a progress bar.
+        stream: Where to print (default stdout).
+
+    Returns:
+        The `run_benchmark` result, plus ``"files"``: name -> path written.
+    """
+    from agents.evaluation import run_benchmark
+    from agents.report import format_targets, markdown_report, write_report
+
+    if wandb_mode not in WANDB_MODES:
+        from agents.config import unknown_name_error
+
+        raise unknown_name_error("wandb mode", wandb_mode, list(WANDB_MODES))
+    stream = stream or sys.stdout
+    result = run_benchmark(config, policy=policy, tasks=tasks, progress=progress)
+    files = write_report(result, out_dir)
+    print(markdown_report(result).split("## Targets")[0].rstrip(), file=stream)
+    print("\nTargets:", file=stream)
+    print(format_targets(result["summary"]), file=stream)
+    print(
+        f"\nwrote {', '.join(str(p) for p in files.values())} ({result['wall_s']:.0f} s)",
+        file=stream,
+    )
+    if wandb_mode != "disabled":
+        log_to_wandb(result, files, out_dir, wandb_mode)
+    result["files"] = {name: str(path) for name, path in files.items()}
+    return result
+
+
+def log_to_wandb(
+    result: dict[str, Any], files: dict[str, Path], out_dir: str | Path, mode: str
+) -> None:
+    """Summary numbers, the method table, the figures and the result files as an artifact."""
+    from agents.tracking import Tracker
+
+    summary = result["summary"]
+    tracker = Tracker().start(
+        {"benchmark": result["config"], "policy": result["policy"]["ref"]},
+        mode=mode,
+        project="hpo-rl",
+        dir=str(out_dir),
+        job_type="benchmark",
+    )
+    with tracker:
+        flat: dict[str, Any] = {}
+        rows = []
+        for name, m in summary["methods"].items():
+            flat[f"{name}/iqm_ratio"] = m["iqm_ratio"]
+            flat[f"{name}/divergence_rate"] = m["divergence_rate"]
+            if "win_rate_policy_vs" in m:
+                flat[f"{name}/policy_win_rate"] = m["win_rate_policy_vs"]
+            if "robustness" in m:
+                flat[f"{name}/robustness"] = m["robustness"]
+            rows.append(
+                [
+                    name,
+                    m.get("compute_multiple"),
+                    m["iqm_ratio"],
+                    *m["iqm_ratio_ci"],
+                    m["median_ratio"],
+                    m.get("win_rate_policy_vs"),
+                    m["divergence_rate"],
+                    m.get("robustness"),
+                ]
+            )
+        for target in summary["targets"]:
+            flat[f"target/{target['name']}"] = target["value"]
+            flat[f"target/{target['name']}/met"] = target["status"] == "MET"
+        tracker.summary(flat)
+        tracker.log_table(
+            "benchmark/methods",
+            [
+                "method",
+                "compute",
+                "iqm_ratio",
+                "ci_low",
+                "ci_high",
+                "median_ratio",
+                "policy_win_rate",
+                "diverged",
+                "robust",
+            ],
+            rows,
+        )
+        for name, path in files.items():
+            if name.endswith(".png"):
+                tracker.log_image(f"benchmark/{Path(name).stem}", path)
+        tracker.log_artifact(out_dir, name="benchmark-results", type="benchmark")

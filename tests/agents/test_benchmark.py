@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+import agents.evaluation as evaluation
+from agents.benchmark_cli import run_and_report
+from agents.cli import main
+from agents.evaluation import BenchmarkConfig
+from agents.report import FIGURES
+from tests.agents.test_evaluation_support import StandInPolicy, TinyTaskWithDefaults
+
+TINY = BenchmarkConfig(
+    n_seeds=2,
+    grid_size=4,
+    grid_decades=(-1.0, 1.0),
+    sweep_lrs=(1e-3, 1e-1),
+    n_bootstrap=50,
+    quick=True,
+)
+TASKS = [TinyTaskWithDefaults(), TinyTaskWithDefaults(name="tiny_b", dim=5, default_lr=0.02)]
+
+
+@pytest.mark.slow
+def test_benchmark_writes_results_report_and_figures(tmp_path):
+    stream = io.StringIO()
+    result = run_and_report(
+        TINY, policy=StandInPolicy(), out_dir=tmp_path, tasks=TASKS, progress=False, stream=stream
+    )
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert {"config", "policy", "seeds", "summary", "records", "items", "wall_s"} <= set(data)
+    methods = data["summary"]["methods"]
+    assert {
+        "policy",
+        "constant_default",
+        "cosine",
+        "step_decay",
+        "plateau",
+        "hypergradient",
+        "best_of_grid",
+    } <= set(methods)
+    for name, m in methods.items():
+        assert (
+            m["iqm_ratio_ci"][0] <= m["iqm_ratio"] <= m["iqm_ratio_ci"][1] or name == "best_of_grid"
+        )
+        assert 0.0 <= m["divergence_rate"] <= 1.0
+        if name != "policy":
+            assert 0.0 <= m["win_rate_policy_vs"] <= 1.0
+    assert methods["best_of_grid"]["iqm_ratio"] == pytest.approx(1.0)
+    assert methods["best_of_grid"]["compute_multiple"] == 4.0
+    assert all(t["status"] in ("MET", "NOT MET") for t in data["summary"]["targets"])
+    assert min(data["seeds"]) >= 2**31 + 1000
+    md = (tmp_path / "results.md").read_text()
+    assert "| policy |" in md and "Quick mode" in md and "MET" in md
+    for name in FIGURES:
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    printed = stream.getvalue()
+    assert "Targets:" in printed and ("NOT MET" in printed or "[    MET]" in printed)
+    assert set(result["files"]) == {"results.json", "results.md", *FIGURES}
+
+
+@pytest.mark.slow
+def test_benchmark_command_line_quick(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(evaluation, "resolve_tasks", lambda names: TASKS)
+    monkeypatch.setattr(evaluation, "QUICK_BENCHMARK", TINY)
+    monkeypatch.setattr("agents.benchmark_cli.QUICK_BENCHMARK", TINY)
+    monkeypatch.setitem(evaluation._POLICY_CACHE, "stand-in", StandInPolicy())
+    code = main(
+        ["benchmark", "--quick", "--policy", "stand-in", "--out", str(tmp_path), "--no-progress"]
+    )
+    assert code == 0
+    assert (tmp_path / "results.md").exists()
+    assert "Targets:" in capsys.readouterr().out
+
+
+def test_benchmark_command_line_errors_are_one_line(capsys):
+    assert main(["benchmark", "--quick", "--methods", "cosin", "--no-progress"]) == 2
+    assert "did you mean 'cosine'" in capsys.readouterr().err

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.baselines import ConstantController, CosineSchedule, ScheduleController
+from agents.evaluation import (
+    BenchmarkConfig,
+    PolicyController,
+    StackedController,
+    bootstrap_ci,
+    grid_lrs_for,
+    iqm,
+    rollout,
+    sweep_lrs_for,
+    win_rate,
+    win_scores,
+)
+from tests.agents.test_evaluation_support import StandInPolicy, TinyTaskWithDefaults
+
+
+def test_iqm_is_the_mean_of_the_middle_half():
+    assert float(iqm(np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 100.0]))) == pytest.approx(4.5)
+    assert float(iqm(np.array([3.0]))) == 3.0
+    np.testing.assert_allclose(
+        iqm(np.array([[1, 2, 3, 4], [10, 20, 30, 40.0]]), axis=-1), [2.5, 25.0]
+    )
+
+
+def test_win_rate_counts_ties_half():
+    policy = np.array([[1.0, 2.0], [3.0, 5.0]])
+    baseline = np.array([[2.0, 2.0], [1.0, 6.0]])
+    np.testing.assert_array_equal(win_scores(policy, baseline), [[1.0, 0.5], [0.0, 1.0]])
+    assert win_rate(policy, baseline) == pytest.approx(2.5 / 4)
+    with pytest.raises(ValueError, match="equal shapes"):
+        win_scores(policy, baseline[0])
+
+
+def test_bootstrap_ci_is_reproducible_and_covers_the_estimate():
+    rng = np.random.default_rng(1)
+    table = rng.lognormal(0.0, 0.3, size=(6, 5))
+    lo, hi = bootstrap_ci(table, iqm, n_boot=500, seed=3)
+    assert (lo, hi) == bootstrap_ci(table, iqm, n_boot=500, seed=3)
+    assert lo <= float(iqm(table.reshape(-1))) <= hi
+    assert bootstrap_ci(np.ones((3, 2)), np.mean, n_boot=50) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="tasks, seeds"):
+        bootstrap_ci(np.ones(3))
+
+
+def test_grid_and_sweep_values():
+    config = BenchmarkConfig(grid_size=15, grid_decades=(-2.0, 1.5))
+    grid = grid_lrs_for(TinyTaskWithDefaults(default_lr=0.05), config)
+    assert (
+        len(grid) == 15
+        and min(grid) == pytest.approx(5e-4)
+        and max(grid) == pytest.approx(0.05 * 10**1.5)
+    )
+    assert any(np.isclose(grid, 0.05))  # the default is on the grid
+    assert sweep_lrs_for(TinyTaskWithDefaults(default_lr=0.05), config) == pytest.approx(
+        [1e-4, 1e-3, 1e-2, 1e-1, 1]
+    )
+    assert sweep_lrs_for(TinyTaskWithDefaults(default_lr=3e-3), config) == pytest.approx(
+        [1e-4, 1e-3, 1e-2, 1e-1, 1]
+    )
+    assert sweep_lrs_for(TinyTaskWithDefaults(default_lr=3e-4), config) == pytest.approx(
+        [1e-5, 1e-4, 1e-3, 1e-2, 0.1]
+    )
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="backend"):
+        BenchmarkConfig(backend="rey")
+    with pytest.raises(ValueError, match="straddle"):
+        BenchmarkConfig(grid_decades=(0.5, 1.0))
+    with pytest.warns(UserWarning, match="grid_size"):
+        BenchmarkConfig(grid_size=4)
+    with pytest.raises(TypeError, match="n_seeds"):
+        BenchmarkConfig(n_seeds="3")  # type: ignore[arg-type]
+
+
+def test_stacked_controller_equals_separate_rollouts():
+    task = TinyTaskWithDefaults()
+    seeds = [5, 6]
+    controllers = [
+        lambda: ScheduleController(CosineSchedule()),
+        lambda: ConstantController({"learning_rate": 0.02}),
+        lambda: PolicyController(StandInPolicy(seed=1)),
+    ]
+    stacked = StackedController([make() for make in controllers], [2, 2, 2])
+    whole = rollout(stacked, task, seeds * 3, initial_lr=0.05)
+    for i, make in enumerate(controllers):
+        alone = rollout(make(), task, seeds, initial_lr=0.05)
+        np.testing.assert_allclose(
+            whole.final_objective[2 * i : 2 * i + 2], alone.final_objective, rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            whole.hparams["learning_rate"][2 * i : 2 * i + 2],
+            alone.hparams["learning_rate"],
+            rtol=1e-5,
+        )
