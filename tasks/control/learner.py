@@ -80,6 +80,12 @@ class ActorCriticConfig:
     """Standardise advantages per run and update, so ``entropy_coef`` means the same across systems."""
     adam_beta1: float = 0.9
     """Adam's beta1 (beta2 = 0.999, eps = 1e-8)."""
+    max_param_abs: float = 1e3
+    """Divergence guard: a run with a parameter outside [-max_param_abs, max_param_abs]
+    counts as diverged and its parameters become NaN. Orthogonal init keeps weights
+    within ~1.5 and healthy training moves them by tens at most; tanh units with
+    weights this large are saturated for good (an RL run does not overflow the
+    way a supervised loss does, it stalls), so this is where a too-hot run ends."""
     n_eval_envs: int = 8
     """Greedy evaluation episodes per run and `ControlRun.evaluate` call."""
     eval_max_steps: int = 200
@@ -99,6 +105,8 @@ class ActorCriticConfig:
             raise ValueError(
                 f"expected 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got {self.gamma=}, {self.gae_lambda=}"
             )
+        if not self.max_param_abs > 0:
+            raise ValueError(f"max_param_abs must be > 0, got {self.max_param_abs!r}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ValueError(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}")
 
@@ -403,4 +411,6 @@ class ControlRun:
             norm = grad.norm(dim=1, keepdim=True)
             grad = grad * (cfg.max_grad_norm / (norm + 1e-6)).clamp_max(1.0)
         self.optimizer.step(self.params, grad, self.learning_rate, self._beta1, self._no_decay)
+        blown = ~(self.params.abs() <= cfg.max_param_abs).all(dim=1, keepdim=True)  # NaN too
+        self.params.masked_fill_(blown, math.nan)
         return objective, pg_grad
