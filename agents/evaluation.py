@@ -582,9 +582,9 @@ class BenchmarkConfig:
     """Offset into the evaluation seeds (use another to get a disjoint evaluation set)."""
     methods: tuple[str, ...] = ()
     """Baselines from `agents.baselines.available_methods` to run; empty = all registered."""
-    grid_size: int = 15
+    grid_size: int = 19
     """Constant learning rates of the best-of-grid oracle (its compute multiple)."""
-    grid_decades: tuple[float, float] = (-2.0, 1.5)
+    grid_decades: tuple[float, float] = (-2.5, 2.0)
     """The grid spans ``default_lr * 10**lo .. default_lr * 10**hi``, log-spaced."""
     sweep_lrs: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     """Initial learning rates of the robustness sweep (scaled per task, see `sweep_lrs_for`); empty = no sweep."""
@@ -649,12 +649,12 @@ class BenchmarkConfig:
 
 
 FULL_BENCHMARK = BenchmarkConfig()
-"""Every held-out task, 5 seeds, a 15-point grid, the 5-point sweep: the README table."""
+"""Every held-out task, 5 seeds, a 19-point grid (quarter decades), the 5-point sweep: the README table."""
 QUICK_BENCHMARK = BenchmarkConfig(
     tasks=("teacher_regression_mlp:heldout", "digits_mlp:heldout"),
     n_seeds=2,
-    grid_size=5,
-    grid_decades=(-1.0, 1.0),
+    grid_size=6,
+    grid_decades=(-1.0, 1.5),
     sweep_lrs=(1e-4, 1e-2, 1.0),
     n_bootstrap=500,
     arms_per_item=0,
@@ -721,12 +721,18 @@ class WorkItem:
     val_every: int = 1
     policy: Any = None
     """A bundle path or name (loaded in the worker) or a policy object."""
+    task_label: str | None = None
+    """The task's name in reports (e.g. ``digits_mlp:heldout``); default ``task.name``."""
+
+    @property
+    def label(self) -> str:
+        return self.task_label or str(getattr(self.task, "name", self.task))
 
     def __repr__(self) -> str:
         labels = [
             a.label if a.sweep_lr is None else f"{a.label}@start{a.sweep_lr:g}" for a in self.arms
         ]
-        return f"WorkItem(task={getattr(self.task, 'name', self.task)!r}, seeds={list(self.seeds)}, arms={labels})"
+        return f"WorkItem(task={self.label!r}, seeds={list(self.seeds)}, arms={labels})"
 
 
 _POLICY_CACHE: dict[str, Any] = {}
@@ -799,10 +805,17 @@ def run_work_item(item: WorkItem) -> dict[str, Any]:
     records = []
     for arm, result in results:
         record = result.to_dict()
-        record.update(label=arm.label, kind=arm.kind, grid_lr=arm.grid_lr, sweep_lr=arm.sweep_lr)
+        record.update(
+            task=item.label,
+            task_full_name=result.task,
+            label=arm.label,
+            kind=arm.kind,
+            grid_lr=arm.grid_lr,
+            sweep_lr=arm.sweep_lr,
+        )
         records.append(record)
     return {
-        "task": str(getattr(task, "name", task)),
+        "task": item.label,
         "family": str(getattr(task, "family", "")),
         "seeds": seeds,
         "wall_s": time.perf_counter() - started,
@@ -810,11 +823,11 @@ def run_work_item(item: WorkItem) -> dict[str, Any]:
     }
 
 
-def resolve_tasks(names: Sequence[str]) -> list[Any]:
-    """Task objects for names (empty = every held-out task of `tasks.distribution`)."""
+def resolve_tasks(names: Sequence[str]) -> dict[str, Any]:
+    """Report label -> task object (empty ``names`` = every held-out task of `tasks.distribution`)."""
     from tasks.distribution import list_tasks, task_by_name
 
-    return [task_by_name(name) for name in (names or list_tasks("heldout"))]
+    return {name: task_by_name(name) for name in (names or list_tasks("heldout"))}
 
 
 def _method_specs(names: Sequence[str]) -> list[Any]:
@@ -823,9 +836,17 @@ def _method_specs(names: Sequence[str]) -> list[Any]:
     return [get_method(name) for name in (names or available_methods())]
 
 
-def make_work_items(config: BenchmarkConfig, tasks: Sequence[Any], policy: Any) -> list[WorkItem]:
+def make_work_items(
+    config: BenchmarkConfig, tasks: Sequence[Any] | Mapping[str, Any], policy: Any
+) -> list[WorkItem]:
     """Every work item of the protocol: per task, the policy, the baselines and the grid
-    from the task's defaults, then the policy and the sweep methods from each sweep lr."""
+    from the task's defaults, then the policy and the sweep methods from each sweep lr.
+
+    ``tasks`` is a list of tasks or a mapping report label -> task."""
+    if not isinstance(tasks, Mapping):
+        tasks = {str(getattr(t, "name", t)): t for t in tasks}
+    if not tasks:
+        raise ValueError("the benchmark needs at least one task, got none")
     specs = _method_specs(config.methods)
     seeds = eval_seeds(config.n_seeds, config.seed_offset)
     seed_chunks = [
@@ -833,7 +854,7 @@ def make_work_items(config: BenchmarkConfig, tasks: Sequence[Any], policy: Any) 
         for i in range(0, len(seeds), config.seeds_per_item or len(seeds))
     ]
     items = []
-    for task in tasks:
+    for label, task in tasks.items():
         arms = [Arm("policy", "policy")]
         arms += [Arm(s.name, "method", method=s) for s in specs]
         arms += [Arm(f"grid@{lr:.3g}", "grid", grid_lr=lr) for lr in grid_lrs_for(task, config)]
@@ -844,7 +865,9 @@ def make_work_items(config: BenchmarkConfig, tasks: Sequence[Any], policy: Any) 
         for chunk in seed_chunks:
             for i in range(0, len(arms), size):
                 items.append(
-                    WorkItem(task, chunk, tuple(arms[i : i + size]), config.val_every, policy)
+                    WorkItem(
+                        task, chunk, tuple(arms[i : i + size]), config.val_every, policy, label
+                    )
                 )
     return items
 
@@ -924,9 +947,11 @@ def summarize(records: Sequence[Mapping[str, Any]], config: BenchmarkConfig) -> 
         oracle[task] = grid[best]["final"]
         family = next(r["family"] for r in records if r["task"] == task)
         sweep = sorted({k[3] for k in table if k[0] == task and k[3] is not None})
+        grid_sorted = sorted(grid)
         tasks_info[task] = {
             "family": family,
             "oracle_lr": best,
+            "oracle_at_grid_edge": best in (grid_sorted[0], grid_sorted[-1]),
             "grid_lrs": sorted(grid),
             "grid_mean_log_final": {f"{lr:.6g}": scores[lr] for lr in sorted(grid)},
             "sweep_lrs": sweep,
@@ -1049,9 +1074,7 @@ def map_work_items(
             return ray_map(run_work_item, list(items), address=ray_address, progress=advance)
         outputs = []
         for item in items:
-            bar.set_postfix_str(
-                f"{getattr(item.task, 'name', '')} ({len(item.arms)} arms)", refresh=False
-            )
+            bar.set_postfix_str(f"{item.label[:40]} ({len(item.arms)} arms)", refresh=False)
             outputs.append(run_work_item(item))
             bar.update(1)
         return outputs
@@ -1062,7 +1085,7 @@ def map_work_items(
 def run_benchmark(
     config: BenchmarkConfig,
     policy: Any = "default",
-    tasks: Sequence[Any] | None = None,
+    tasks: Sequence[Any] | Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the held-out protocol and aggregate it.
@@ -1081,9 +1104,7 @@ def run_benchmark(
 
     started = time.perf_counter()
     _method_specs(config.methods)  # fail on a misspelt method before any work
-    task_objs = list(tasks) if tasks is not None else resolve_tasks(config.tasks)
-    if not task_objs:
-        raise ValueError("the benchmark needs at least one task, got none")
+    task_objs = tasks if tasks is not None else resolve_tasks(config.tasks)
     loaded = load_policy(policy)
     items = make_work_items(config, task_objs, policy)
     outputs = map_work_items(items, config.backend, config.ray_address, progress)

@@ -33,6 +33,9 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -124,14 +127,25 @@ def markdown_report(result: Mapping[str, Any]) -> str:
     baselines = [n for n in method_order(methods) if n != "policy"]
     out.append("| Task | Family | Oracle lr | " + " | ".join(baselines) + " |")
     out.append("|---|---|---:|" + "---:|" * len(baselines))
+    edge = []
     for task in summary["task_names"]:
         info = summary["tasks"][task]
         cells = [
             _pct(methods[b].get("win_rate_policy_vs_per_task", {}).get(task)) for b in baselines
         ]
+        mark = " (edge)" if info.get("oracle_at_grid_edge") else ""
+        edge += [task] if mark else []
         out.append(
-            f"| {task} | {info['family']} | {info['oracle_lr']:.3g} | " + " | ".join(cells) + " |"
+            f"| {task} | {info['family']} | {info['oracle_lr']:.3g}{mark} | "
+            + " | ".join(cells)
+            + " |"
         )
+    if edge:
+        out += [
+            "",
+            f"Oracle at the edge of its grid on {', '.join(edge)}: the best constant may lie "
+            "outside the grid, so ratios to it flatter every method there (widen `grid_decades`).",
+        ]
 
     if any("robustness_by_sweep_index" in m for m in methods.values()):
         sweep = summary["sweep_lrs"]
@@ -252,7 +266,7 @@ def make_figures(
                     style = {"linestyle": "--", "color": "grey"}
                 ax.plot(range(1, len(values[0]) + 1), _as_float(values[0]), label=label, **style)
             ax.set_yscale("log")
-            ax.set_title(f"{task} (seed {result['seeds'][0]})")
+            ax.set_title(f"{task}, first seed", fontsize=10)
             ax.set_xlabel("decision")
             ax.set_ylabel(ylabel)
         axes[0][0].legend(fontsize=8)
