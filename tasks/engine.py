@@ -109,20 +109,32 @@ def torch_loss(kind: str, output: Tensor, target: Tensor) -> Tensor:
 
 
 class EpochSampler:
-    """Minibatch indices of one run: a fresh ``randperm`` per epoch, incomplete last batch
-    dropped. Both engines draw from it, so their minibatch order is identical."""
+    """Minibatch order of one run: a fresh permutation per epoch (incomplete last batch
+    dropped). Both engines draw from it, so their minibatch order is identical.
+
+    Permutations are drawn ``epochs_per_draw`` at a time as the argsort of uniforms,
+    so a batched run refills its B samplers rarely even on tiny data sets.
+    """
 
     def __init__(self, n: int, batch_size: int, seed: int):
         if not 1 <= batch_size <= n:
             raise ValueError(f"batch_size must be in [1, {n}] (the data size), got {batch_size}")
         self.n, self.batch_size = n, batch_size
         self.n_batches = n // batch_size
+        self.epochs_per_draw = max(1, 4096 // n)
         self.generator = torch.Generator().manual_seed(derive_seed(seed, BATCH_STREAM))
+        self._perms = torch.empty(0, n, dtype=torch.int64)
+        self._next = 0
 
     def epoch(self) -> Tensor:
         """The next epoch's indices, [n_batches * batch_size] int64."""
-        perm = torch.randperm(self.n, generator=self.generator)
-        return perm[: self.n_batches * self.batch_size]
+        if self._next == self._perms.shape[0]:
+            uniforms = torch.rand(self.epochs_per_draw, self.n, generator=self.generator)
+            self._perms = uniforms.argsort(dim=1, stable=True)
+            self._next = 0
+        perm = self._perms[self._next, : self.n_batches * self.batch_size]
+        self._next += 1
+        return perm
 
 
 class SupervisedBatchedRun:
@@ -149,7 +161,6 @@ class SupervisedBatchedRun:
         self._prev_grad = torch.zeros(b, self._n_params)
         self._has_prev_grad = torch.zeros(b, dtype=torch.bool)
         self._samplers: list[EpochSampler] = [None] * b  # type: ignore[list-item]
-        self._perm = torch.zeros(b, 1, dtype=torch.int64)
         self._pos = np.zeros(b, dtype=np.int64)
         self._data_ready = False
         self._fill(range(b), seeds)
@@ -168,8 +179,12 @@ class SupervisedBatchedRun:
             self._x_val = first.x_val.new_zeros(b, *first.x_val.shape)
             self._y_val = first.y_val.new_zeros(b, *first.y_val.shape)
             sampler = EpochSampler(self._n_train, spec.batch_size, 0)
-            self._perm = torch.zeros(b, sampler.n_batches * spec.batch_size, dtype=torch.int64)
-            self._row_offsets = (torch.arange(b) * self._n_train).unsqueeze(1)
+            self._epoch_len = sampler.n_batches * spec.batch_size
+            # Each run's current epoch, pre-shuffled: a minibatch is then a slice (no copy)
+            # whenever the runs sit at the same position, which is the common case.
+            self._x_epoch = first.x_train.new_zeros(b, self._epoch_len, *first.x_train.shape[1:])
+            self._y_epoch = first.y_train.new_zeros(b, self._epoch_len, *first.y_train.shape[1:])
+            self._row_offsets = (torch.arange(b) * self._epoch_len).unsqueeze(1)
             self._batch_arange = torch.arange(spec.batch_size)
             self._data_ready = True
         for i, seed, data in zip(indices, seeds, datas, strict=True):
@@ -192,15 +207,28 @@ class SupervisedBatchedRun:
                 self._hparams[name][i] = value
             sampler = EpochSampler(self._n_train, spec.batch_size, seed)
             self._samplers[i] = sampler
-            self._perm[i] = sampler.epoch()
-            self._pos[i] = 0
             self.seeds[i] = int(seed)
+        self._shuffle_epochs(list(indices))
         idx = list(indices)
         self._optimizer.reset_slots(idx)
         self._prev_grad[idx] = 0.0
         self._has_prev_grad[idx] = False
-        self._x_train_flat = self._x_train.view(-1, *self._x_train.shape[2:])
-        self._y_train_flat = self._y_train.view(-1, *self._y_train.shape[2:])
+
+    def _shuffle_epochs(self, indices: list[int]) -> None:
+        """Start a new epoch for runs ``indices``: one gather for all of them."""
+        perms = torch.stack([self._samplers[i].epoch() for i in indices])
+        index = torch.tensor(indices)
+        rows = (perms + (index * self._n_train).unsqueeze(1)).reshape(-1)
+        x = self._x_train.view(-1, *self._x_train.shape[2:]).index_select(0, rows)
+        y = self._y_train.view(-1, *self._y_train.shape[2:]).index_select(0, rows)
+        x = x.view(len(indices), self._epoch_len, *x.shape[1:])
+        y = y.view(len(indices), self._epoch_len, *y.shape[1:])
+        if len(indices) == self.n_runs:
+            self._x_epoch, self._y_epoch = x, y
+        else:
+            self._x_epoch[index] = x
+            self._y_epoch[index] = y
+        self._pos[indices] = 0
 
     # --------------------------------------------------------------- protocol
     @property
@@ -232,21 +260,22 @@ class SupervisedBatchedRun:
 
     def _next_batch(self) -> tuple[Tensor, Tensor]:
         bs = self.spec.batch_size
-        end = self._perm.shape[1]
-        for i in np.flatnonzero(self._pos + bs > end):
-            self._perm[i] = self._samplers[i].epoch()
-            self._pos[i] = 0
+        done = np.flatnonzero(self._pos + bs > self._epoch_len)
+        if done.size:
+            self._shuffle_epochs(done.tolist())
         first = int(self._pos[0])
         if (self._pos == first).all():
-            idx = self._perm[:, first : first + bs]
+            x = self._x_epoch[:, first : first + bs]
+            y = self._y_epoch[:, first : first + bs]
         else:  # runs reset mid-epoch sit at different positions
-            cols = torch.from_numpy(self._pos).unsqueeze(1) + self._batch_arange
-            idx = self._perm.gather(1, cols)
+            rows = torch.from_numpy(self._pos).unsqueeze(1) + self._batch_arange + self._row_offsets
+            rows = rows.reshape(-1)
+            b = self.n_runs
+            x = self._x_epoch.view(-1, *self._x_epoch.shape[2:]).index_select(0, rows)
+            y = self._y_epoch.view(-1, *self._y_epoch.shape[2:]).index_select(0, rows)
+            x = x.view(b, bs, *x.shape[1:])
+            y = y.view(b, bs, *y.shape[1:])
         self._pos += bs
-        flat = (idx + self._row_offsets).reshape(-1)
-        b = self.n_runs
-        x = self._x_train_flat.index_select(0, flat).view(b, bs, *self._x_train.shape[2:])
-        y = self._y_train_flat.index_select(0, flat).view(b, bs, *self._y_train.shape[2:])
         return x, y
 
     def _loss_and_grad(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
