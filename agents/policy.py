@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ class TuningPolicy:
         self._contents = contents
         self.source = source
         self.space: HyperparameterSpace = contents.space
-        self.metadata: dict[str, Any] = contents.metadata
+        self.metadata: Mapping[str, Any] = contents.metadata
         norm = contents.normalization
         self._mean = np.asarray(norm["mean"], dtype=np.float64)
         self._var = np.asarray(norm["var"], dtype=np.float64)

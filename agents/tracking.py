@@ -191,7 +191,7 @@ class Tracker:
                 save_code=False,
             )
             self.run = wandb.init(
-                mode=mode,
+                mode=mode,  # type: ignore[arg-type]  # checked against MODES
                 project=project,
                 dir=str(self.dir),
                 name=name,

@@ -49,6 +49,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
 from agents.bundle import (
     FORMAT_VERSION,
@@ -111,7 +116,7 @@ def resolve_distribution(config: TrainConfig, split: str) -> str | TaskSampler:
             f"TrainConfig.distribution={config.distribution!r} cannot be imported ({exc}); "
             "expected a registered name like 'default' or 'package.module:factory'"
         ) from None
-    return factory(split=split, **kwargs)  # type: ignore[no-any-return]
+    return factory(split=split, **kwargs)
 
 
 def distribution_kwargs(config: TrainConfig) -> dict[str, Any]:
@@ -277,7 +282,7 @@ def evaluate_heldout(
 
 
 def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     py_state = random.getstate()
     return {
         "python": [py_state[0], list(py_state[1]), py_state[2]],
@@ -287,7 +292,7 @@ def _rng_state() -> dict[str, Any]:
             int(np_state[2]),
             int(np_state[3]),
             float(np_state[4]),
-        ],  # type: ignore[index, union-attr]
+        ],
         "torch": torch.get_rng_state().tolist(),
     }
 
@@ -375,8 +380,24 @@ def save_checkpoint(
 
 
 def _env_rng_state(vec_env: Any) -> Any:
-    rng = getattr(_base_env(vec_env), "rng", None)
+    """The task/seed RNG state of the training env: one numpy bit-generator state
+    (local `HPOVecEnv`) or a list of them (one per Ray worker); None if unknown."""
+    base = _base_env(vec_env)
+    if hasattr(base, "get_rng_states"):
+        return {"workers": base.get_rng_states()}
+    rng = getattr(base, "rng", None)
     return rng.bit_generator.state if isinstance(rng, np.random.Generator) else None
+
+
+def _set_env_rng_state(vec_env: Any, state: Any) -> None:
+    base = _base_env(vec_env)
+    if state is None:
+        return
+    if isinstance(state, dict) and "workers" in state:
+        if hasattr(base, "set_rng_states"):
+            base.set_rng_states(state["workers"])
+    elif isinstance(getattr(base, "rng", None), np.random.Generator):
+        base.rng.bit_generator.state = state
 
 
 def _prune_checkpoints(run_dir: Path, keep: int) -> None:
@@ -402,32 +423,24 @@ def _clean_staging(run_dir: Path) -> None:
 # -- callbacks ------------------------------------------------------------------------
 
 
-def _callbacks_module() -> Any:
-    from stable_baselines3.common import callbacks, logger
+class TrackerOutputFormat(KVWriter):
+    """SB3 logger output that forwards every dump (PPO and env metrics) to the tracker."""
 
-    return callbacks, logger
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
 
+    def write(
+        self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0
+    ) -> None:
+        scalars = {
+            k: float(v)
+            for k, v in key_values.items()
+            if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
+        }
+        self.tracker.log(scalars, step=step)
 
-def _make_tracker_writer(tracker: Tracker) -> Any:
-    _, logger = _callbacks_module()
-
-    class TrackerOutputFormat(logger.KVWriter):  # type: ignore[misc, name-defined]
-        """SB3 logger output that forwards every dump (PPO and env metrics) to the tracker."""
-
-        def write(
-            self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0
-        ) -> None:
-            scalars = {
-                k: float(v)
-                for k, v in key_values.items()
-                if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
-            }
-            tracker.log(scalars, step=step)
-
-        def close(self) -> None:
-            pass
-
-    return TrackerOutputFormat()
+    def close(self) -> None:
+        pass
 
 
 class _Trainer:
@@ -499,110 +512,122 @@ def _append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
     atomic_write_text(path, old + json.dumps(record, sort_keys=True) + "\n")
 
 
-def _make_callbacks(trainer: _Trainer, total_timesteps: int) -> list[Any]:
-    callbacks, _ = _callbacks_module()
+class PeriodicCallback(BaseCallback):
+    """Checkpoints and held-out evaluation at rollout boundaries."""
 
-    class PeriodicCallback(callbacks.BaseCallback):  # type: ignore[misc, name-defined]
-        """Checkpoints and held-out evaluation at rollout boundaries."""
+    def __init__(self, trainer: _Trainer) -> None:
+        super().__init__()
+        self.trainer = trainer
 
-        def _on_rollout_start(self) -> None:
-            vec_normalize = self.model.get_vec_normalize_env()
-            trainer.maybe_checkpoint(self.model, vec_normalize)
-            # Evaluation steps its own engines: the training envs are untouched.
-            trainer.maybe_evaluate(self.model, vec_normalize)
+    def _on_rollout_start(self) -> None:
+        vec_normalize = self.model.get_vec_normalize_env()
+        self.trainer.maybe_checkpoint(self.model, vec_normalize)
+        # Evaluation steps its own engines: the training envs are untouched.
+        self.trainer.maybe_evaluate(self.model, vec_normalize)
 
-        def _on_step(self) -> bool:
-            return True
+    def _on_step(self) -> bool:
+        return True
 
-    class EnvMetricsCallback(callbacks.BaseCallback):  # type: ignore[misc, name-defined]
-        """Per-rollout aggregates of the environment: hyperparameters, rewards,
-        divergence and episode returns (recorded into the SB3 logger, which
-        forwards them to the tracker with the PPO metrics)."""
 
-        def _on_rollout_start(self) -> None:
-            self.hparams: dict[str, list[float]] = defaultdict(list)
-            self.rewards: list[float] = []
-            self.steps_diverged = 0
-            self.steps = 0
-            self.episodes: list[dict[str, Any]] = []
+class EnvMetricsCallback(BaseCallback):
+    """Per-rollout aggregates of the environment: hyperparameters, rewards,
+    divergence and episode returns (recorded into the SB3 logger, which
+    forwards them to the tracker with the PPO metrics)."""
 
-        def _on_step(self) -> bool:
-            infos = self.locals.get("infos", [])
-            env = self.model.get_vec_normalize_env()
-            rewards = env.get_original_reward() if env is not None else self.locals.get("rewards")
-            if rewards is not None:
-                self.rewards.extend(float(r) for r in np.asarray(rewards).reshape(-1))
-            for info in infos:
-                self.steps += 1
-                self.steps_diverged += bool(info.get("diverged", False))
-                for name, value in info.get("hparams", {}).items():
-                    if value > 0 and math.isfinite(value):
-                        self.hparams[name].append(math.log10(value))
-                if "episode_return" in info:
-                    self.episodes.append(info)
-            return True
+    def _on_rollout_start(self) -> None:
+        self.hparams: dict[str, list[float]] = defaultdict(list)
+        self.rewards: list[float] = []
+        self.steps_diverged = 0
+        self.steps = 0
+        self.episodes: list[dict[str, Any]] = []
 
-        def _on_rollout_end(self) -> None:
-            record = self.logger.record
-            for name, values in self.hparams.items():
-                arr = np.asarray(values)
-                record(f"env/log10_{name}_mean", float(arr.mean()))
-                record(f"env/log10_{name}_p10", float(np.percentile(arr, 10)))
-                record(f"env/log10_{name}_p90", float(np.percentile(arr, 90)))
-            if self.rewards:
-                record("env/reward_mean", float(np.mean(self.rewards)))
-            if self.steps:
-                record("env/diverged_step_rate", self.steps_diverged / self.steps)
-            if self.episodes:
-                record("env/episodes", len(self.episodes))
-                record(
-                    "env/episode_return_mean",
-                    float(np.mean([e["episode_return"] for e in self.episodes])),
-                )
-                record(
-                    "env/divergence_rate", float(np.mean([e["diverged"] for e in self.episodes]))
-                )
-                ratios = [
-                    e["final_val_ratio"]
-                    for e in self.episodes
-                    if math.isfinite(e.get("final_val_ratio", math.nan))
-                ]
-                if ratios:
-                    record("env/final_val_ratio_mean", float(np.mean(ratios)))
-                by_family: dict[str, list[float]] = defaultdict(list)
-                for e in self.episodes:
-                    by_family[e.get("family", "?")].append(e["episode_return"])
-                for family, returns in by_family.items():
-                    record(f"env/episode_return/{family}", float(np.mean(returns)))
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos", [])
+        env = self.model.get_vec_normalize_env()
+        rewards = env.get_original_reward() if env is not None else self.locals.get("rewards")
+        if rewards is not None:
+            self.rewards.extend(float(r) for r in np.asarray(rewards).reshape(-1))
+        for info in infos:
+            self.steps += 1
+            self.steps_diverged += bool(info.get("diverged", False))
+            for name, value in info.get("hparams", {}).items():
+                if value > 0 and math.isfinite(value):
+                    self.hparams[name].append(math.log10(value))
+            if "episode_return" in info:
+                self.episodes.append(info)
+        return True
 
-    class ProgressBarCallback(callbacks.BaseCallback):  # type: ignore[misc, name-defined]
-        """tqdm progress bar with ETA (SB3's own bar needs rich)."""
-
-        def _on_training_start(self) -> None:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(
-                total=total_timesteps,
-                initial=int(self.model.num_timesteps),
-                unit="step",
-                desc="meta-training",
-                dynamic_ncols=True,
-                mininterval=1.0,
-                disable=not trainer.config.progress_bar,
-                file=sys.stderr,
+    def _on_rollout_end(self) -> None:
+        record = self.logger.record
+        for name, values in self.hparams.items():
+            arr = np.asarray(values)
+            record(f"env/log10_{name}_mean", float(arr.mean()))
+            record(f"env/log10_{name}_p10", float(np.percentile(arr, 10)))
+            record(f"env/log10_{name}_p90", float(np.percentile(arr, 90)))
+        if self.rewards:
+            record("env/reward_mean", float(np.mean(self.rewards)))
+        if self.steps:
+            record("env/diverged_step_rate", self.steps_diverged / self.steps)
+        if self.episodes:
+            record("env/episodes", len(self.episodes))
+            record(
+                "env/episode_return_mean",
+                float(np.mean([e["episode_return"] for e in self.episodes])),
             )
+            record("env/divergence_rate", float(np.mean([e["diverged"] for e in self.episodes])))
+            ratios = [
+                e["final_val_ratio"]
+                for e in self.episodes
+                if math.isfinite(e.get("final_val_ratio", math.nan))
+            ]
+            if ratios:
+                record("env/final_val_ratio_mean", float(np.mean(ratios)))
+            by_family: dict[str, list[float]] = defaultdict(list)
+            for e in self.episodes:
+                by_family[e.get("family", "?")].append(e["episode_return"])
+            for family, returns in by_family.items():
+                record(f"env/episode_return/{family}", float(np.mean(returns)))
 
-        def _on_step(self) -> bool:
-            self.bar.update(self.training_env.num_envs)
-            result = trainer.progress.get("last_eval_result")
-            if result and result.get("win_rate") is not None:
-                self.bar.set_postfix(win_rate=f"{result['win_rate']:.2f}", refresh=False)
-            return True
 
-        def _on_training_end(self) -> None:
-            self.bar.close()
+class ProgressBarCallback(BaseCallback):
+    """tqdm progress bar with ETA (SB3's own bar needs rich)."""
 
-    return [ProgressBarCallback(), EnvMetricsCallback(), PeriodicCallback()]
+    def __init__(self, trainer: _Trainer, total_timesteps: int) -> None:
+        super().__init__()
+        self.trainer = trainer
+        self.total_timesteps = total_timesteps
+
+    def _on_training_start(self) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(
+            total=self.total_timesteps,
+            initial=int(self.model.num_timesteps),
+            unit="step",
+            desc="meta-training",
+            dynamic_ncols=True,
+            mininterval=1.0,
+            disable=not self.trainer.config.progress_bar,
+            file=sys.stderr,
+        )
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        result = self.trainer.progress.get("last_eval_result")
+        if result and result.get("win_rate") is not None:
+            self.bar.set_postfix(win_rate=f"{result['win_rate']:.2f}", refresh=False)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+def make_callbacks(trainer: _Trainer, total_timesteps: int) -> list[BaseCallback]:
+    return [
+        ProgressBarCallback(trainer, total_timesteps),
+        EnvMetricsCallback(),
+        PeriodicCallback(trainer),
+    ]
 
 
 # -- metadata ---------------------------------------------------------------------------
@@ -686,8 +711,6 @@ def export_bundle(
 
 def make_model(config: TrainConfig, env: Any) -> Any:
     """A fresh SB3 PPO ("MlpPolicy", separate tanh actor/critic MLPs) for ``env``."""
-    from stable_baselines3 import PPO
-
     return PPO(
         "MlpPolicy",
         env,
@@ -714,8 +737,6 @@ def make_model(config: TrainConfig, env: Any) -> Any:
 
 def make_normalized_env(config: TrainConfig, raw_env: Any) -> Any:
     """``VecNormalize(VecMonitor(raw_env))`` as meta-training uses it."""
-    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
-
     return VecNormalize(
         VecMonitor(raw_env), norm_obs=True, norm_reward=config.norm_reward, gamma=config.gamma
     )
@@ -767,11 +788,6 @@ def train(
         command: the command line recorded in the bundle (default: ``sys.argv``).
         resume_overrides: changes allowed on resume (e.g. a larger total_timesteps).
     """
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.logger import Logger
-    from stable_baselines3.common.utils import set_random_seed
-    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
-
     command = command if command is not None else " ".join(sys.argv)
     if resume_dir is not None:
         config = load_run_config(resume_dir, resume_overrides)
@@ -794,7 +810,7 @@ def train(
             f"{run_dir} has no complete checkpoint yet; training starts from scratch", stacklevel=2
         )
     state: dict[str, Any] = json.loads((checkpoint / STATE_FILE).read_text()) if checkpoint else {}
-    progress = {
+    progress: dict[str, Any] = {
         k: state[k]
         for k in ("last_checkpoint", "last_eval", "last_eval_result", "wall_time_s")
         if k in state
@@ -822,22 +838,18 @@ def train(
             env.training = True
             model = PPO.load(str(checkpoint / MODEL_FILE), env=env, device="cpu")
             _set_rng_state(state["rng"])
-            base = _base_env(env)
-            if state.get("env_rng") is not None and isinstance(
-                getattr(base, "rng", None), np.random.Generator
-            ):
-                base.rng.bit_generator.state = state["env_rng"]
+            _set_env_rng_state(env, state.get("env_rng"))
         else:
             env = make_normalized_env(config, raw_env)
             model = make_model(config, env)
-        model.set_logger(Logger(folder=None, output_formats=[_make_tracker_writer(tracker)]))
+        model.set_logger(Logger(folder=None, output_formats=[TrackerOutputFormat(tracker)]))
         remaining = config.total_timesteps - int(model.num_timesteps)
         start_steps = int(model.num_timesteps)
         started = time.monotonic()
         if remaining > 0:
             model.learn(
                 total_timesteps=remaining,
-                callback=_make_callbacks(trainer, config.total_timesteps),
+                callback=make_callbacks(trainer, config.total_timesteps),
                 log_interval=1,
                 reset_num_timesteps=False,
             )

@@ -213,7 +213,7 @@ class TrainConfig:
             if key not in names:
                 raise unknown_name_error("TrainConfig field", key, names)
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**values)
+        return cls(**values)  # type: ignore[arg-type]  # __post_init__ checks types
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
