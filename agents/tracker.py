@@ -133,25 +133,29 @@ class StatsTracker:
             raise RuntimeError(
                 "StatsTracker.end_interval called with no recorded update; call record(loss) first"
             )
+        # Few, fused tensor ops: this runs once per interval inside the user's loop.
         losses = torch.tensor(self.losses, dtype=torch.float32)
+        std, mean = torch.std_mean(losses, correction=0)
         grad = self._flat_grad()
-        grad_norm = torch.linalg.vector_norm(grad)
-        if self.prev_grad is None:
-            cosine = torch.zeros(())
-        else:
-            prev_norm = torch.linalg.vector_norm(self.prev_grad)
-            cosine = (grad @ self.prev_grad) / (grad_norm * prev_norm).clamp_min(1e-12)
         theta_end = self._flat_params()
-        update_ratio = torch.linalg.vector_norm(theta_end - self.theta_start) / (
-            torch.linalg.vector_norm(self.theta_start) + 1e-12
-        )
+        # One fused norm over the vectors, without stacking copies of them.
+        vectors = [grad, theta_end - self.theta_start, self.theta_start]
+        if self.prev_grad is not None:
+            vectors.append(self.prev_grad)
+        norms = torch._foreach_norm(vectors)
+        grad_norm, update_norm, start_norm = norms[:3]
+        if self.prev_grad is None:
+            cosine = torch.zeros((), device=grad.device)
+        else:
+            cosine = (grad @ self.prev_grad) / (grad_norm * norms[3]).clamp_min(1e-12)
+        update_ratio = update_norm / (start_norm + 1e-12)
         self.prev_grad = grad
         self.theta_start = theta_end
         self.losses = []
         val = float("nan") if val_loss is None else float(val_loss)
         return StepStats(
-            train_loss=losses.mean().reshape(1),
-            train_loss_std=losses.std(correction=0).reshape(1),
+            train_loss=mean.reshape(1),
+            train_loss_std=std.reshape(1),
             train_loss_first=losses[:1],
             grad_norm=grad_norm.reshape(1).cpu(),
             grad_cosine=cosine.reshape(1).cpu(),

@@ -1,0 +1,198 @@
+"""``hpo-rl bench overhead``: the deployed scheduler's cost in a plain PyTorch loop.
+
+An MLP on scikit-learn's digits (batch 64) is trained for the same number of
+steps with and without a `TuningScheduler`, the two measured in alternation
+within one run (so a machine busy with other work slows both alike); the
+overhead is the ratio of the two arms' fastest rounds minus one (the paired
+median is printed too). The output ends
+with ``deploy_overhead=<fraction>`` (target: <= 0.03).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+TARGET_OVERHEAD = 0.03
+BATCH_SIZE = 64
+HIDDEN = (128, 128)
+RUN_STEPS = 3000
+"""Length of the run the scheduler is told about (the README's example)."""
+
+
+def _digits() -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y, dtype=torch.int64)
+
+
+def _mlp(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(64, HIDDEN[0]),
+        torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN[0], HIDDEN[1]),
+        torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN[1], 10),
+    )
+
+
+def benchmark_policy() -> tuple[Any, str]:
+    """The shipped default policy, or (before one is shipped) a freshly initialised
+    policy of the same kind: the cost of acting does not depend on the weights."""
+    from agents.bundle import BundleError
+    from agents.policy import TuningPolicy
+
+    try:
+        return TuningPolicy.load("default"), "default"
+    except BundleError:
+        pass
+    from agents.bundle import FORMAT_VERSION, BundleContents
+    from hpo_env import DEFAULT_HPARAMS, FEATURE_SPEC_VERSION, FeatureExtractor, HyperparameterSpace
+
+    space = HyperparameterSpace.from_names(DEFAULT_HPARAMS)
+    names = FeatureExtractor.feature_names(space)
+    gen = torch.Generator().manual_seed(0)
+    widths = [64, 64]
+    weights, fan_in = {}, len(names)
+    for i, width in enumerate(widths):
+        weights[f"layers.{i}.weight"] = torch.randn(width, fan_in, generator=gen) * 0.01
+        weights[f"layers.{i}.bias"] = torch.zeros(width)
+        fan_in = width
+    weights["action_mean.weight"] = torch.randn(len(space), fan_in, generator=gen) * 0.01
+    weights["action_mean.bias"] = torch.zeros(len(space))
+    weights["log_std"] = torch.zeros(len(space))
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "feature_spec_version": FEATURE_SPEC_VERSION,
+        "feature_names": names,
+        "hparams": space.to_dicts(),
+        "net_arch": widths,
+        "activation": "tanh",
+    }
+    norm = {
+        "mean": [0.0] * len(names),
+        "var": [1.0] * len(names),
+        "clip_obs": 10.0,
+        "epsilon": 1e-8,
+    }
+    return TuningPolicy(
+        BundleContents(weights, norm, metadata)
+    ), "random-init (no shipped default bundle)"
+
+
+def _round(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    scheduler: Any | None,
+) -> tuple[float, float]:
+    """Wall and CPU (this thread) seconds of one pass over ``batches``."""
+    loss_fn = torch.nn.functional.cross_entropy
+    cpu_start = time.thread_time()
+    start = time.perf_counter()
+    if scheduler is None:
+        for x, y in batches:
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    else:
+        for x, y in batches:
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step(loss.item())
+    return time.perf_counter() - start, time.thread_time() - cpu_start
+
+
+def run_overhead_bench(quick: bool = False, seed: int = 0) -> dict[str, float]:
+    """Measure and print the scheduler's overhead; returns the numbers printed.
+
+    Each arm trains its own model for the rounds in turn; the tuned arm's scheduler
+    spans them all with ``total_steps=RUN_STEPS`` (the README's example run), so
+    its control interval is the one a user gets by default.
+
+    Args:
+        quick: Fewer, shorter rounds (seconds, for CI); noisier.
+        seed: Seeds the model initialisation and the minibatch order.
+    """
+    n_rounds, steps = (8, 60) if quick else (24, 120)
+    x, y = _digits()
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    while len(batches) < steps:
+        perm = torch.randperm(x.shape[0], generator=gen)
+        for i in range(0, x.shape[0] - BATCH_SIZE + 1, BATCH_SIZE):
+            idx = perm[i : i + BATCH_SIZE]
+            batches.append((x[idx], y[idx]))
+    batches = batches[:steps]
+    policy, policy_name = benchmark_policy()
+    threads = torch.get_num_threads()
+    # One intra-op thread: the MLP's ops are small, and a second thread spin-waiting on a
+    # busy machine swamps what is measured here.
+    torch.set_num_threads(1)
+    try:
+        arms: dict[str, Any] = {}
+        for arm in ("plain", "tuned"):
+            model = _mlp(seed)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+            scheduler = None
+            if arm == "tuned":
+                total = max(RUN_STEPS, (n_rounds + 1) * steps)
+                scheduler = policy.scheduler(optimizer, total_steps=total)
+            arms[arm] = (model, optimizer, scheduler)
+        times: dict[str, list[float]] = {"plain": [], "tuned": []}
+        cpu_times: dict[str, list[float]] = {"plain": [], "tuned": []}
+        for r in range(n_rounds + 1):  # round 0 warms both arms up and is discarded
+            for arm in ("plain", "tuned") if r % 2 == 0 else ("tuned", "plain"):
+                wall, cpu = _round(*arms[arm][:2], batches, arms[arm][2])
+                if r > 0:
+                    times[arm].append(wall)
+                    cpu_times[arm].append(cpu)
+        interval = arms["tuned"][2].control_interval
+    finally:
+        torch.set_num_threads(threads)
+    # The fastest round of each arm is the least disturbed by other work on the machine;
+    # the median of the paired (same-time) ratios is printed next to it as a check.
+    plain, tuned = min(times["plain"]), min(times["tuned"])
+    overhead = tuned / plain - 1.0
+    paired = [t / p - 1.0 for t, p in zip(times["tuned"], times["plain"])]
+    result = {
+        "plain_step_us": plain / steps * 1e6,
+        "tuned_step_us": tuned / steps * 1e6,
+        "plain_step_cpu_us": statistics.median(cpu_times["plain"]) / steps * 1e6,
+        "control_interval": float(interval),
+        "overhead_paired_median": float(statistics.median(paired)),
+        "overhead_iqr_low": float(np.percentile(paired, 25)),
+        "overhead_iqr_high": float(np.percentile(paired, 75)),
+        # CPU time of this thread barely depends on other processes: a steadier check.
+        "cpu_overhead": statistics.median(cpu_times["tuned"])
+        / statistics.median(cpu_times["plain"])
+        - 1.0,
+        "deploy_overhead": overhead,
+    }
+    print(
+        f"mlp 64-{HIDDEN[0]}-{HIDDEN[1]}-10 on digits, batch {BATCH_SIZE}, SGD; {n_rounds} alternating "
+        f"rounds of {steps} steps; policy={policy_name}; control_interval={interval}; 1 torch thread"
+    )
+    print(
+        f"plain_step_us={result['plain_step_us']:.1f} tuned_step_us={result['tuned_step_us']:.1f}"
+    )
+    print(
+        f"paired round overhead: median {result['overhead_paired_median']:.4f}, IQR "
+        f"[{result['overhead_iqr_low']:.4f}, {result['overhead_iqr_high']:.4f}]; fastest rounds "
+        f"below (target <= {TARGET_OVERHEAD})"
+    )
+    print(
+        f"cpu_time_overhead={result['cpu_overhead']:.4f} (median thread CPU time per round; "
+        f"plain_step_cpu_us={result['plain_step_cpu_us']:.1f})"
+    )
+    print(f"deploy_overhead={overhead:.4f}")
+    return result

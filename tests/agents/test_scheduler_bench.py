@@ -1,0 +1,20 @@
+"""``hpo-rl bench overhead`` runs and ends with ``deploy_overhead=<fraction>``."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from agents.bench_overhead import run_overhead_bench
+
+
+@pytest.mark.slow
+def test_overhead_bench_quick(capsys):
+    result = run_overhead_bench(quick=True, seed=1)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("deploy_overhead=")
+    assert math.isfinite(float(last.split("=")[1]))
+    assert result["control_interval"] == 60
+    # Timing on a shared machine is noisy: only a gross regression fails here.
+    assert result["cpu_overhead"] < 0.5
