@@ -985,13 +985,13 @@ def summarize(records: Sequence[Mapping[str, Any]], config: BenchmarkConfig) -> 
             "final": final.tolist(),
         }
         if label != "policy":
-            scores = win_scores(policy_table, final)
-            entry["win_rate_policy_vs"] = float(scores.mean())
+            wins = win_scores(policy_table, final)
+            entry["win_rate_policy_vs"] = float(wins.mean())
             entry["win_rate_policy_vs_ci"] = list(
-                bootstrap_ci(scores, np.mean, config.n_bootstrap, config.bootstrap_seed)
+                bootstrap_ci(wins, np.mean, config.n_bootstrap, config.bootstrap_seed)
             )
             entry["win_rate_policy_vs_per_task"] = {
-                t: float(s.mean()) for t, s in zip(task_names, scores)
+                t: float(w.mean()) for t, w in zip(task_names, wins)
             }
         per_method[label] = entry
 

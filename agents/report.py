@@ -257,7 +257,7 @@ def make_figures(
                 values = rec["hparams"].get("learning_rate") if key == "lr" else rec["val_curve"]
                 if not values:
                     continue
-                style = (
+                style: dict[str, Any] = (
                     {"linewidth": 2.5, "color": "black"}
                     if label == "policy"
                     else {"linewidth": 1.2}
@@ -303,8 +303,8 @@ def make_figures(
         if not by:
             continue
         ys = [by.get(str(i), float("nan")) for i in range(len(sweep))]
-        style = {"linewidth": 2.5, "color": "black"} if label == "policy" else {}
-        ax.plot(sweep, ys, marker="o", label=label, **style)
+        line: dict[str, Any] = {"linewidth": 2.5, "color": "black"} if label == "policy" else {}
+        ax.plot(sweep, ys, marker="o", label=label, **line)
     ax.axhline(0.8, color="tab:green", linestyle="--", label="target (80%)")
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)

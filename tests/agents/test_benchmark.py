@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
+import numpy as np
 import pytest
 
 import agents.evaluation as evaluation
@@ -78,3 +80,23 @@ def test_benchmark_command_line_quick(tmp_path, monkeypatch, capsys):
 def test_benchmark_command_line_errors_are_one_line(capsys):
     assert main(["benchmark", "--quick", "--methods", "cosin", "--no-progress"]) == 2
     assert "did you mean 'cosine'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_backend_matches_local(ray_session):
+    ray_config = dataclasses.replace(TINY, backend="ray", arms_per_item=5, sweep_lrs=())
+    local = evaluation.run_benchmark(
+        dataclasses.replace(ray_config, backend="local"),
+        policy=StandInPolicy(),
+        tasks=TASKS[:1],
+        progress=False,
+    )
+    remote = evaluation.run_benchmark(
+        ray_config, policy=StandInPolicy(), tasks=TASKS[:1], progress=False
+    )
+    assert len(remote["items"]) == len(local["items"]) > 1
+    for name, m in local["summary"]["methods"].items():
+        np.testing.assert_allclose(
+            remote["summary"]["methods"][name]["final"], m["final"], rtol=1e-5
+        )
