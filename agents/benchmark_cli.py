@@ -55,6 +55,13 @@ def register(subparsers: Any) -> None:
         "--methods", nargs="+", default=None, help="baselines to run (default: all registered)"
     )
     parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first; it may register more methods (e.g. PBT); repeatable",
+    )
+    parser.add_argument(
         "--val-every", type=int, default=None, help="validation cadence seen by controllers"
     )
     parser.add_argument(
@@ -86,6 +93,8 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         overrides["tasks"] = tuple(args.tasks)
     if args.methods:
         overrides["methods"] = tuple(args.methods)
+    if args.plugin:
+        overrides["plugins"] = tuple(args.plugin)
     if args.val_every is not None:
         overrides["val_every"] = args.val_every
     return dataclasses.replace(base, **overrides)
@@ -154,7 +163,7 @@ def run_and_report(
 def log_to_wandb(
     result: dict[str, Any], files: dict[str, Path], out_dir: str | Path, mode: str
 ) -> None:
-    """Summary numbers, the method table, the figures and the result files as an artifact."""
+    """Summary numbers, the method table, the figures, and results.json as an artifact."""
     from agents.tracking import Tracker
 
     summary = result["summary"]
@@ -209,4 +218,5 @@ def log_to_wandb(
         for name, path in files.items():
             if name.endswith(".png"):
                 tracker.log_image(f"benchmark/{Path(name).stem}", path)
-        tracker.log_artifact(out_dir, name="benchmark-results", type="benchmark")
+        # results.json holds everything (the run folder also holds wandb/ itself: not that).
+        tracker.log_artifact(files["results.json"], name="benchmark-results", type="benchmark")

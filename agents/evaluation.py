@@ -582,6 +582,9 @@ class BenchmarkConfig:
     """Offset into the evaluation seeds (use another to get a disjoint evaluation set)."""
     methods: tuple[str, ...] = ()
     """Baselines from `agents.baselines.available_methods` to run; empty = all registered."""
+    plugins: tuple[str, ...] = ()
+    """Modules imported first, which may `agents.baselines.register_method` more methods
+    (e.g. Population Based Training over Ray Tune)."""
     grid_size: int = 19
     """Constant learning rates of the best-of-grid oracle (its compute multiple)."""
     grid_decades: tuple[float, float] = (-2.5, 2.0)
@@ -828,6 +831,20 @@ def resolve_tasks(names: Sequence[str]) -> dict[str, Any]:
     from tasks.distribution import list_tasks, task_by_name
 
     return {name: task_by_name(name) for name in (names or list_tasks("heldout"))}
+
+
+def import_plugins(modules: Sequence[str]) -> None:
+    """Import modules that register benchmark methods (``BenchmarkConfig.plugins``)."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(
+                f"benchmark plugin {name!r} could not be imported ({exc}); expected an importable "
+                "module that calls agents.baselines.register_method"
+            ) from exc
 
 
 def _method_specs(names: Sequence[str]) -> list[Any]:
@@ -1103,6 +1120,7 @@ def run_benchmark(
     import time
 
     started = time.perf_counter()
+    import_plugins(config.plugins)
     _method_specs(config.methods)  # fail on a misspelt method before any work
     task_objs = tasks if tasks is not None else resolve_tasks(config.tasks)
     loaded = load_policy(policy)

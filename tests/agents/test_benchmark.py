@@ -100,3 +100,33 @@ def test_ray_backend_matches_local(ray_session):
         np.testing.assert_allclose(
             remote["summary"]["methods"][name]["final"], m["final"], rtol=1e-5
         )
+
+
+def _halved_lr_runner(task, seeds, *, val_every, initial_lr, initial_hparams):
+    from agents.baselines import ConstantController
+
+    lr = (initial_lr or initial_hparams["learning_rate"]) / 2
+    return evaluation.rollout(
+        ConstantController({"learning_rate": lr}), task, seeds, val_every=val_every
+    )
+
+
+def test_registered_methods_join_the_benchmark(monkeypatch):
+    from agents import baselines
+
+    monkeypatch.setattr(baselines, "_METHODS", dict(baselines._METHODS))
+    baselines.register_method(
+        "halved", runner=_halved_lr_runner, compute_multiple=2.0, in_sweep=False
+    )
+    config = dataclasses.replace(TINY, methods=("cosine", "halved"), sweep_lrs=(0.01,))
+    result = evaluation.run_benchmark(
+        config, policy=StandInPolicy(), tasks=TASKS[:1], progress=False
+    )
+    methods = result["summary"]["methods"]
+    assert set(methods) == {"policy", "cosine", "halved", "best_of_grid"}
+    assert methods["halved"]["compute_multiple"] == 2.0
+    assert "robustness" not in methods["halved"] and "robustness" in methods["cosine"]
+    with pytest.raises(ValueError, match="plugin 'no_such_module'"):
+        evaluation.run_benchmark(
+            dataclasses.replace(config, plugins=("no_such_module",)), policy=StandInPolicy()
+        )

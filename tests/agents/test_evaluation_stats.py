@@ -98,3 +98,54 @@ def test_stacked_controller_equals_separate_rollouts():
             alone.hparams["learning_rate"],
             rtol=1e-5,
         )
+
+
+def _rec(task, label, kind, finals, grid_lr=None, sweep_lr=None, diverged=None):
+    return {
+        "task": task,
+        "family": "f",
+        "label": label,
+        "kind": kind,
+        "grid_lr": grid_lr,
+        "sweep_lr": sweep_lr,
+        "seeds": [1, 2],
+        "final_objective": list(finals),
+        "diverged": list(diverged or [False, False]),
+    }
+
+
+def test_summarize_on_hand_made_records():
+    from agents.evaluation import summarize
+
+    records = []
+    for task in ("a", "b"):
+        records += [
+            _rec(task, "grid@0.01", "grid", [2.0, 2.0], grid_lr=0.01),
+            _rec(task, "grid@0.1", "grid", [1.0, 1.0], grid_lr=0.1),  # the oracle
+            _rec(task, "grid@1", "grid", [9.0, 9.0], grid_lr=1.0),
+            _rec(task, "policy", "policy", [1.05, 0.9]),
+            _rec(task, "constant_default", "method", [2.0, 0.9]),
+            _rec(task, "cosine", "method", [1.0, 1.0]),
+            _rec(task, "policy", "policy", [1.2, 5.0], sweep_lr=1e-3),
+            _rec(task, "cosine", "method", [1.3, 100.0], sweep_lr=1e-3, diverged=[False, True]),
+        ]
+    config = BenchmarkConfig(n_bootstrap=100, sweep_lrs=(1e-3,))
+    summary = summarize(records, config)
+    assert summary["tasks"]["a"]["oracle_lr"] == 0.1
+    assert not summary["tasks"]["a"]["oracle_at_grid_edge"]
+    m = summary["methods"]
+    np.testing.assert_allclose(m["policy"]["ratio"], [[1.05, 0.9], [1.05, 0.9]])
+    assert m["constant_default"]["win_rate_policy_vs"] == pytest.approx(0.75)  # win, tie, win, tie
+    assert m["cosine"]["win_rate_policy_vs"] == pytest.approx(0.5)
+    assert m["best_of_grid"]["iqm_ratio"] == 1.0 and m["best_of_grid"]["win_rate_policy_vs"] == 0.5
+    assert m["policy"]["robustness"] == pytest.approx(0.5)  # 1.2 <= 1.25, 5.0 is not
+    assert m["cosine"]["robustness"] == pytest.approx(0.0)
+    assert m["cosine"]["sweep_divergence_rate"] == pytest.approx(0.5)
+    assert m["policy"]["median_ratio"] == pytest.approx(0.975)
+    status = {t["name"]: t["status"] for t in summary["targets"]}
+    assert status == {
+        "win_rate_vs_constant_default": "NOT MET",
+        "win_rate_vs_cosine": "NOT MET",
+        "median_ratio_to_oracle": "MET",
+        "robustness": "NOT MET",
+    }
