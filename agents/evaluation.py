@@ -7,7 +7,18 @@ step for step (the same ``evaluate`` calls, the same ``StepStats`` with the
 same progress and validation cadence), so a policy sees here exactly the
 observations it saw during meta-training.
 
+The protocol (`BenchmarkConfig`, `run_benchmark`): held-out tasks, fresh run
+seeds (`eval_seeds`, disjoint from meta-training and from the trainer's
+periodic evaluation), every method starting from the task's default
+hyperparameters; a best-of-grid constant learning rate as the oracle each
+final objective is divided by; per-(task, seed) win rates of the policy;
+interquartile means with stratified bootstrap CIs; and a robustness sweep
+over initial learning rates. Work items (`WorkItem` -> `run_work_item`) stack
+several methods into one batched run (`StackedController`; runs never
+interact) and map locally or as Ray tasks.
+
 Example:
+    >>> from agents.baselines import ConstantController  # doctest: +SKIP
     >>> from tests.hpo_env.tiny_task import TinyRegressionTask  # doctest: +SKIP
     >>> result = rollout(ConstantController(), TinyRegressionTask(), seeds=[1, 2])  # doctest: +SKIP
     >>> result.final_objective.shape  # doctest: +SKIP
