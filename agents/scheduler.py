@@ -345,7 +345,13 @@ class TuningScheduler:
             value0 = float(self.values[name][0])
             change = _spec_ratio(spec, value0, self.base[name][0])
             for i, group in enumerate(self.optimizer.param_groups):
-                value = value0 if i == 0 else _spec_move(spec, self.base[name][i], change)
+                # Group 0 holds the environment's float32 value; the float64 clamp only
+                # keeps its rounding (e.g. 0.99 -> 0.99000001) inside the bounds.
+                value = (
+                    min(max(value0, spec.low), spec.high)
+                    if i == 0
+                    else _spec_move(spec, self.base[name][i], change)
+                )
                 if not math.isfinite(value):  # unreachable by construction; never write NaN
                     continue
                 _write(group, name, value)
