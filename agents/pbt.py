@@ -26,6 +26,10 @@ lowest objective at the end, with its lineage's full curve.
   each member trains ``control_steps // population_size`` intervals (at least
   one). The curves after a member's budget are NaN.
 
+As a benchmark plugin, importing this module registers the method ``pbt``
+(`DEFAULT_PBT`): ``hpo-rl benchmark --plugin agents.pbt``. Call
+`register_pbt_method` again to register other settings.
+
 Example:
     >>> from agents.pbt import PBTConfig, pbt_rollout
     >>> result = pbt_rollout(task, seeds=[1, 2], config=PBTConfig(population_size=4))  # doctest: +SKIP
@@ -510,3 +514,7 @@ def register_pbt_method(
         ),
         overwrite=True,
     )
+
+
+# Importing the module is the plugin contract (`agents.evaluation.import_plugins`).
+register_pbt_method()

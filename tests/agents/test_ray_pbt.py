@@ -1,15 +1,31 @@
-"""Population Based Training over Ray Tune as a benchmark method, on the tiny task."""
+"""Population Based Training over Ray Tune as a benchmark method, on the tiny task.
+
+`agents.pbt` registers the ``pbt`` method when imported (the benchmark's plugin
+contract), so these tests import it only under a copied method registry:
+other tests of the session keep seeing the built-in methods only.
+"""
 
 from __future__ import annotations
+
+import importlib
+from types import ModuleType
 
 import numpy as np
 import pytest
 
-from agents.pbt import DEFAULT_PBT, QUICK_PBT, PBTConfig, PBTRunner, register_pbt_method
 from tests.hpo_env.tiny_task import TinyRegressionTask
 
 
-def test_config_accounting() -> None:
+@pytest.fixture
+def pbt(monkeypatch) -> ModuleType:
+    from agents import baselines
+
+    monkeypatch.setattr(baselines, "_METHODS", dict(baselines._METHODS))
+    return importlib.import_module("agents.pbt")
+
+
+def test_config_accounting(pbt) -> None:
+    DEFAULT_PBT, QUICK_PBT, PBTConfig = pbt.DEFAULT_PBT, pbt.QUICK_PBT, pbt.PBTConfig
     assert DEFAULT_PBT.compute_multiple() == 4.0 and DEFAULT_PBT.member_intervals(40) == 40
     equal = PBTConfig(population_size=4, accounting="equal_total")
     assert equal.compute_multiple() == 1.0 and equal.member_intervals(40) == 10
@@ -29,35 +45,33 @@ def test_config_accounting() -> None:
         ({"perturbation_factors": (1.2, 0.0)}, ValueError, "perturbation_factors"),
     ],
 )
-def test_config_rejects_bad_values(overrides, error, match) -> None:
+def test_config_rejects_bad_values(pbt, overrides, error, match) -> None:
     with pytest.raises(error, match=match):
-        PBTConfig(**overrides)
+        pbt.PBTConfig(**overrides)
 
 
-def test_registration_reports_compute() -> None:
-    from agents.baselines import available_methods, get_method
+def test_import_registers_the_method_with_its_compute(pbt) -> None:
+    from agents.baselines import get_method
 
-    spec = register_pbt_method(QUICK_PBT)
-    try:
-        assert get_method("pbt") is spec and isinstance(spec.runner, PBTRunner)
-        assert spec.compute_multiple == 2.0 and not spec.in_sweep
-    finally:
-        # Keep the registry as other tests expect it.
-        from agents import baselines
-
-        baselines._METHODS.pop("pbt", None)
-    assert "pbt" not in available_methods()
+    pbt = importlib.reload(pbt)  # the import-time registration, into the copied registry
+    spec = get_method("pbt")
+    assert isinstance(spec.runner, pbt.PBTRunner) and spec.runner.config == pbt.DEFAULT_PBT
+    assert spec.compute_multiple == 4.0 and not spec.in_sweep
+    quick = pbt.register_pbt_method(pbt.QUICK_PBT)
+    assert get_method("pbt") is quick and quick.compute_multiple == 2.0
+    equal = pbt.register_pbt_method(pbt.PBTConfig(accounting="equal_total"), name="pbt_equal")
+    assert equal.compute_multiple == 1.0 and "equal_total" in equal.description
 
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_pbt_work_item_on_tiny_task(ray_session) -> None:
+def test_pbt_work_item_on_tiny_task(pbt, ray_session) -> None:
     """Through the benchmark's own work-item path: the hot member (10x the start lr)
     diverges, PBT copies the good one over it, and the best member ends finite."""
     from agents.baselines import MethodSpec
     from agents.evaluation import Arm, WorkItem, run_work_item
 
-    spec = MethodSpec("pbt", runner=PBTRunner(QUICK_PBT), compute_multiple=2.0)
+    spec = MethodSpec("pbt", runner=pbt.PBTRunner(pbt.QUICK_PBT), compute_multiple=2.0)
     task = TinyRegressionTask()
     out = run_work_item(WorkItem(task, (1,), (Arm("pbt", "method", method=spec),)))
     (record,) = out["records"]
