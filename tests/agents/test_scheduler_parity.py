@@ -20,7 +20,6 @@ from tests.agents.test_scheduler_fixtures import (
 )
 
 digits = pytest.importorskip("tasks.supervised.digits")
-engine = pytest.importorskip("tasks.engine")
 
 HPARAM_SETS = {
     "lr+entropy": ("learning_rate", "entropy_coef"),
@@ -47,36 +46,6 @@ def _digits_task(optimizer: str, control_steps: int = 8, updates_per_step: int =
     return dataclasses.replace(
         task, optimizer=optimizer, control_steps=control_steps, updates_per_step=updates_per_step
     )
-
-
-def _engine_omits_first_loss() -> bool:
-    task = _digits_task("sgd", control_steps=1, updates_per_step=4)
-    stats = task.build([0]).train(task.updates_per_step)
-    return bool(torch.equal(stats.train_loss_first, stats.train_loss))
-
-
-@pytest.fixture
-def contract_engine(monkeypatch):
-    """The batched engine, made to report ``train_loss_first`` (the first of the K losses,
-    hpo_env/stats.py) if it does not yet; a no-op once it does."""
-    if not _engine_omits_first_loss():
-        return
-    run_cls = engine.SupervisedBatchedRun
-    orig_train, orig_loss_and_grad = run_cls.train, run_cls._loss_and_grad
-
-    def loss_and_grad(self, x, y):
-        loss, grad = orig_loss_and_grad(self, x, y)
-        if self._first_loss is None:
-            self._first_loss = loss.clone()
-        return loss, grad
-
-    def train(self, n_updates):
-        self._first_loss = None
-        stats = orig_train(self, n_updates)
-        return stats.replace(train_loss_first=self._first_loss)
-
-    monkeypatch.setattr(run_cls, "_loss_and_grad", loss_and_grad)
-    monkeypatch.setattr(run_cls, "train", train)
 
 
 def _env_observations(task, hparams, actions, run_seed, val_every=1):
@@ -128,7 +97,7 @@ def _assert_same(env_obs, dep_obs, hparams):
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
 @pytest.mark.parametrize("hparam_set", sorted(HPARAM_SETS))
-def test_deployed_observations_match_environment(contract_engine, optimizer, hparam_set):
+def test_deployed_observations_match_environment(optimizer, hparam_set):
     hparams = HPARAM_SETS[hparam_set]
     task = _digits_task(optimizer)
     actions = np.random.default_rng(1).uniform(-1, 1, size=(task.control_steps, len(hparams)))
@@ -141,7 +110,7 @@ def test_deployed_observations_match_environment(contract_engine, optimizer, hpa
 
 
 @pytest.mark.parametrize("val_every", [2, 0])
-def test_parity_with_sparse_or_no_validation(contract_engine, val_every):
+def test_parity_with_sparse_or_no_validation(val_every):
     hparams = HPARAM_SETS["lr+entropy"]
     task = _digits_task("adam", control_steps=6)
     actions = (
@@ -157,21 +126,6 @@ def test_engine_reports_first_loss_of_interval():
     engine's runs take the first interval's *mean* loss as their loss scale while the
     deployed tracker takes the true first loss, and ``log_train_ratio`` / ``train_slope``
     differ between meta-training and deployment."""
-    if _engine_omits_first_loss():
-        pytest.xfail(
-            "tasks.engine.SupervisedBatchedRun.train returns StepStats without train_loss_first "
-            "(falls back to the mean): pass train_loss_first=losses[0]"
-        )
-
-
-def test_parity_with_the_engine_as_is():
-    hparams = HPARAM_SETS["lr+entropy"]
-    task = _digits_task("sgd", control_steps=4)
-    if _engine_omits_first_loss():
-        pytest.xfail(
-            "engine omits train_loss_first; see test_engine_reports_first_loss_of_interval"
-        )
-    actions = np.zeros((task.control_steps, 2), dtype=np.float32)
-    env_obs, _ = _env_observations(task, hparams, actions, run_seed=5)
-    dep_obs, _ = _scheduler_observations(task, hparams, actions, run_seed=5)
-    _assert_same(env_obs, dep_obs, hparams)
+    task = _digits_task("sgd", control_steps=1, updates_per_step=4)
+    stats = task.build([0]).train(task.updates_per_step)
+    assert not torch.equal(stats.train_loss_first, stats.train_loss)
