@@ -302,7 +302,7 @@ class ControlRun:
             torch.zeros(self.n_runs, dtype=torch.int64),
             (cfg.n_eval_envs, system.n_reset_uniforms),
         )
-        state = system.initial_state(u, env.context)
+        state = system.initial_state(u)
         actor = split_params(self.actor_net, self.params[:, : self.n_actor_params])
         total = torch.zeros(self.n_runs, cfg.n_eval_envs, dtype=torch.float64)
         done = torch.zeros(self.n_runs, cfg.n_eval_envs, dtype=torch.bool)

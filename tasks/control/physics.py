@@ -49,8 +49,9 @@ class ControlSystem:
     context_defaults: ClassVar[dict[str, float]]
     """Gymnasium's constants, the default physics context."""
 
-    def initial_state(self, u: Tensor, context: Context) -> Tensor:
-        """Start states [..., state_dim] float64 from uniforms u [..., n_reset_uniforms]."""
+    def initial_state(self, u: Tensor) -> Tensor:
+        """Start states [..., state_dim] float64 from uniforms u [..., n_reset_uniforms]
+        (as Gymnasium's, the distribution does not depend on the physics context)."""
         raise NotImplementedError
 
     def step_state(
@@ -108,7 +109,7 @@ class CartPole(ControlSystem):
     theta_threshold = 12 * 2 * math.pi / 360
     x_threshold = 2.4
 
-    def initial_state(self, u: Tensor, context: Context) -> Tensor:
+    def initial_state(self, u: Tensor) -> Tensor:
         return -0.05 + 0.1 * u
 
     def step_state(
@@ -173,7 +174,7 @@ class Acrobot(ControlSystem):
     max_vel_1 = 4 * math.pi
     max_vel_2 = 9 * math.pi
 
-    def initial_state(self, u: Tensor, context: Context) -> Tensor:
+    def initial_state(self, u: Tensor) -> Tensor:
         # Gymnasium draws the start state in float32.
         return (-0.1 + 0.2 * u).float().double()
 
@@ -275,7 +276,7 @@ class MountainCar(ControlSystem):
     max_speed = 0.07
     goal_position = 0.5
 
-    def initial_state(self, u: Tensor, context: Context) -> Tensor:
+    def initial_state(self, u: Tensor) -> Tensor:
         position = -0.6 + 0.2 * u[..., 0]
         return torch.stack((position, torch.zeros_like(position)), dim=-1)
 
@@ -325,7 +326,7 @@ class Pendulum(ControlSystem):
     max_speed = 8.0
     dt = 0.05
 
-    def initial_state(self, u: Tensor, context: Context) -> Tensor:
+    def initial_state(self, u: Tensor) -> Tensor:
         theta = -math.pi + 2 * math.pi * u[..., 0]
         theta_dot = -1.0 + 2.0 * u[..., 1]
         return torch.stack((theta, theta_dot), dim=-1)
@@ -446,7 +447,7 @@ class BatchedControlEnv:
 
     def reset(self, u: Tensor) -> Tensor:
         """Start every environment afresh from uniforms u [B, E, n_reset_uniforms]."""
-        self.state = self.system.initial_state(u, self.context)
+        self.state = self.system.initial_state(u)
         self.elapsed.zero_()
         self.running_return.zero_()
         return self.system.observe(self.state)
@@ -462,8 +463,7 @@ class BatchedControlEnv:
     def reset_runs(self, indices: Sequence[int], u: Tensor) -> None:
         """Start every environment of runs ``indices`` afresh; u is [len(indices), E, k]."""
         idx = torch.as_tensor(list(indices), dtype=torch.long)
-        ctx = {k: v[idx] for k, v in self.context.items()}
-        self.state[idx] = self.system.initial_state(u, ctx)
+        self.state[idx] = self.system.initial_state(u)
         self.elapsed[idx] = 0
         self.running_return[idx] = 0.0
 
@@ -488,11 +488,16 @@ class BatchedControlEnv:
         episode_return = self.running_return + reward
         episode_length = self.elapsed
         final_obs = system.observe(next_state)
-        fresh = system.initial_state(reset_u, self.context)
-        self.state = torch.where(done.unsqueeze(-1), fresh, next_state)
-        self.elapsed = torch.where(done, 0, self.elapsed)
-        self.running_return = torch.where(done, 0.0, episode_return)
-        obs = torch.where(done.unsqueeze(-1), system.observe(self.state), final_obs)
+        self.state = next_state  # a fresh tensor: safe to overwrite rows in place
+        if bool(done.any()):
+            # Reset only the finished environments (usually few), not all B x E.
+            rows = done.nonzero(as_tuple=True)
+            self.state[rows] = system.initial_state(reset_u[rows])
+            obs = system.observe(self.state)
+            self.elapsed = torch.where(done, 0, self.elapsed)
+            self.running_return = torch.where(done, 0.0, episode_return)
+        else:
+            obs, self.running_return = final_obs, episode_return
         return EnvStep(
             obs, reward, terminated, truncated, done, final_obs, episode_return, episode_length
         )
