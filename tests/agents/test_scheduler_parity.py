@@ -129,3 +129,29 @@ def test_engine_reports_first_loss_of_interval():
     task = _digits_task("sgd", control_steps=1, updates_per_step=4)
     stats = task.build([0]).train(task.updates_per_step)
     assert not torch.equal(stats.train_loss_first, stats.train_loss)
+
+
+def _supervised_task_names() -> list[str]:
+    try:
+        from tasks.distribution import list_tasks, task_by_name
+    except ImportError:
+        return []
+    return [n for n in list_tasks() if hasattr(task_by_name(n), "make_torch_run")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _supervised_task_names())
+def test_parity_on_every_supervised_task(name):
+    from tasks.distribution import task_by_name
+
+    task = task_by_name(name)
+    task = dataclasses.replace(
+        task, control_steps=4, updates_per_step=min(task.updates_per_step, 6)
+    )
+    hparams = HPARAM_SETS["lr+momentum+wd"]
+    actions = (
+        np.random.default_rng(4).uniform(-1, 1, size=(task.control_steps, 3)).astype(np.float32)
+    )
+    env_obs, _ = _env_observations(task, hparams, actions, run_seed=11)
+    dep_obs, _ = _scheduler_observations(task, hparams, actions, run_seed=11)
+    _assert_same(env_obs, dep_obs, hparams)
