@@ -76,6 +76,18 @@ def n_params(net: BatchedNet) -> int:
     return sum(math.prod(s) for s in net.param_shapes())
 
 
+def macs_per_example(net: MlpSpec | CnnSpec) -> int:
+    """Multiply-accumulates of one forward pass of one example (the cost model that keeps
+    sampled tasks within a compute budget)."""
+    if isinstance(net, MlpSpec):
+        return sum(a * b for a, b in itertools.pairwise(net._dims()))
+    macs, side, c_in = 0, net.image_size, net.in_channels
+    for c_out in net.channels:
+        macs += side * side * 9 * c_in * c_out
+        side, c_in = side // 2, c_out
+    return macs + sum(a * b for a, b in itertools.pairwise(net._head_dims()))
+
+
 def init_bounds(net: BatchedNet) -> Tensor:
     """Flat [P] vector of PyTorch-default uniform init bounds ``1/sqrt(fan_in)``."""
     parts = [

@@ -14,7 +14,7 @@ import torch
 
 from tasks.engine import SupervisedData
 from tasks.family import check_split
-from tasks.nets import ACTIVATIONS, CnnSpec, MlpSpec
+from tasks.nets import ACTIVATIONS, CnnSpec, MlpSpec, macs_per_example
 from tasks.supervised.base import (
     DEFAULT_WEIGHT_DECAY,
     HELDOUT_OPTIMIZERS,
@@ -90,7 +90,8 @@ class DigitsMlpFamily:
     def sample_task(self, rng: np.random.Generator, split: str) -> SupervisedTask:
         check_split(self.name, split, self.splits)
         data = DigitsData(n_train=log_uniform_int(rng, *self.n_train), n_val=self.n_val)
-        sampled = self.choices.sample(rng, split, data.n_train)
+        cost = lambda hidden: macs_per_example(MlpSpec(64, hidden, 10))  # noqa: E731
+        sampled = self.choices.sample(rng, split, data.n_train, cost)
         net = MlpSpec(64, sampled.pop("hidden"), 10, sampled.pop("activation"))  # type: ignore[arg-type]
         return SupervisedTask(family=self.name, data=data, net=net, **sampled)  # type: ignore[arg-type]
 
@@ -142,14 +143,21 @@ class DigitsCnnFamily:
             activation=str(pick(rng, self.activations)),
         )
         c = self.choices
+        cost = macs_per_example(net)
+        while True:  # redraw batch size and K until a control step fits the compute budget
+            batch_size = min(int(pick(rng, c.batch_sizes)), data.n_train)  # type: ignore[call-overload]
+            updates = int(pick(rng, c.updates_per_step))  # type: ignore[call-overload]
+            cheapest = batch_size == min(c.batch_sizes) and updates == min(c.updates_per_step)
+            if cost * batch_size * updates <= c.max_step_macs or cheapest:
+                break
         return SupervisedTask(
             family=self.name,
             data=data,
             net=net,
             optimizer=optimizer,
-            batch_size=min(int(pick(rng, c.batch_sizes)), data.n_train),  # type: ignore[call-overload]
+            batch_size=batch_size,
             control_steps=int(pick(rng, c.control_steps)),  # type: ignore[call-overload]
-            updates_per_step=int(pick(rng, c.updates_per_step)),  # type: ignore[call-overload]
+            updates_per_step=updates,
             default_learning_rate=float(dict(c.default_learning_rates)[optimizer]),
             default_weight_decay=DEFAULT_WEIGHT_DECAY[optimizer],
         )

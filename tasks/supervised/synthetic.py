@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from tasks.engine import SupervisedData
 from tasks.family import check_split
-from tasks.nets import MlpSpec
+from tasks.nets import MlpSpec, macs_per_example
 from tasks.supervised.base import SupervisedTask
 from tasks.supervised.choices import (
     TrainingChoices,
@@ -27,6 +28,10 @@ from tasks.supervised.choices import (
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def _mlp_cost(input_dim: int, output_dim: int) -> Callable[[tuple[int, ...]], int]:
+    return lambda hidden: macs_per_example(MlpSpec(input_dim, hidden, output_dim))
 
 
 def _build_task(
@@ -131,7 +136,8 @@ class GaussianMixtureMlpFamily:
             n_train=log_uniform_int(rng, *self.n_train),
             n_val=self.n_val,
         )
-        sampled = self.choices.sample(rng, split, data.n_train)
+        cost = _mlp_cost(data.n_features, data.n_classes)
+        sampled = self.choices.sample(rng, split, data.n_train, cost)
         return _build_task(self.name, data, data.n_features, data.n_classes, sampled)
 
 
@@ -211,7 +217,8 @@ class TeacherRegressionMlpFamily:
             n_train=log_uniform_int(rng, *self.n_train),
             n_val=self.n_val,
         )
-        sampled = self.choices.sample(rng, split, data.n_train)
+        cost = _mlp_cost(data.n_features, data.n_outputs)
+        sampled = self.choices.sample(rng, split, data.n_train, cost)
         return _build_task(self.name, data, data.n_features, data.n_outputs, sampled)
 
 
@@ -277,5 +284,5 @@ class SinusoidMlpFamily:
             n_train=log_uniform_int(rng, *self.n_train),
             noise_std=round(float(rng.uniform(*self.noise_std)), 3),
         )
-        sampled = self.choices.sample(rng, split, data.n_train)
+        sampled = self.choices.sample(rng, split, data.n_train, _mlp_cost(1, 1))
         return _build_task(self.name, data, 1, 1, sampled)

@@ -22,6 +22,8 @@ CASES = [(name, split) for name in list_families() for split in get_family(name)
 IDS = [f"{name}-{split}" for name, split in CASES]
 STAT_FIELDS = ("train_loss", "train_loss_std", "grad_norm", "grad_cosine", "update_ratio")
 RTOL = 1e-4
+DEFAULT_LR_UPDATES = 80
+"""Inner updates the default learning rate gets to lower the validation loss."""
 DIVERGENCE_BUDGET = 8
 """Control steps an lr of 1e3 gets to show divergence."""
 
@@ -126,7 +128,7 @@ def test_default_learning_rate_reduces_the_loss(task: Task) -> None:
     run = task.build(SEEDS)
     _set_defaults(run, task)
     before = run.evaluate()
-    for _ in range(4):
+    for _ in range(max(4, math.ceil(DEFAULT_LR_UPDATES / task.updates_per_step))):
         run.train(task.updates_per_step)
     after = run.evaluate()
     assert after.median() < before.median(), f"{before=} {after=}"
