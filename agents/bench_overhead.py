@@ -126,7 +126,7 @@ def run_overhead_bench(quick: bool = False, seed: int = 0) -> dict[str, float]:
     n_rounds, steps = (8, 60) if quick else (24, 120)
     x, y = _digits()
     gen = torch.Generator().manual_seed(seed)
-    batches = []
+    batches: list[tuple[torch.Tensor, torch.Tensor]] = []
     while len(batches) < steps:
         perm = torch.randperm(x.shape[0], generator=gen)
         for i in range(0, x.shape[0] - BATCH_SIZE + 1, BATCH_SIZE):
@@ -152,7 +152,8 @@ def run_overhead_bench(quick: bool = False, seed: int = 0) -> dict[str, float]:
         cpu_times: dict[str, list[float]] = {"plain": [], "tuned": []}
         for r in range(n_rounds + 1):  # round 0 warms both arms up and is discarded
             for arm in ("plain", "tuned") if r % 2 == 0 else ("tuned", "plain"):
-                wall, cpu = _round(*arms[arm][:2], batches, arms[arm][2])
+                model, optimizer, scheduler = arms[arm]
+                wall, cpu = _round(model, optimizer, batches, scheduler)
                 if r > 0:
                     times[arm].append(wall)
                     cpu_times[arm].append(cpu)

@@ -137,7 +137,7 @@ class TuningCallback(BaseCallback):
     # -- SB3 hooks ------------------------------------------------------------------
 
     def _on_training_start(self) -> None:
-        model = self.model
+        model: Any = self.model  # an OnPolicyAlgorithm (PPO, A2C); checked below
         if not hasattr(model, "ent_coef") or not isinstance(
             getattr(model, "ent_coef", None), (int, float)
         ):
@@ -164,7 +164,7 @@ class TuningCallback(BaseCallback):
         self.tracker = StatsTracker(actor_parameters(model.policy))
         self.features = self.tuning_policy.feature_extractor(1)
         self.last_obs = self.features.reset(dict(self.values)).numpy()
-        self._decide(loss=float("nan"))
+        self._decide(self.last_obs, loss=float("nan"))
 
     def _on_rollout_start(self) -> None:
         # Right after model.train() (or at the very start): close the update.
@@ -210,11 +210,11 @@ class TuningCallback(BaseCallback):
         stats = self.tracker.end_interval(self.values, progress)
         stats = stats.replace(episode_return=torch.tensor([self._normalised_return()]))
         self.last_obs = self.features.observe(stats).numpy()
-        self._decide(loss=float(stats.train_loss[0]))
+        self._decide(self.last_obs, loss=float(stats.train_loss[0]))
 
-    def _decide(self, loss: float) -> None:
+    def _decide(self, obs: np.ndarray, loss: float) -> None:
         action = np.asarray(
-            self.tuning_policy.act(self.last_obs, deterministic=self.deterministic),
+            self.tuning_policy.act(obs, deterministic=self.deterministic),
             dtype=np.float32,
         )
         k = len(self.space)
@@ -227,15 +227,16 @@ class TuningCallback(BaseCallback):
         if "learning_rate" in self.values:
             self.schedule.value = float(self.values["learning_rate"][0])
         if "entropy_coef" in self.values:
-            self.model.ent_coef = float(self.values["entropy_coef"][0])
+            self.model.ent_coef = float(self.values["entropy_coef"][0])  # type: ignore[attr-defined]
+        hyperparameters = {name: float(v[0]) for name, v in self.values.items()}
         entry = {
             "num_timesteps": int(self.model.num_timesteps),
             "update": self.n_updates,
-            "hyperparameters": {name: float(v[0]) for name, v in self.values.items()},
+            "hyperparameters": hyperparameters,
             "loss": loss,
         }
         self.history.append(entry)
-        for name, value in entry["hyperparameters"].items():
+        for name, value in hyperparameters.items():
             self.logger.record(f"tuning/{name}", value)
         if self.verbose >= 1:
             print(f"TuningCallback: update {self.n_updates}: {entry['hyperparameters']}")

@@ -62,7 +62,7 @@ class PolicyLike(Protocol):
 def decisions_per_run(policy: Any) -> int:
     """Decisions per training run the policy was meta-trained with (its bundle's
     metadata), or `DEFAULT_DECISIONS_PER_RUN` when the bundle does not say."""
-    value = getattr(policy, "decisions_per_run", None)
+    value: Any = getattr(policy, "decisions_per_run", None)
     metadata = getattr(policy, "metadata", {}) or {}
     if value is None:
         value = metadata.get("decisions_per_run")
@@ -368,7 +368,9 @@ class TuningScheduler:
         if self.wandb_run is not None:
             from agents import tracking  # the one module that talks to wandb
 
-            metrics = {f"schedule/{k}": v for k, v in entry["hyperparameters"].items()}
+            metrics: dict[str, float] = {
+                f"schedule/{k}": float(v[0]) for k, v in self.values.items()
+            }
             if math.isfinite(loss):
                 metrics["schedule/train_loss"] = loss
             if math.isfinite(val_loss):
