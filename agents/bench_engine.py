@@ -100,7 +100,7 @@ def sample_bench_tasks(n_tasks: int, seed: int = 0) -> list[SupervisedTask]:
     names = [n for n in list_families("train") if not n.startswith("control")]
     dist = TaskDistribution({n: 1.0 for n in names}, split="train")
     rng = np.random.default_rng(seed)
-    tasks = []
+    tasks: list[SupervisedTask] = []
     while len(tasks) < n_tasks:
         task = dist.sample(rng)
         if isinstance(task, SupervisedTask):

@@ -1,0 +1,23 @@
+"""The engine benchmark runs end to end and reports its headline ratio."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.bench_engine import bare_updates_per_second, run_engine_bench, sample_bench_tasks
+
+
+@pytest.mark.slow
+def test_engine_bench_reports_the_headline_ratio() -> None:
+    lines: list[str] = []
+    summary = run_engine_bench(
+        n_tasks=1, batch_sizes=(1, 64), n_sequential_runs=2, min_seconds=0.05, print_fn=lines.append
+    )
+    assert lines[-1].startswith("engine_speedup_b64=")
+    assert summary["engine_speedup_b64"] > 0 and summary["bare_b64"] > 0
+
+
+@pytest.mark.slow
+def test_bare_updates_per_second_is_positive() -> None:
+    (task,) = sample_bench_tasks(1, seed=3)
+    assert bare_updates_per_second(task, n_runs=4, min_seconds=0.05) > 0
