@@ -150,7 +150,8 @@ class _VecEnvWorker:
         return obs, self.env.reset_infos
 
     def step(self, actions: np.ndarray) -> VecEnvStepReturn:
-        return self.env.step(actions)
+        # Arrays from Ray's object store are read-only; torch warns on them.
+        return self.env.step(np.array(actions))
 
     def get_attr(self, attr_name: str, indices: list[int]) -> list[Any]:
         return self.env.get_attr(attr_name, indices)
@@ -168,6 +169,12 @@ class _VecEnvWorker:
 
     def close(self) -> None:
         self.env.close()
+
+    def rng_state(self) -> dict[str, Any]:
+        return self.env.rng.bit_generator.state
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        self.env.rng.bit_generator.state = state
 
 
 def _writable(array: Any) -> Any:
@@ -418,6 +425,25 @@ class RayVecEnv(VecEnv):
             indices, lambda w, local: w.env_is_wrapped.remote(wrapper_class, local)
         )
 
+    def get_rng_states(self) -> list[dict[str, Any]]:
+        """Each worker's task/seed RNG state (`numpy` bit-generator states), for checkpoints.
+
+        The local `HPOVecEnv` exposes one ``rng``; here there is one per worker.
+        """
+        return self._gather([w.rng_state.remote() for w in self.workers], what="reading RNG states")
+
+    def set_rng_states(self, states: Sequence[dict[str, Any]]) -> None:
+        """Restore what `get_rng_states` returned (same number of workers)."""
+        if len(states) != self.n_workers:
+            raise ValueError(
+                f"expected {self.n_workers} RNG states (one per worker), got {len(states)}; "
+                "resume with the same ray_workers as the checkpointed run"
+            )
+        self._gather(
+            [w.set_rng_state.remote(s) for w, s in zip(self.workers, states)],
+            what="restoring RNG states",
+        )
+
     def __del__(self) -> None:
         # Best effort: actors of a forgotten env would otherwise hold CPUs until Ray stops.
         with contextlib.suppress(Exception):
@@ -428,20 +454,27 @@ class RayVecEnv(VecEnv):
 # -- the trainer's entry point -------------------------------------------------
 
 
-def vec_env_kwargs_from_config(config: Any) -> dict[str, Any]:
-    """`make_vec_env` keyword arguments carried by a training config.
+def vec_env_kwargs_from_config(config: Any, split: str = "train") -> dict[str, Any]:
+    """`make_vec_env` keyword arguments carried by a `agents.train_config.TrainConfig`.
 
-    Reads ``split``, ``hparams`` and ``control_weight`` when the config has them
-    (``control_weight`` goes to the task distribution); other fields are the
-    trainer's business.
+    A registered distribution name travels as a name (each worker resolves it,
+    with ``control_weight`` in the distribution kwargs); a ``module:factory``
+    distribution is resolved here, as the local trainer does, and its sampler
+    is pickled to the workers.
     """
-    kwargs: dict[str, Any] = {}
-    if getattr(config, "split", None) is not None:
-        kwargs["split"] = config.split
+    kwargs: dict[str, Any] = {"split": split}
     if getattr(config, "hparams", None) is not None:
         kwargs["hparams"] = tuple(config.hparams)
-    if getattr(config, "control_weight", None) is not None:
-        kwargs["distribution_kwargs"] = {"control_weight": config.control_weight}
+    control_weight = getattr(config, "control_weight", None)
+    distribution = getattr(config, "distribution", "default")
+    if ":" in distribution:
+        from agents.train import resolve_distribution
+
+        kwargs["distribution"] = resolve_distribution(config, split)
+    else:
+        kwargs["distribution"] = distribution
+        if control_weight is not None:
+            kwargs["distribution_kwargs"] = {"control_weight": control_weight}
     return kwargs
 
 
@@ -449,6 +482,7 @@ def make_ray_vec_env(
     config: Any,
     vec_env_kwargs: dict[str, Any] | None = None,
     num_cpus_per_worker: float = 1.0,
+    seed: int | None = None,
 ) -> RayVecEnv:
     """The trainer's Ray vector environment: ``config.n_envs`` sub-environments
     split over ``config.ray_workers`` actors.
@@ -458,15 +492,17 @@ def make_ray_vec_env(
     them (the actors then share cores rather than wait for ever).
 
     Args:
-        config: a training config with ``n_envs``, ``seed``, ``ray_workers``,
-            ``ray_address`` and optionally ``split`` / ``hparams`` /
-            ``control_weight`` (see `vec_env_kwargs_from_config`).
+        config: a `agents.train_config.TrainConfig` (``n_envs``, ``seed``,
+            ``ray_workers``, ``ray_address``, and ``distribution`` /
+            ``control_weight`` / ``hparams`` / ``torch_threads`` when present).
         vec_env_kwargs: `make_vec_env` keyword arguments; when given they replace
-            the ones read from ``config`` (``seed`` and sizes still come from it).
+            the ones read from ``config`` (see `vec_env_kwargs_from_config`).
         num_cpus_per_worker: CPUs Ray reserves per actor.
+        seed: overrides ``config.seed``.
 
     Returns:
-        A `RayVecEnv` equal, with one worker, to ``make_vec_env(n_envs, seed, ...)``.
+        A `RayVecEnv` equal, with one worker, to the local trainer's
+        ``make_vec_env(n_envs, seed, ...)``.
     """
     missing = [
         f for f in ("n_envs", "seed", "ray_workers", "ray_address") if not hasattr(config, f)
@@ -489,9 +525,10 @@ def make_ray_vec_env(
     return RayVecEnv(
         n_workers,
         sizes,
-        seed=config.seed,
+        seed=config.seed if seed is None else seed,
         vec_env_kwargs=kwargs,
         num_cpus_per_worker=num_cpus_per_worker,
+        torch_threads=getattr(config, "torch_threads", None),
     )
 
 
