@@ -223,7 +223,7 @@ class SupervisedBatchedRun:
         y = self._y_train.view(-1, *self._y_train.shape[2:]).index_select(0, rows)
         x = x.view(len(indices), self._epoch_len, *x.shape[1:])
         y = y.view(len(indices), self._epoch_len, *y.shape[1:])
-        if len(indices) == self.n_runs:
+        if indices == list(range(self.n_runs)):
             self._x_epoch, self._y_epoch = x, y
         else:
             self._x_epoch[index] = x

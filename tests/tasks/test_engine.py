@@ -133,3 +133,14 @@ def test_task_pickles(tiny_task_factory) -> None:
     task = tiny_task_factory("digits_cnn", "adam")
     clone = pickle.loads(pickle.dumps(task))
     assert clone == task and clone.name == task.name
+
+
+def test_reset_all_runs_in_any_order(tiny_task) -> None:
+    run = tiny_task.build([0, 1])
+    run.train(2)
+    run.reset_runs([1, 0], [5, 6])
+    fresh = tiny_task.build([6, 5])
+    for _ in range(2):
+        a, b = run.train(3), fresh.train(3)
+        torch.testing.assert_close(a.train_loss, b.train_loss)
+    torch.testing.assert_close(run.evaluate(), fresh.evaluate())
