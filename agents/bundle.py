@@ -94,6 +94,12 @@ class BundleShapeError(BundleError):
 # -- atomic writes -------------------------------------------------------------
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> Path:
     """Call ``write(tmp_path)`` then ``os.replace`` it onto ``path``.
 
@@ -106,6 +112,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> 
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        # mkstemp makes 0600 files; give the result the usual permissions.
+        os.chmod(tmp_path, 0o666 & ~_umask())
         write(tmp_path)
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())

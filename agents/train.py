@@ -226,7 +226,11 @@ def _summarize(results: Sequence[Any], returns: Sequence[np.ndarray]) -> dict[st
 
 
 def evaluate_heldout(
-    policy: Any, tasks: Sequence[Task], seeds: Sequence[int], val_every: int = 1
+    policy: Any,
+    tasks: Sequence[Task],
+    seeds: Sequence[int],
+    val_every: int = 1,
+    baseline_cache: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The deterministic ``policy`` vs a constant learning rate (action 0, i.e.
     the run's initial hyperparameters kept) on fixed tasks and run seeds,
@@ -235,7 +239,9 @@ def evaluate_heldout(
     A run wins if its final validation objective is lower (a diverged run's
     objective is its divergence bound, so diverging loses; both diverged is a
     tie, counted 0.5). Returns flat metrics (``policy/*``, ``constant/*``,
-    ``win_rate``) plus ``per_task`` details.
+    ``win_rate``) plus ``per_task`` details. ``baseline_cache`` (task name ->
+    result) keeps the constant runs between calls: they do not depend on the
+    policy, and they are half the cost.
     """
     from agents.baselines import ConstantController
     from agents.evaluation import PolicyController, rollout
@@ -247,11 +253,15 @@ def evaluate_heldout(
     wins: list[np.ndarray] = []
     per_task: dict[str, Any] = {}
     for task in tasks:
+        key = f"{task.name}|{list(seeds)}|{val_every}"
+        cache = baseline_cache if baseline_cache is not None else {}
+        if key not in cache:
+            cache[key] = rollout(ConstantController(), task, seeds, val_every=val_every)
         runs = {
             "policy": rollout(
                 PolicyController(policy, deterministic=True), task, seeds, val_every=val_every
             ),
-            "constant": rollout(ConstantController(), task, seeds, val_every=val_every),
+            "constant": cache[key],
         }
         ours, base = runs["policy"].final_objective, runs["constant"].final_objective
         task_wins = np.where(ours < base, 1.0, np.where(ours == base, 0.5, 0.0))
@@ -455,6 +465,7 @@ class _Trainer:
         self.progress = progress  # last_checkpoint, last_eval, evals, wall_time_s
         self.space = HyperparameterSpace.from_names(config.hparams)
         self.eval_tasks: list[Task] | None = None
+        self.baseline_cache: dict[str, Any] = {}
         self.started = time.monotonic()
 
     def wall_time(self) -> float:
@@ -495,7 +506,9 @@ class _Trainer:
             self.eval_tasks = heldout_tasks(self.config)
         started = time.monotonic()
         view = SB3PolicyView(model, vec_normalize, self.space)
-        result = evaluate_heldout(view, self.eval_tasks, self.config.eval_seeds)
+        result = evaluate_heldout(
+            view, self.eval_tasks, self.config.eval_seeds, baseline_cache=self.baseline_cache
+        )
         result["timesteps"] = step
         result["eval_time_s"] = time.monotonic() - started
         self.progress["last_eval"] = step

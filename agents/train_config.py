@@ -35,7 +35,7 @@ Backend = Literal["local", "ray"]
 class TrainConfig:
     """One meta-training run: PPO across a distribution of training tasks."""
 
-    total_timesteps: int = 122_880
+    total_timesteps: int = 102_400
     """Environment steps (control decisions, summed over sub-envs) to train for."""
     n_envs: int = 32
     """Sub-environments of the batched vec env: runs trained in lockstep per task."""
@@ -78,7 +78,7 @@ class TrainConfig:
     distribution's own default."""
     hparams: tuple[str, ...] = tuple(DEFAULT_HPARAMS)
     """Controlled hyperparameter names (the action components)."""
-    eval_every: int = 12_288
+    eval_every: int = 40_960
     """Evaluate on held-out tasks every this many timesteps (0 = only at the end)."""
     n_eval_tasks: int = 4
     """Held-out tasks used by the periodic evaluation (a fixed draw)."""
