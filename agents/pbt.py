@@ -160,7 +160,7 @@ def _trainable_class() -> type:
     """`_PBTMember` is built lazily so importing this module does not import Ray."""
     from ray import tune
 
-    class PBTMember(tune.Trainable):  # type: ignore[misc]
+    class PBTMember(tune.Trainable):
         """One population member: one run of the task (B=1) and its lineage's history."""
 
         def setup(self, config: dict[str, Any]) -> None:
@@ -367,7 +367,7 @@ def pbt_one_seed(
         )
         with _quiet_tune():
             results = tuner.fit()
-        errors = [r.error for r in results if r.error is not None]
+        errors = results.errors
         if errors:
             raise RuntimeError(
                 f"{len(errors)} PBT member(s) failed; first error: {errors[0]!r}"
@@ -380,7 +380,7 @@ def pbt_one_seed(
             open(os.path.join(path, STATE_FILE), "rb") as f,
         ):
             state = pickle.load(f)
-        objective = float(best.metrics[METRIC])
+        objective = float((best.metrics or {})[METRIC])
     finally:
         random.setstate(saved_random)
         shutil.rmtree(storage, ignore_errors=True)

@@ -146,7 +146,7 @@ class _VecEnvWorker:
             self.env.seed(seed)
         if options:
             self.env.set_options(options)
-        obs = self.env.reset()
+        obs = np.asarray(self.env.reset())
         return obs, self.env.reset_infos
 
     def step(self, actions: np.ndarray) -> VecEnvStepReturn:
@@ -171,7 +171,7 @@ class _VecEnvWorker:
         self.env.close()
 
     def rng_state(self) -> dict[str, Any]:
-        return self.env.rng.bit_generator.state
+        return dict(self.env.rng.bit_generator.state)
 
     def set_rng_state(self, state: dict[str, Any]) -> None:
         self.env.rng.bit_generator.state = state
