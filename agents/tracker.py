@@ -24,6 +24,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -46,6 +47,14 @@ def _trainable(params: Iterable[Any]) -> list[Tensor]:
             out.append(p)
             seen.add(id(p))
     return out
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and population standard deviation; non-finite inputs give non-finite results."""
+    with np.errstate(all="ignore"):
+        array = np.asarray(values, dtype=np.float64)
+        mean = float(array.mean())
+        return mean, float(np.sqrt(np.mean((array - mean) ** 2)))
 
 
 class StatsTracker:
@@ -133,40 +142,54 @@ class StatsTracker:
             raise RuntimeError(
                 "StatsTracker.end_interval called with no recorded update; call record(loss) first"
             )
-        # Few, fused tensor ops: this runs once per interval inside the user's loop.
-        losses = torch.tensor(self.losses, dtype=torch.float32)
-        std, mean = torch.std_mean(losses, correction=0)
+        # Few tensor ops (this runs inside the user's loop): the vector work is one
+        # concatenation per vector, one fused norm and one dot; the rest is on floats.
         grad = self._flat_grad()
         theta_end = self._flat_params()
-        # One fused norm over the vectors, without stacking copies of them.
         vectors = [grad, theta_end - self.theta_start, self.theta_start]
         if self.prev_grad is not None:
             vectors.append(self.prev_grad)
-        norms = torch._foreach_norm(vectors)
-        grad_norm, update_norm, start_norm = norms[:3]
-        if self.prev_grad is None:
-            cosine = torch.zeros((), device=grad.device)
-        else:
-            cosine = (grad @ self.prev_grad) / (grad_norm * norms[3]).clamp_min(1e-12)
-        update_ratio = update_norm / (start_norm + 1e-12)
+        scalars = list(torch._foreach_norm(vectors))
+        if self.prev_grad is not None:
+            scalars.append(grad @ self.prev_grad)
+        values = torch.stack(scalars).tolist()
+        grad_norm, update_norm, start_norm = values[:3]
+        cosine = 0.0
+        if self.prev_grad is not None:
+            cosine = values[4] / max(grad_norm * values[3], 1e-12)
         self.prev_grad = grad
         self.theta_start = theta_end
+        mean, std = _mean_std(self.losses)
+        first = self.losses[0]
         self.losses = []
         val = float("nan") if val_loss is None else float(val_loss)
+        row = torch.tensor(
+            [
+                mean,
+                std,
+                first,
+                grad_norm,
+                cosine,
+                update_norm / (start_norm + 1e-12),
+                val if math.isfinite(val) else float("nan"),
+                float(progress),
+            ],
+            dtype=torch.float32,
+        ).reshape(8, 1)
         return StepStats(
-            train_loss=mean.reshape(1),
-            train_loss_std=std.reshape(1),
-            train_loss_first=losses[:1],
-            grad_norm=grad_norm.reshape(1).cpu(),
-            grad_cosine=cosine.reshape(1).cpu(),
-            update_ratio=update_ratio.reshape(1).cpu(),
+            train_loss=row[0],
+            train_loss_std=row[1],
+            train_loss_first=row[2],
+            grad_norm=row[3],
+            grad_cosine=row[4],
+            update_ratio=row[5],
             n_updates=k,
             hparams={
                 name: torch.as_tensor(v, dtype=torch.float32).reshape(1)
                 for name, v in hparams.items()
             },
-            val_loss=torch.tensor([val if math.isfinite(val) else float("nan")]),
-            progress=torch.tensor([float(progress)]),
+            val_loss=row[6],
+            progress=row[7],
         )
 
     # -- checkpointing ----------------------------------------------------------
