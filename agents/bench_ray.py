@@ -2,12 +2,17 @@
 
 Measures environment steps per second (control decisions summed over
 sub-environments) of the rollout loop PPO runs, ``env.step(actions)`` with
-seeded random actions, through three vector environments of the same total
-size: the local `hpo_env.HPOVecEnv` (the trainer's ``backend="local"``, one
-torch thread as `TrainConfig.torch_threads` sets it), a `RayVecEnv` with one
-worker, and one with two workers (half the sub-environments each). Rounds of
-the three are interleaved and the median is reported, so background load hits
-them alike; the numbers are still rough on a shared machine.
+seeded random actions, through: the local `hpo_env.HPOVecEnv` of ``n_envs``
+sub-environments (the trainer's ``backend="local"``, one torch thread as
+`TrainConfig.torch_threads` sets it), a `RayVecEnv` of one worker holding the
+same ``n_envs``, and one of two workers holding ``n_envs`` each. Scaling is
+measured at a fixed batch per worker (weak scaling), because that is how the
+backend scales: a batched run costs about the same per step at B=8 as at
+B=32 (small networks are latency-bound), so splitting a fixed batch over
+workers buys little; adding workers that each hold a full batched run does.
+The full mode also prints the fixed-total split (2 workers x ``n_envs/2``) for
+comparison. Rounds are interleaved and the median is reported, so background
+load hits every backend alike; the numbers are still rough on a shared machine.
 
 The last two lines are ``ray_scaling_2w=<2-worker rate over 1-worker rate>``
 and ``ray_overhead_1w=<1 - 1-worker rate / local rate>``. Two workers on a
@@ -44,10 +49,13 @@ class RayBenchResult:
     local_steps_per_s: float
     ray_1w_steps_per_s: float
     ray_2w_steps_per_s: float
+    """Two workers of ``n_envs`` sub-environments each."""
+    ray_2w_split_steps_per_s: float | None
+    """Two workers of ``n_envs / 2`` each (full mode only)."""
     ray_start_s: float
     """Connecting to (or starting) Ray."""
-    worker_start_s: dict[int, float]
-    """Building each `RayVecEnv` (actor processes, imports, first reset), by worker count."""
+    worker_start_s: dict[str, float]
+    """Building each `RayVecEnv` (actor processes, imports, first reset): "ray1", "ray2", ..."""
     n_envs: int
     n_steps: int
     task: str | None
@@ -96,7 +104,8 @@ def run_ray_bench(
     Args:
         quick: fewer sub-environments and steps (seconds of stepping, for CI).
         seed: seeds the vec envs (tasks, runs) and the random actions.
-        n_envs: total sub-environments (even; default 16, quick 8).
+        n_envs: sub-environments per worker, and of the local env (default 16, quick 8;
+            even, for the fixed-total split).
         n_steps: timed steps per round (default 30, quick 8).
         repeats: interleaved rounds; the median is reported (default 3, quick 2).
         task: fixed task name, or None for the training distribution's mix.
@@ -130,16 +139,19 @@ def run_ray_bench(
 
     threads = torch.get_num_threads()
     envs: dict[str, Any] = {}
-    worker_start: dict[int, float] = {}
+    worker_start: dict[str, float] = {}
     try:
         torch.set_num_threads(1)  # the trainer's local backend (TrainConfig.torch_threads=1)
         envs["local"] = make_vec_env(n_envs, seed=seed, **kwargs)
         envs["local"].reset()
-        for n_workers in (1, 2):
+        layouts = {"ray1": (1, n_envs), "ray2": (2, n_envs)}
+        if not quick:
+            layouts["ray2split"] = (2, n_envs // 2)
+        for name, (n_workers, per_worker) in layouts.items():
             t0 = time.perf_counter()
             env = RayVecEnv(
                 n_workers,
-                n_envs // n_workers,
+                per_worker,
                 seed=seed,
                 vec_env_kwargs=kwargs,
                 # The 1- and 2-worker envs live side by side (rounds interleave):
@@ -147,9 +159,9 @@ def run_ray_bench(
                 num_cpus_per_worker=0.0,
                 torch_threads=1,
             )
-            envs[f"ray{n_workers}"] = env
+            envs[name] = env
             env.reset()
-            worker_start[n_workers] = time.perf_counter() - t0
+            worker_start[name] = time.perf_counter() - t0
         rates: dict[str, list[float]] = {name: [] for name in envs}
         for r in range(repeats):
             for name, env in envs.items():
@@ -167,6 +179,7 @@ def run_ray_bench(
         local_steps_per_s=med["local"],
         ray_1w_steps_per_s=med["ray1"],
         ray_2w_steps_per_s=med["ray2"],
+        ray_2w_split_steps_per_s=med.get("ray2split"),
         ray_start_s=ray_start_s,
         worker_start_s=worker_start,
         n_envs=n_envs,
@@ -181,12 +194,18 @@ def run_ray_bench(
     )
     print_fn(
         f"ray 1 worker x {n_envs}: {med['ray1']:.0f} env-steps/s (rounds {spread['ray1']}; "
-        f"worker start {worker_start[1]:.1f} s)"
+        f"worker start {worker_start['ray1']:.1f} s)"
     )
     print_fn(
-        f"ray 2 workers x {n_envs // 2}: {med['ray2']:.0f} env-steps/s (rounds {spread['ray2']}; "
-        f"worker start {worker_start[2]:.1f} s)"
+        f"ray 2 workers x {n_envs}: {med['ray2']:.0f} env-steps/s (rounds {spread['ray2']}; "
+        f"worker start {worker_start['ray2']:.1f} s)"
     )
+    if "ray2split" in med:
+        print_fn(
+            f"ray 2 workers x {n_envs // 2} (same total as 1 worker): {med['ray2split']:.0f} "
+            f"env-steps/s (rounds {spread['ray2split']}); split/1-worker = "
+            f"{med['ray2split'] / med['ray1']:.2f}"
+        )
     print_fn(f"ray_scaling_2w={result.scaling_2w:.2f}")
     print_fn(f"ray_overhead_1w={result.overhead_1w:.3f}")
     return result
