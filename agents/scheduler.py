@@ -162,11 +162,15 @@ class TuningScheduler:
         policy: The tuning policy (`agents.policy.TuningPolicy` or anything `PolicyLike`).
         optimizer: Any ``torch.optim`` optimizer (SGD, Adam, AdamW, RMSprop, ...).
         total_steps: The run's update budget; ``progress = steps done / total_steps``.
-        control_interval: Updates per decision; default
-            ``max(1, total_steps // policy.metadata["decisions_per_run"])``.
-        deterministic: Use the policy's mean action (True) or sample.
-        wandb_run: A wandb run to log hyperparameters and losses to at every
-            decision, and the schedule's plot at the end (`close`).
+        control_interval: Updates per decision; default ``max(1, total_steps //
+            decisions_per_run)``, the number of decisions per run the bundle was
+            meta-trained with (`decisions_per_run`; 50 when the bundle does not say).
+        deterministic: Use the policy's mean action (True) or sample (the policy's
+            sampling RNG is not part of `state_dict`).
+        wandb_run: A wandb run to log the hyperparameters and the interval's losses
+            to at every decision (keys ``schedule/*``, with ``schedule/step``; no
+            explicit wandb step, so the user's own step counting is untouched),
+            and the learning-rate plot on `close`.
 
     Attributes:
         history: One dict per decision: ``step``, ``hyperparameters`` (group 0's
