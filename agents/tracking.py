@@ -136,7 +136,9 @@ class Tracker:
 
         Args:
             config: the full run configuration (logged as wandb config).
-            mode: "offline" (default, no account), "online" or "disabled".
+            mode: "offline" (default, no account), "online" or "disabled". A
+                ``WANDB_MODE`` environment variable may lower it (online ->
+                offline -> disabled), never raise it.
             project: wandb project.
             dir: parent of the ``wandb/`` directory the run writes.
             name: run name (None: wandb picks one).
@@ -144,6 +146,11 @@ class Tracker:
         """
         _check_mode(mode)
         self.dir = Path(dir)
+        env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
+        if env_mode in MODES and MODES.index(env_mode) > MODES.index(mode):
+            # The environment may only lower the mode (e.g. CI's WANDB_MODE=disabled),
+            # never take a run online that was configured offline.
+            mode = env_mode
         if mode == "disabled":
             self.mode = "disabled"
             return self

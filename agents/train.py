@@ -843,6 +843,7 @@ def train(
         job_type="meta-train",
     )
     trainer = _Trainer(config, run_dir, tracker, progress)
+    env: Any = None
     try:
         set_random_seed(config.seed)
         raw_env = make_train_env(config)
@@ -901,7 +902,9 @@ def train(
         tracker.log_artifact(
             bundle_dir, name="tuning-policy", type="model", metadata={"training": training}
         )
-        env.close()
     finally:
+        if env is not None:
+            with contextlib.suppress(Exception):  # e.g. Ray actors already gone
+                env.close()
         tracker.finish()
     return bundle_dir

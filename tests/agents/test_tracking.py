@@ -131,7 +131,8 @@ def test_online_without_api_key_falls_back(wandb_env: Path, monkeypatch: pytest.
     assert tracker.mode == "offline"
 
 
-def test_unwritable_dir_warns_once_and_disables(tmp_path: Path):
+def test_unwritable_dir_warns_once_and_disables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     with pytest.warns(TrackingWarning, match="not writable") as caught:
@@ -187,3 +188,13 @@ def test_log_to_run_helpers_never_raise():
     with pytest.warns(TrackingWarning):
         assert log_to_run(ExplodingRun(), {"x": 1.0}) is False
     assert line_plot(None, "lr", [0, 1], [1.0, 0.5]) is False
+
+
+def test_wandb_mode_env_can_only_lower_the_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert Tracker().start({}, mode="offline", dir=tmp_path).mode == "disabled"
+    assert not (tmp_path / "wandb").exists()
+    monkeypatch.setenv("WANDB_MODE", "online")
+    tracker = Tracker()
+    monkeypatch.setattr(tracker, "_init", lambda mode, *a: None)
+    assert tracker.start({}, mode="offline", dir=tmp_path).mode == "offline"

@@ -156,9 +156,10 @@ def test_smoke_preset_cli_end_to_end(tmp_path: Path):
 def test_kill_and_resume(tmp_path: Path):
     out = tmp_path / "run"
     env = child_env(tmp_path)
+    # The tiny distribution keeps this fast; the end-to-end test covers the real one.
     cmd = [*cli_prefix(), "--preset", "smoke", "--out-dir", str(out), "--wandb-mode", "disabled"]
     proc = subprocess.Popen(
-        [*cmd, "--total-timesteps", "1024"],
+        [*cmd, "--total-timesteps", "4096", "--distribution", TINY_DISTRIBUTION],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -189,7 +190,7 @@ def test_kill_and_resume(tmp_path: Path):
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     contents = read_bundle(out / "bundle")
-    assert contents.metadata["training"]["num_timesteps"] >= 1024
+    assert contents.metadata["training"]["num_timesteps"] >= 4096
     assert contents.metadata["training"]["resumed"] is True
     after = checkpoint_digests(out)
     for name, files in before.items():  # kept checkpoints are byte-identical
@@ -197,7 +198,7 @@ def test_kill_and_resume(tmp_path: Path):
             assert after[name] == files
     assert all(checkpoint_is_valid(c) for c in checkpoint_dirs(out))
     last = json.loads((checkpoint_dirs(out)[-1] / "state.json").read_text())
-    assert last["num_timesteps"] >= 1024
+    assert last["num_timesteps"] >= 4096
 
 
 @pytest.mark.slow
@@ -281,3 +282,27 @@ def test_training_survives_wandb_faults(wandb_dirs: Path, monkeypatch: pytest.Mo
         bundle = train(tiny(wandb_dirs / "run", wandb_mode="online"))
     TuningPolicy.load(bundle)
     assert len([w for w in caught if issubclass(w.category, TrackingWarning)]) == 1
+
+
+@pytest.mark.slow
+def test_resume_without_checkpoint_starts_from_scratch(tmp_path: Path):
+    config = tiny(tmp_path, total_timesteps=256)
+    (tmp_path / "config.json").write_text(config.to_json())
+    with pytest.warns(UserWarning, match="no complete checkpoint"):
+        bundle = train(config, resume_dir=tmp_path)
+    assert read_bundle(bundle).metadata["training"]["num_timesteps"] >= 256
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+# The first run's actors may still be releasing their CPUs when the resume starts.
+@pytest.mark.filterwarnings("ignore:.*free CPUs")
+def test_ray_backend_trains_and_resumes(tmp_path: Path, ray_session):
+    config = tiny(tmp_path / "run", backend="ray", ray_workers=2, total_timesteps=256)
+    bundle = train(config)
+    meta = read_bundle(bundle).metadata
+    assert meta["config"]["backend"] == "ray" and meta["training"]["num_timesteps"] >= 256
+    state = json.loads((checkpoint_dirs(tmp_path / "run")[-1] / "state.json").read_text())
+    assert len(state["env_rng"]["workers"]) == 2
+    bundle = train(config, resume_dir=tmp_path / "run", resume_overrides={"total_timesteps": 512})
+    assert read_bundle(bundle).metadata["training"]["num_timesteps"] >= 512
