@@ -8,10 +8,26 @@ import importlib
 from typing import Any
 
 BENCHMARKS = {
-    "engine": ("agents.bench_engine", "run_engine_bench", "batched engine vs separate torch loops; env overhead"),
-    "control": ("agents.bench_control", "run_control_bench", "batched classic-control physics vs gymnasium"),
-    "overhead": ("agents.bench_overhead", "run_overhead_bench", "deployed scheduler's cost in a plain PyTorch loop"),
-    "ray": ("agents.bench_ray", "run_ray_bench", "meta-training rollouts on 1 and 2 Ray workers vs local"),
+    "engine": (
+        "agents.bench_engine",
+        "run_engine_bench",
+        "batched engine vs separate torch loops; env overhead",
+    ),
+    "control": (
+        "agents.bench_control",
+        "run_control_bench",
+        "batched classic-control physics vs gymnasium",
+    ),
+    "overhead": (
+        "agents.bench_overhead",
+        "run_overhead_bench",
+        "deployed scheduler's cost in a plain PyTorch loop",
+    ),
+    "ray": (
+        "agents.bench_ray",
+        "run_ray_bench",
+        "meta-training rollouts on 1 and 2 Ray workers vs local",
+    ),
 }
 
 

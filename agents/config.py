@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import functools
 import inspect
+import itertools
 import textwrap
 import types
 import typing
@@ -36,7 +37,7 @@ def field_docs(cls: type) -> dict[str, str]:
         except (OSError, TypeError):
             continue
         body = tree.body[0].body  # type: ignore[attr-defined]
-        for node, nxt in zip(body, body[1:]):
+        for node, nxt in itertools.pairwise(body):
             if (
                 isinstance(node, ast.AnnAssign)
                 and isinstance(node.target, ast.Name)
@@ -120,7 +121,9 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type, defaults: Any | None = None) -> None:
+def add_config_arguments(
+    parser: argparse.ArgumentParser, cls: type, defaults: Any | None = None
+) -> None:
     """One ``--field-name`` option per field; values left unset are not reported.
 
     Tuples take several values (``--seeds 1 2 3``); booleans take true/false.
@@ -134,7 +137,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, defaults: A
         help_text = docs.get(field.name, "")
         if defaults is not None:
             help_text += f" (preset: {default!r})"
-        kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS, "help": help_text}
+        kwargs: dict[str, Any] = {
+            "dest": field.name,
+            "default": argparse.SUPPRESS,
+            "help": help_text,
+        }
         origin = typing.get_origin(tp)
         if tp is bool:
             kwargs.update(type=_parse_bool, metavar="BOOL")

@@ -37,4 +37,6 @@ _ENV_IDS = {
 }
 for _env_id, _kwargs in _ENV_IDS.items():
     if _env_id not in registry:
-        register(id=_env_id, entry_point="hpo_env.env:HPOEnv", kwargs=_kwargs, max_episode_steps=10_000)
+        register(
+            id=_env_id, entry_point="hpo_env.env:HPOEnv", kwargs=_kwargs, max_episode_steps=10_000
+        )

@@ -54,7 +54,9 @@ class EpisodeEngine:
         if n_runs < 1:
             raise ValueError(f"n_runs must be >= 1, got {n_runs=}")
         if not val_every_choices or any(int(v) < 0 for v in val_every_choices):
-            raise ValueError(f"val_every_choices must be non-empty ints >= 0, got {val_every_choices!r}")
+            raise ValueError(
+                f"val_every_choices must be non-empty ints >= 0, got {val_every_choices!r}"
+            )
         self.sampler = sampler
         self.space = space
         self.n_runs = n_runs
@@ -135,7 +137,9 @@ class EpisodeEngine:
 
     def step(self, actions: np.ndarray) -> StepResult:
         if self.run is None or self.task is None or self.round_over:
-            raise RuntimeError("EpisodeEngine.step called with no active round: call start_round first")
+            raise RuntimeError(
+                "EpisodeEngine.step called with no active round: call start_round first"
+            )
         actions_t = torch.as_tensor(np.asarray(actions, dtype=np.float32)).reshape(self.n_runs, -1)
         new_hparams = self.space.apply(self._current_hparams(), actions_t)
         self.run.set_hyperparameters(new_hparams)
@@ -172,7 +176,9 @@ class EpisodeEngine:
                 "family": self.task.family,
             }
             if terminated[i]:
-                info["final_val_ratio"] = float(val[i] / self.first_val[i]) if not diverged[i] else float("nan")
+                info["final_val_ratio"] = (
+                    float(val[i] / self.first_val[i]) if not diverged[i] else float("nan")
+                )
                 info["episode_return"] = float(self.episode_return[i])
             infos.append(info)
         return StepResult(obs.numpy(), reward.numpy(), terminated, infos)

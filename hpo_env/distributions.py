@@ -16,7 +16,9 @@ def available_distributions() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
-def resolve_sampler(distribution: str | TaskSampler, split: str = "train", **kwargs: Any) -> TaskSampler:
+def resolve_sampler(
+    distribution: str | TaskSampler, split: str = "train", **kwargs: Any
+) -> TaskSampler:
     """A `TaskSampler` from a registered distribution name, or the sampler itself."""
     if not isinstance(distribution, str):
         if not isinstance(distribution, TaskSampler):
@@ -42,5 +44,7 @@ def resolve_task(sampler: TaskSampler, task: Any) -> Any:
         return task
     lookup = getattr(sampler, "task_by_name", None)
     if lookup is None:
-        raise ValueError(f"this task sampler cannot look tasks up by name ({task!r}); pass a Task object")
+        raise ValueError(
+            f"this task sampler cannot look tasks up by name ({task!r}); pass a Task object"
+        )
     return lookup(task)

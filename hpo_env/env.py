@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -46,7 +46,7 @@ class HPOEnv(gym.Env[np.ndarray, np.ndarray]):
         >>> obs, info = env.reset(seed=0)
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(
         self,
@@ -79,9 +79,19 @@ class HPOEnv(gym.Env[np.ndarray, np.ndarray]):
         obs = self.engine.start_round(
             self.np_random, task=task, run_seeds=run_seeds, val_every=options.get("val_every")
         )
-        info = {"task": self.engine.task.name, "family": self.engine.task.family, "run_seed": self.engine.run_seeds[0]}  # type: ignore[union-attr]
+        info = {
+            "task": self.engine.task.name,
+            "family": self.engine.task.family,
+            "run_seed": self.engine.run_seeds[0],
+        }  # type: ignore[union-attr]
         return obs[0], info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         result = self.engine.step(np.asarray(action, dtype=np.float32).reshape(1, -1))
-        return result.obs[0], float(result.reward[0]), bool(result.terminated[0]), False, result.infos[0]
+        return (
+            result.obs[0],
+            float(result.reward[0]),
+            bool(result.terminated[0]),
+            False,
+            result.infos[0],
+        )

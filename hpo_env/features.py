@@ -152,7 +152,9 @@ class FeatureExtractor:
         s = self.state
         progress = _finite(stats.progress.clamp(0.0, 1.0))  # type: ignore[union-attr]
         train = stats.train_loss
-        s["ref_loss"] = torch.where(torch.isnan(s["ref_loss"]), stats.train_loss_first, s["ref_loss"])  # type: ignore[arg-type]
+        s["ref_loss"] = torch.where(
+            torch.isnan(s["ref_loss"]), stats.train_loss_first, s["ref_loss"]
+        )  # type: ignore[arg-type]
         s["ref_grad"] = torch.where(torch.isnan(s["ref_grad"]), stats.grad_norm, s["ref_grad"])
         log_train = _safe_log(train)
         prev_log_train = torch.where(
@@ -180,7 +182,9 @@ class FeatureExtractor:
         )
         s["val_slope_ema"] = torch.where(has_prev_val, new_val_ema, s["val_slope_ema"])
         s["best_val"] = torch.where(
-            fresh, torch.fmin(s["best_val"], val), s["best_val"]  # type: ignore[arg-type]
+            fresh,
+            torch.fmin(s["best_val"], val),
+            s["best_val"],  # type: ignore[arg-type]
         )
         s["last_val"] = torch.where(fresh, val, s["last_val"])  # type: ignore[arg-type]
         s["last_val_progress"] = torch.where(fresh, progress, s["last_val_progress"])

@@ -33,18 +33,30 @@ class RewardConfig:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.divergence_factor) and self.divergence_factor > 1):
-            raise ValueError(f"divergence_factor must be a finite number > 1, got {self.divergence_factor!r}")
+            raise ValueError(
+                f"divergence_factor must be a finite number > 1, got {self.divergence_factor!r}"
+            )
         if not (math.isfinite(self.divergence_penalty) and self.divergence_penalty >= 0):
-            raise ValueError(f"divergence_penalty must be finite and >= 0, got {self.divergence_penalty!r}")
+            raise ValueError(
+                f"divergence_penalty must be finite and >= 0, got {self.divergence_penalty!r}"
+            )
         if not (math.isfinite(self.step_clip) and self.step_clip > 0):
             raise ValueError(f"step_clip must be finite and > 0, got {self.step_clip!r}")
 
 
-def detect_divergence(stats: StepStats, val_loss: Tensor, first_val: Tensor, config: RewardConfig) -> Tensor:
+def detect_divergence(
+    stats: StepStats, val_loss: Tensor, first_val: Tensor, config: RewardConfig
+) -> Tensor:
     """[B] bool: non-finite loss or gradient, or a loss exploding past the bound."""
     bound = first_val * config.divergence_factor
-    non_finite = ~(torch.isfinite(stats.train_loss) & torch.isfinite(val_loss) & torch.isfinite(stats.grad_norm))
-    exploded = (torch.nan_to_num(stats.train_loss, nan=0.0) > bound) | (torch.nan_to_num(val_loss, nan=0.0) > bound)
+    non_finite = ~(
+        torch.isfinite(stats.train_loss)
+        & torch.isfinite(val_loss)
+        & torch.isfinite(stats.grad_norm)
+    )
+    exploded = (torch.nan_to_num(stats.train_loss, nan=0.0) > bound) | (
+        torch.nan_to_num(val_loss, nan=0.0) > bound
+    )
     return non_finite | exploded
 
 

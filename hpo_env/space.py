@@ -36,7 +36,9 @@ class HyperparameterSpec:
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
-            raise ValueError(f"HyperparameterSpec.name must be a non-empty string, got {self.name!r}")
+            raise ValueError(
+                f"HyperparameterSpec.name must be a non-empty string, got {self.name!r}"
+            )
         for field in ("low", "high", "max_step"):
             value = getattr(self, field)
             if not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -53,7 +53,9 @@ class HPOVecEnv(VecEnv):
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         self.sampler = resolve_sampler(distribution, split=split, **(distribution_kwargs or {}))
         self.space = build_space(hparams)
-        self.engine = EpisodeEngine(self.sampler, self.space, num_envs, reward_config, val_every_choices)
+        self.engine = EpisodeEngine(
+            self.sampler, self.space, num_envs, reward_config, val_every_choices
+        )
         self.fixed_task = resolve_task(self.sampler, task) if task is not None else None
         self.split = split
         self.rng = np.random.default_rng(seed)
@@ -106,17 +108,25 @@ class HPOVecEnv(VecEnv):
         elif hasattr(self.engine, attr_name):
             setattr(self.engine, attr_name, value)
         else:
-            raise AttributeError(f"HPOVecEnv sub-environments have no settable attribute {attr_name!r}")
+            raise AttributeError(
+                f"HPOVecEnv sub-environments have no settable attribute {attr_name!r}"
+            )
 
     def env_method(
-        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+        self,
+        method_name: str,
+        *method_args: Any,
+        indices: VecEnvIndices = None,
+        **method_kwargs: Any,
     ) -> list[Any]:
         method = getattr(self.engine, method_name, None)
         if method is None or not callable(method):
             raise AttributeError(f"HPOVecEnv has no sub-environment method {method_name!r}")
         return [method(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
 
-    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
+    def env_is_wrapped(
+        self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None
+    ) -> list[bool]:
         return [False for _ in self._get_indices(indices)]
 
     def _slot_attr(self, name: str, i: int) -> Any:
@@ -139,7 +149,10 @@ class HPOVecEnv(VecEnv):
         raise AttributeError(f"HPOVecEnv sub-environments have no attribute {name!r}")
 
     def _episode_info(self, i: int) -> dict[str, Any]:
-        return {"run_seed": self.engine.run_seeds[i], "task": self.engine.task.name if self.engine.task else None}
+        return {
+            "run_seed": self.engine.run_seeds[i],
+            "task": self.engine.task.name if self.engine.task else None,
+        }
 
     def _get_indices(self, indices: VecEnvIndices) -> Iterable[int]:
         return super()._get_indices(indices)

@@ -32,7 +32,7 @@ def test_episode_runs_to_budget_with_finite_observations():
     assert info["task"] == "tiny_regression"
     total, steps = 0.0, 0
     while True:
-        obs, reward, terminated, truncated, info = env.step(np.zeros(2, dtype=np.float32))
+        obs, reward, terminated, _truncated, info = env.step(np.zeros(2, dtype=np.float32))
         assert np.isfinite(obs).all() and env.observation_space.contains(obs)
         total += reward
         steps += 1
@@ -60,7 +60,9 @@ def test_absurd_learning_rate_terminates_with_finite_penalty():
 
 def test_divergence_never_pays():
     first, prev = torch.tensor([1.0, 1.0]), torch.tensor([0.5, 3.0])
-    reward = progress_reward(prev, torch.tensor([float("nan")] * 2), first, torch.tensor([True, True]), RewardConfig())
+    reward = progress_reward(
+        prev, torch.tensor([float("nan")] * 2), first, torch.tensor([True, True]), RewardConfig()
+    )
     assert reward[0].item() == pytest.approx(-np.log(2.0) - 1.0)  # gains taken back
     assert reward[1].item() == pytest.approx(-1.0)  # a run already worse still pays the penalty
 
@@ -82,7 +84,9 @@ def test_reset_options_are_validated():
     env = tiny_env()
     with pytest.raises(ValueError, match="unknown reset options"):
         env.reset(seed=0, options={"tsak": "tiny_regression"})
-    obs, info = env.reset(seed=0, options={"task": "tiny_regression", "run_seed": 5, "val_every": 0})
+    _obs, info = env.reset(
+        seed=0, options={"task": "tiny_regression", "run_seed": 5, "val_every": 0}
+    )
     assert info["run_seed"] == 5
 
 
@@ -97,14 +101,18 @@ def test_vec_env_sub_env_matches_single_env():
     vec_obs, vec_rew = [obs], []
     for a in actions:
         o, r, d, infos = vec.step(a)
-        vec_obs.append(np.stack([i["terminal_observation"] if d[k] else o[k] for k, i in enumerate(infos)]))
+        vec_obs.append(
+            np.stack([i["terminal_observation"] if d[k] else o[k] for k, i in enumerate(infos)])
+        )
         vec_rew.append(r)
     for i in range(4):
         env = tiny_env()
-        o, _ = env.reset(seed=0, options={"task": task, "run_seed": seeds[i], "val_every": val_every})
+        o, _ = env.reset(
+            seed=0, options={"task": task, "run_seed": seeds[i], "val_every": val_every}
+        )
         np.testing.assert_allclose(o, vec_obs[0][i], atol=1e-5)
         for t, a in enumerate(actions):
-            o, r, term, _, _ = env.step(a[i])
+            o, r, _term, _, _ = env.step(a[i])
             np.testing.assert_allclose(o, vec_obs[t + 1][i], atol=1e-4)
             assert r == pytest.approx(vec_rew[t][i], abs=1e-4)
 

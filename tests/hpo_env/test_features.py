@@ -47,7 +47,9 @@ def test_reset_observation_sees_only_hyperparameters():
     obs = fx.reset({"learning_rate": torch.tensor([0.1])})
     assert feature(obs, "learning_rate.present") == 1.0
     assert feature(obs, "entropy_coef.present") == 0.0
-    assert feature(obs, "learning_rate.position") == pytest.approx(SPACE["learning_rate"].normalized(torch.tensor(0.1)).item())
+    assert feature(obs, "learning_rate.position") == pytest.approx(
+        SPACE["learning_rate"].normalized(torch.tensor(0.1)).item()
+    )
     assert feature(obs, "val_staleness") == 1.0
     assert feature(obs, "log_train_ratio") == 0.0
 
@@ -102,7 +104,9 @@ def test_state_dict_round_trip_continues_identically():
     assert torch.equal(a.observe(nxt), b.observe(nxt))
 
 
-EXTREMES = st.sampled_from([float("nan"), float("inf"), -float("inf"), 0.0, 1e-30, 1e30, -1e30, 1.0])
+EXTREMES = st.sampled_from(
+    [float("nan"), float("inf"), -float("inf"), 0.0, 1e-30, 1e30, -1e30, 1.0]
+)
 
 
 @settings(max_examples=300, deadline=None)

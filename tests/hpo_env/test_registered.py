@@ -42,7 +42,7 @@ def test_vec_env_64_random_actions_200_steps_finite_and_survives_divergence():
     for _ in range(200):
         actions = rng.uniform(-1, 1, (64, len(hpo_env.DEFAULT_HPARAMS))).astype(np.float32)
         actions[:8, 0] = 1.0  # a few runs pushed hot every step, so some diverge
-        obs, rewards, dones, infos = vec.step(actions)
+        obs, rewards, _dones, infos = vec.step(actions)
         assert np.isfinite(obs).all() and np.isfinite(rewards).all()
         assert vec.observation_space.contains(obs[0])
         n_diverged += sum(info["diverged"] for info in infos)
@@ -55,7 +55,7 @@ def test_vec_env_256_runs_100_steps_within_memory():
     vec = make_vec_env(256, seed=0, distribution_kwargs={"control_weight": 0.0})
     obs = vec.reset()
     for _ in range(100):
-        obs, rewards, dones, infos = vec.step(np.zeros((256, 2), dtype=np.float32))
+        obs, _rewards, _dones, _infos = vec.step(np.zeros((256, 2), dtype=np.float32))
         assert np.isfinite(obs).all()
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 4096, f"256 sub-environments grew the process by {grown_mib:.0f} MiB"

@@ -10,7 +10,9 @@ def test_log_action_is_bounded_multiplicative_change():
     spec = HyperparameterSpec("learning_rate", 1e-4, 1.0, log=True, max_step=0.5)
     value = torch.tensor([0.01, 0.01, 0.01])
     new = spec.apply(value, torch.tensor([-1.0, 0.0, 1.0]))
-    assert torch.allclose(new, torch.tensor([0.01 / math.sqrt(10), 0.01, 0.01 * math.sqrt(10)]), rtol=1e-5)
+    assert torch.allclose(
+        new, torch.tensor([0.01 / math.sqrt(10), 0.01, 0.01 * math.sqrt(10)]), rtol=1e-5
+    )
 
 
 def test_action_outside_range_and_nan_are_clipped_to_bounds():

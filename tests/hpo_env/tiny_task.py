@@ -62,7 +62,9 @@ class LinearRegressionRuns:
         losses = []
         grad = torch.zeros_like(self.w)
         for _ in range(n_updates):
-            idx = torch.stack([torch.randint(0, self.task.n_train, (8,), generator=g) for g in self.gens])
+            idx = torch.stack(
+                [torch.randint(0, self.task.n_train, (8,), generator=g) for g in self.gens]
+            )
             xb = torch.gather(self.x, 1, idx[..., None].expand(-1, -1, self.task.dim))
             yb = torch.gather(self.y, 1, idx)
             err = torch.einsum("bnd,bd->bn", xb, self.w) - yb
