@@ -8,15 +8,24 @@ On the same sampled supervised tasks, measures inner updates per second
 (b) the batched engine through the `BatchedRun` API (``train(K)``, statistics
     included) at B = 1, 16, 64;
 (c) bare batched training at B = 64: `SupervisedBatchedRun.update` with no
-    statistics and no environment (`bare_updates_per_second`).
+    statistics and no environment (`bare_updates_per_second`);
+(d) the whole environment at B = 64: `hpo_env.make_vec_env(64, task=...)` stepped
+    with fixed actions (statistics, validation every decision, features, reward,
+    auto-resets; `env_updates_per_second`).
 
 Ratios are measured side by side in one process; the last printed line is
-``engine_speedup_b64=<ratio>`` (geometric mean over tasks of (b) at B=64 / (a)).
+``engine_speedup_b64=<ratio> env_overhead=<fraction>``: the geometric mean over
+tasks of (b) at B=64 / (a), and the environment's extra time per inner update
+over bare training, (c) / (d) - 1. The validation pass the reward needs at every
+decision is reported separately, since its cost depends on the validation-set
+size, not on the environment's bookkeeping.
 """
 
 from __future__ import annotations
 
+import gc
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -95,6 +104,62 @@ def bare_updates_per_second(
     return _timed(one_step, min_seconds)
 
 
+def env_updates_per_second(
+    task: SupervisedTask, n_runs: int = 64, min_seconds: float = 1.0
+) -> float:
+    """Run-updates per second of the environment: ``make_vec_env(n_runs, task=task)``
+    stepped with zero actions (hyperparameters held), resets included."""
+    from hpo_env import make_vec_env
+
+    vec = make_vec_env(n_runs, seed=0, task=task)
+    vec.reset()
+    actions = np.zeros((n_runs, len(vec.space)), dtype=np.float32)
+
+    def one_step() -> int:
+        vec.step(actions)
+        return n_runs * task.updates_per_step
+
+    return _timed(one_step, min_seconds)
+
+
+def validation_seconds_per_decision(task: SupervisedTask, n_runs: int = 64) -> float:
+    """Seconds of one ``evaluate()`` (the per-decision validation pass) at ``n_runs``."""
+    run = _default_run(task, n_runs)
+    run.evaluate()
+    start = time.perf_counter()
+    repeats = 5
+    for _ in range(repeats):
+        run.evaluate()
+    return (time.perf_counter() - start) / repeats
+
+
+def _rss_mib() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):  # not Linux: peak RSS is the best available
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_per_sub_env_mib(task: SupervisedTask, n_envs: int = 256, n_steps: int = 5) -> float:
+    """Resident memory added by ``make_vec_env(n_envs, task=task)`` after a few steps, per sub-env."""
+    from hpo_env import make_vec_env
+
+    gc.collect()
+    before = _rss_mib()
+    vec = make_vec_env(n_envs, seed=0, task=task)
+    vec.reset()
+    actions = np.zeros((n_envs, len(vec.space)), dtype=np.float32)
+    for _ in range(n_steps):
+        vec.step(actions)
+    grown = _rss_mib() - before
+    vec.close()
+    return max(grown, 0.0) / n_envs
+
+
 def sample_bench_tasks(n_tasks: int, seed: int = 0) -> list[SupervisedTask]:
     """``n_tasks`` tasks from the supervised families of the ``train`` split, seeded."""
     names = [n for n in list_families("train") if not n.startswith("control")]
@@ -152,6 +217,10 @@ def run_engine_bench(
         for b in batch_sizes:
             row[f"engine_b{b}"] = engine_updates_per_second(task, b, min_seconds)
         row["bare_b64"] = bare_updates_per_second(task, 64, min_seconds)
+        row["env_b64"] = env_updates_per_second(task, 64, min_seconds)
+        # Validation's share of the environment's time per inner update.
+        val_per_update = validation_seconds_per_decision(task, 64) / (64 * task.updates_per_step)
+        row["validation_fraction"] = val_per_update * row["env_b64"]
         for key, value in row.items():
             per_task.setdefault(key, []).append(value)
         ratios = " ".join(
@@ -160,12 +229,19 @@ def run_engine_bench(
         print_fn(
             f"  {task.name}: sequential {row['sequential']:.0f}/s, engine "
             + ", ".join(f"B={b} {row[f'engine_b{b}']:.0f}/s" for b in batch_sizes)
-            + f", bare B=64 {row['bare_b64']:.0f}/s; speedup {ratios}"
+            + f", bare B=64 {row['bare_b64']:.0f}/s, env B=64 {row['env_b64']:.0f}/s; "
+            f"speedup {ratios}"
         )
     summary = {key: _geomean(values) for key, values in per_task.items()}
     speedups = [e / s for e, s in zip(per_task["engine_b64"], per_task["sequential"])]
     summary["engine_speedup_b64"] = _geomean(speedups)
     summary["stats_overhead_b64"] = summary["bare_b64"] / summary["engine_b64"]
+    summary["env_overhead"] = summary["bare_b64"] / summary["env_b64"] - 1.0
+    val_share = float(np.mean(per_task["validation_fraction"]))
+    # Time per update spent outside validation, relative to bare training.
+    summary["env_overhead_excl_validation"] = (
+        summary["bare_b64"] * (1.0 - val_share) / summary["env_b64"] - 1.0
+    )
     print_fn(
         "geometric means: sequential {:.0f}/s; ".format(summary["sequential"])
         + "; ".join(
@@ -177,5 +253,19 @@ def run_engine_bench(
         f"({summary['bare_b64'] / summary['sequential']:.1f}x; statistics cost "
         f"{100 * (1 - 1 / summary['stats_overhead_b64']):.0f}% of engine time)"
     )
-    print_fn(f"engine_speedup_b64={summary['engine_speedup_b64']:.2f}")
+    summary["memory_per_sub_env_mib"] = max(memory_per_sub_env_mib(t) for t in tasks)
+    print_fn(
+        f"memory: make_vec_env(256) adds {summary['memory_per_sub_env_mib']:.2f} MiB per "
+        f"sub-environment (largest over the sampled tasks)"
+    )
+    print_fn(
+        f"environment at B=64: {summary['env_b64']:.0f}/s; time per inner update "
+        f"{100 * summary['env_overhead']:+.0f}% over bare training, of which validation "
+        f"(measured every decision for the reward) takes {100 * val_share:.0f}% of the "
+        f"environment's time; without it {100 * summary['env_overhead_excl_validation']:+.0f}%"
+    )
+    print_fn(
+        f"engine_speedup_b64={summary['engine_speedup_b64']:.2f} "
+        f"env_overhead={summary['env_overhead']:.3f}"
+    )
     return summary
