@@ -35,7 +35,7 @@ def resolve_sampler(
             f"(distributions are registered under the {ENTRY_POINT_GROUP!r} entry-point group)"
         )
     factory = found[distribution].load()
-    return factory(split=split, **kwargs)  # type: ignore[no-any-return]
+    return factory(split=split, **kwargs)
 
 
 def resolve_task(sampler: TaskSampler, task: Any) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -46,7 +46,7 @@ class HPOEnv(gym.Env[np.ndarray, np.ndarray]):
         >>> obs, info = env.reset(seed=0)
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium declares it so)
 
     def __init__(
         self,
@@ -79,11 +79,10 @@ class HPOEnv(gym.Env[np.ndarray, np.ndarray]):
         obs = self.engine.start_round(
             self.np_random, task=task, run_seeds=run_seeds, val_every=options.get("val_every")
         )
-        info = {
-            "task": self.engine.task.name,
-            "family": self.engine.task.family,
-            "run_seed": self.engine.run_seeds[0],
-        }  # type: ignore[union-attr]
+        task = self.engine.task
+        if task is None:  # start_round always sets it; this keeps the type checker honest
+            raise RuntimeError("HPOEnv.reset: no task was drawn")
+        info = {"task": task.name, "family": task.family, "run_seed": self.engine.run_seeds[0]}
         return obs[0], info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:

@@ -150,11 +150,12 @@ class FeatureExtractor:
         if stats.n_runs != self.n_runs:
             raise ValueError(f"expected StepStats for {self.n_runs} runs, got {stats.n_runs}")
         s = self.state
-        progress = _finite(stats.progress.clamp(0.0, 1.0))  # type: ignore[union-attr]
+        # StepStats fills its optional fields with NaN, so these are never None.
+        progress_raw, val, first_loss = stats.progress, stats.val_loss, stats.train_loss_first
+        assert progress_raw is not None and val is not None and first_loss is not None
+        progress = _finite(progress_raw.clamp(0.0, 1.0))
         train = stats.train_loss
-        s["ref_loss"] = torch.where(
-            torch.isnan(s["ref_loss"]), stats.train_loss_first, s["ref_loss"]
-        )  # type: ignore[arg-type]
+        s["ref_loss"] = torch.where(torch.isnan(s["ref_loss"]), first_loss, s["ref_loss"])
         s["ref_grad"] = torch.where(torch.isnan(s["ref_grad"]), stats.grad_norm, s["ref_grad"])
         log_train = _safe_log(train)
         prev_log_train = torch.where(
@@ -168,12 +169,11 @@ class FeatureExtractor:
             (1 - _EMA) * s["train_slope_ema"] + _EMA * train_slope,
         )
 
-        val = stats.val_loss
-        fresh = torch.isfinite(val) & (val > 0)  # type: ignore[operator]
+        fresh = torch.isfinite(val) & (val > 0)
         first_val_seen = fresh & torch.isnan(s["first_val"])
-        s["first_val"] = torch.where(first_val_seen, val, s["first_val"])  # type: ignore[arg-type]
+        s["first_val"] = torch.where(first_val_seen, val, s["first_val"])
         d_val_progress = (progress - s["last_val_progress"]).clamp_min(1e-3)
-        val_slope = _finite(symlog((_safe_log(val) - _safe_log(s["last_val"])) / d_val_progress))  # type: ignore[arg-type]
+        val_slope = _finite(symlog((_safe_log(val) - _safe_log(s["last_val"])) / d_val_progress))
         has_prev_val = fresh & torch.isfinite(s["last_val"])
         new_val_ema = torch.where(
             torch.isnan(s["val_slope_ema"]),
@@ -184,9 +184,9 @@ class FeatureExtractor:
         s["best_val"] = torch.where(
             fresh,
             torch.fmin(s["best_val"], val),
-            s["best_val"],  # type: ignore[arg-type]
+            s["best_val"],
         )
-        s["last_val"] = torch.where(fresh, val, s["last_val"])  # type: ignore[arg-type]
+        s["last_val"] = torch.where(fresh, val, s["last_val"])
         s["last_val_progress"] = torch.where(fresh, progress, s["last_val_progress"])
         seen = torch.isfinite(s["last_val"])
 

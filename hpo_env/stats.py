@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -90,14 +91,14 @@ class StepStats:
     def n_runs(self) -> int:
         return int(self.train_loss.shape[0])
 
-    def replace(self, **changes: object) -> StepStats:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+    def replace(self, **changes: Any) -> StepStats:
+        return dataclasses.replace(self, **changes)
 
     def select(self, index: int) -> StepStats:
         """The statistics of run ``index`` alone, as a B=1 `StepStats`."""
         fields = {name: getattr(self, name)[index : index + 1] for name in _TENSOR_FIELDS}
         hparams = {k: v[index : index + 1] for k, v in self.hparams.items()}
-        return StepStats(n_updates=self.n_updates, hparams=hparams, **fields)  # type: ignore[arg-type]
+        return StepStats(n_updates=self.n_updates, hparams=hparams, **fields)
 
     @staticmethod
     def cat(items: list[StepStats]) -> StepStats:
@@ -107,4 +108,4 @@ class StepStats:
         fields = {name: torch.cat([getattr(s, name) for s in items]) for name in _TENSOR_FIELDS}
         names = items[0].hparams.keys()
         hparams = {k: torch.cat([s.hparams[k] for s in items]) for k in names}
-        return StepStats(n_updates=items[0].n_updates, hparams=hparams, **fields)  # type: ignore[arg-type]
+        return StepStats(n_updates=items[0].n_updates, hparams=hparams, **fields)
