@@ -1,0 +1,33 @@
+"""Issue 8: an absurd learning rate ends the episode as `terminated`, with a
+finite penalty and ``info["diverged"]``, on every task family."""
+
+import numpy as np
+import pytest
+import torch
+
+from hpo_env import HPOEnv, RewardConfig
+from tasks.distribution import list_tasks, task_by_name
+
+# One representative task per family (train and held-out variants).
+FAMILY_TASKS = sorted({name.split(":")[0]: name for name in list_tasks()}.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task_name", FAMILY_TASKS)
+def test_absurd_learning_rate_terminates_with_finite_penalty(task_name):
+    task = task_by_name(task_name)
+    env = HPOEnv(split="heldout" if task_name.endswith(":heldout") else "train")
+    obs, _ = env.reset(seed=0, options={"task": task, "val_every": 1})
+    # 1e3 is clipped to the space's upper bound at the first decision (10): still absurd.
+    env.engine.run.set_hyperparameters({"learning_rate": torch.tensor([1e3])})
+    rewards = []
+    for _ in range(task.control_steps):
+        obs, reward, terminated, truncated, info = env.step(np.ones(2, dtype=np.float32))
+        assert np.isfinite(obs).all() and env.observation_space.contains(obs)
+        assert np.isfinite(reward)
+        rewards.append(reward)
+        if terminated:
+            break
+    assert terminated and not truncated
+    assert info["diverged"], f"{task_name} did not diverge at lr={info['hparams']}"
+    assert rewards[-1] <= -RewardConfig().divergence_penalty
