@@ -111,8 +111,9 @@ def test_hyperparameter_validation(tiny_task) -> None:
 def test_initial_learning_rates_spread_around_the_default(tiny_task) -> None:
     lrs = torch.tensor([tiny_task.initial_hparams(s)["learning_rate"] for s in range(400)])
     log_ratio = torch.log10(lrs / tiny_task.default_learning_rate)
-    assert log_ratio.min() >= -1.5 and log_ratio.max() <= 1.5
-    assert log_ratio.min() < -1.2 and log_ratio.max() > 1.2
+    spread = tiny_task.lr_log10_spread
+    assert log_ratio.min() >= -spread and log_ratio.max() <= spread
+    assert log_ratio.min() < -0.8 * spread and log_ratio.max() > 0.8 * spread
 
 
 def test_reset_mid_epoch_keeps_positions_per_run(tiny_task) -> None:

@@ -58,7 +58,8 @@ def test_task_and_run_implement_the_protocols() -> None:
 def test_initial_hyperparameters_spread_around_the_defaults() -> None:
     run = SMALL.build(list(range(64)))
     lr = torch.log10(run.get_hyperparameters()["learning_rate"] / SMALL.default_learning_rate)
-    assert lr.min() >= -1.5 and lr.max() <= 1.5 and lr.max() - lr.min() > 2.0
+    spread = SMALL.learning_rate_log10_spread
+    assert lr.min() >= -spread and lr.max() <= spread and lr.max() - lr.min() > spread
     ent = torch.log10(run.get_hyperparameters()["entropy_coef"] / SMALL.default_entropy_coef)
     assert ent.abs().max() <= 0.5 + 1e-6
 
