@@ -17,19 +17,18 @@ used for everything that must survive a kill.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from agents.files import atomic_write_bytes, atomic_write_json
 from hpo_env import FEATURE_SPEC_VERSION, FeatureExtractor, HyperparameterSpace
 
 FORMAT_VERSION = 1
@@ -92,53 +91,6 @@ class BundleShapeError(BundleError):
 
 
 # -- atomic writes -------------------------------------------------------------
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp_path)`` then ``os.replace`` it onto ``path``.
-
-    A crash or exception before the replace leaves any previous ``path`` intact
-    (the temp file is removed on exceptions).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        # mkstemp makes 0600 files; give the result the usual permissions.
-        os.chmod(tmp_path, 0o666 & ~_umask())
-        write(tmp_path)
-        with open(tmp_path, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
-        raise
-    return path
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    # allow_nan=False: bundles must be valid JSON for any reader; callers map
-    # non-finite numbers to None first (see `json_safe`).
-    return atomic_write_text(
-        path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    )
 
 
 def json_safe(value: Any) -> Any:

@@ -419,26 +419,6 @@ def _rollout_core(
 # ----------------------------------------------------------------------------- several methods in one batch
 
 
-def slice_stats(stats: StepStats, index: slice) -> StepStats:
-    """The statistics of runs ``index`` (a slice of the run axis)."""
-    fields = {
-        name: getattr(stats, name)[index]
-        for name in (
-            "train_loss",
-            "train_loss_std",
-            "train_loss_first",
-            "grad_norm",
-            "grad_cosine",
-            "update_ratio",
-            "val_loss",
-            "progress",
-            "episode_return",
-        )
-    }
-    hparams = {k: v[index] for k, v in stats.hparams.items()}
-    return StepStats(n_updates=stats.n_updates, hparams=hparams, **fields)
-
-
 class StackedController:
     """Several controllers, each deciding for its own contiguous block of runs.
 
@@ -485,7 +465,7 @@ class StackedController:
         current = self.context.initial_hparams if stats is None else stats.hparams
         out: dict[str, Tensor] = {}
         for controller, block in zip(self.controllers, self.blocks):
-            sub = None if stats is None else slice_stats(stats, block)
+            sub = None if stats is None else stats.slice(block)
             for name, value in controller.decide(sub).items():
                 if name not in out:
                     out[name] = current[name].float().clone()

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from agents.files import atomic_savefig, atomic_write_text
 
 FIGURES = ("lr_schedules.png", "loss_curves.png", "win_rates.png", "robustness.png")
 
@@ -25,34 +26,6 @@ _BASELINE_ORDER = (
     "hypergradient",
     "best_of_grid",
 )
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-
-    _atomic_write(path, write)
-    return path
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -217,7 +190,7 @@ def _oracle_record(
 
 
 def _save(fig: Any, path: Path) -> None:
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    atomic_savefig(fig, path, dpi=110, bbox_inches="tight")
 
 
 def _as_float(values: Sequence[Any]) -> list[float]:

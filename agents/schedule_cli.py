@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -29,6 +28,7 @@ from agents.config import (
     check_field_types,
     overrides_from_args,
 )
+from agents.files import atomic_savefig
 
 DEFAULT_TASK = "digits_mlp:heldout"
 """A held-out supervised task: the policy never trained on it."""
@@ -172,17 +172,10 @@ def _plot(path: str, task_name: str, tuned: dict[str, Any], constant: dict[str, 
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("update")
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        atomic_savefig(fig, path, dpi=100)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def run_schedule(config: ScheduleConfig) -> dict[str, Any]:

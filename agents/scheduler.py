@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from agents.files import atomic_savefig
 from agents.tracker import StatsTracker
 from hpo_env.features import FeatureExtractor
 from hpo_env.space import HyperparameterSpace, HyperparameterSpec
@@ -477,17 +477,10 @@ class TuningScheduler:
         ax_loss.legend()
         fig.tight_layout()
         path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
-        os.close(fd)
         try:
-            fig.savefig(tmp, dpi=100)
-            os.replace(tmp, path)
+            atomic_savefig(fig, path, dpi=100)
         finally:
             plt.close(fig)
-            if os.path.exists(tmp):
-                os.remove(tmp)
         return path
 
     def close(self) -> None:

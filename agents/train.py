@@ -59,14 +59,12 @@ from agents.bundle import (
     FORMAT_VERSION,
     BundleContents,
     actor_weights_from_sb3,
-    atomic_write,
-    atomic_write_json,
-    atomic_write_text,
     json_safe,
     normalization_from_vecnormalize,
     write_bundle,
 )
 from agents.config import apply_overrides
+from agents.files import atomic_write, atomic_write_json, atomic_write_text
 from agents.tracking import Tracker
 from agents.train_config import TrainConfig
 from hpo_env import (

@@ -94,11 +94,15 @@ class StepStats:
     def replace(self, **changes: Any) -> StepStats:
         return dataclasses.replace(self, **changes)
 
+    def slice(self, runs: slice) -> StepStats:
+        """The statistics of the runs in ``runs`` (a slice of the run axis)."""
+        fields = {name: getattr(self, name)[runs] for name in _TENSOR_FIELDS}
+        hparams = {k: v[runs] for k, v in self.hparams.items()}
+        return StepStats(n_updates=self.n_updates, hparams=hparams, **fields)
+
     def select(self, index: int) -> StepStats:
         """The statistics of run ``index`` alone, as a B=1 `StepStats`."""
-        fields = {name: getattr(self, name)[index : index + 1] for name in _TENSOR_FIELDS}
-        hparams = {k: v[index : index + 1] for k, v in self.hparams.items()}
-        return StepStats(n_updates=self.n_updates, hparams=hparams, **fields)
+        return self.slice(slice(index, index + 1))
 
     @staticmethod
     def cat(items: list[StepStats]) -> StepStats:
