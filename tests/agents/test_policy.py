@@ -101,16 +101,13 @@ def test_metadata_and_feature_extractor(trained):
 
 
 def test_unknown_bundle_name_suggests_closest():
-    names = shipped_bundle_names()
-    if "default" not in names:
-        pytest.skip("no shipped default bundle yet")
+    assert "default" in shipped_bundle_names()
     with pytest.raises(BundleNotFoundError, match="did you mean 'default'"):
         TuningPolicy.load("defualt")
 
 
 def test_shipped_default_bundle_loads():
-    if "default" not in shipped_bundle_names():
-        pytest.skip("no shipped default bundle yet")
+    assert "default" in shipped_bundle_names(), "the package must ship agents/bundles/default"
     policy = TuningPolicy.load("default")
     fx = policy.feature_extractor(1)
     obs = fx.reset({"learning_rate": torch.tensor([0.05])}).numpy()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 import torch
 
 from agents.scheduler import TuningScheduler
@@ -58,10 +57,8 @@ def _run(snippet: str) -> dict:
 
 
 def test_readme_has_the_deploy_snippet():
-    text = README.read_text() if README.exists() else ""
-    snippet = deploy_snippet(text)
-    if snippet is None:
-        pytest.xfail("README.md has no ```python block under a 'Deploy' heading yet")
+    snippet = deploy_snippet(README.read_text())
+    assert snippet is not None, "README.md needs a ```python block under a 'Deploy' heading"
     assert "TuningPolicy.load" in snippet and ".scheduler(" in snippet and "sched.step(" in snippet
 
 
@@ -75,17 +72,14 @@ def test_snippet_runs_with_any_bundle(monkeypatch, tmp_path):
         "load",
         classmethod(lambda cls, name="default": real_load(tmp_path / "bundle")),
     )
-    snippet = deploy_snippet(README.read_text() if README.exists() else "") or CANONICAL
-    _run(snippet)
+    _run(deploy_snippet(README.read_text()) or CANONICAL)
 
 
 def test_snippet_runs_with_the_shipped_default():
     from agents.policy import shipped_bundle_names
 
-    if "default" not in shipped_bundle_names():
-        pytest.skip("no shipped 'default' bundle yet (agents/bundles/default)")
-    snippet = deploy_snippet(README.read_text() if README.exists() else "") or CANONICAL
-    _run(snippet)
+    assert "default" in shipped_bundle_names(), "the package must ship agents/bundles/default"
+    _run(deploy_snippet(README.read_text()) or CANONICAL)
 
 
 def test_extraction():

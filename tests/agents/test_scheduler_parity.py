@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import tasks.supervised.digits as digits
 from agents.scheduler import TuningScheduler
 from hpo_env.env import HPOEnv
 from hpo_env.features import FeatureExtractor
@@ -18,8 +19,6 @@ from tests.agents.test_scheduler_fixtures import (
     ReplayPolicy,
     one_torch_thread,  # noqa: F401  (autouse)
 )
-
-digits = pytest.importorskip("tasks.supervised.digits")
 
 HPARAM_SETS = {
     "lr+entropy": ("learning_rate", "entropy_coef"),
