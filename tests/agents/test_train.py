@@ -4,7 +4,6 @@ atomic checkpoints, determinism, tracking during training."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -37,13 +36,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def cli_prefix() -> list[str]:
-    """``python -m agents.cli train`` once every subcommand module exists; the
-    train subcommand alone (same parser and error handling) until then."""
-    from agents.cli import COMMAND_MODULES
-
-    if all(importlib.util.find_spec(m) is not None for m in COMMAND_MODULES):
-        return [sys.executable, "-m", "agents.cli", "train"]
-    return [sys.executable, "-m", "agents.train_cli"]
+    """The ``hpo-rl train`` command line, as a user runs it."""
+    return [sys.executable, "-m", "agents.cli", "train"]
 
 
 def child_env(tmp_path: Path) -> dict[str, str]:
