@@ -79,7 +79,7 @@ class ControlTask:
     """A sensible constant learning rate (Adam) for this learner."""
     default_entropy_coef: float = 0.01
     """A sensible entropy bonus."""
-    learning_rate_log10_spread: float = 2.0
+    learning_rate_log10_spread: float = 1.5
     """Initial learning rates are ``default * 10**U(-spread, spread)`` per run."""
     entropy_coef_log10_spread: float = 0.5
     """Initial entropy coefficients are ``default * 10**U(-spread, spread)`` per run."""
