@@ -51,10 +51,8 @@ def configure_threads() -> None:
     torch.set_num_threads(int(os.environ.get("HPO_RL_NUM_THREADS", "1")))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    configure_threads()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed subcommand; user errors become one line on stderr and exit code 2."""
     try:
         result = args.func(args)
     except (UserError, *USER_ERRORS) as exc:
@@ -67,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hpo-rl {args.command}: interrupted", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    configure_threads()
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

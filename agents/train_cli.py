@@ -75,24 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     Builds only this subcommand's parser, so it works without the other
     subcommand modules; errors are reported like the ``hpo-rl`` CLI does.
     """
-    import os
 
-    from agents.cli import USER_ERRORS, UserError
+    from agents.cli import configure_threads, run_command
 
+    configure_threads()
     parser = argparse.ArgumentParser(prog="hpo-rl")
     register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args) or 0)
-    except (UserError, *USER_ERRORS) as exc:
-        if os.environ.get("HPO_RL_TRACEBACK"):
-            raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"hpo-rl train: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("hpo-rl train: interrupted", file=sys.stderr)
-        return 130
+    return run_command(parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)]))
 
 
 if __name__ == "__main__":
