@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,6 +63,13 @@ def register(subparsers: Any) -> None:
         help="import MODULE first; it may register more methods (e.g. PBT); repeatable",
     )
     parser.add_argument(
+        "--pbt",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="add the Population Based Training baseline (Ray Tune, 4x compute; plugin "
+        "agents.pbt). auto: in --quick mode when the ray extra is installed (default: auto)",
+    )
+    parser.add_argument(
         "--val-every", type=int, default=None, help="validation cadence seen by controllers"
     )
     parser.add_argument(
@@ -83,6 +91,19 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+PBT_PLUGIN = "agents.pbt"
+
+
+def wants_pbt(choice: str, quick: bool) -> bool:
+    """PBT on demand, or by default in quick mode when Ray is installed (a full run
+    with PBT costs one Ray Tune population per task and seed: opt in with --pbt on)."""
+    if choice == "on":
+        return True
+    if choice == "off":
+        return False
+    return quick and importlib.util.find_spec("ray") is not None
+
+
 def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
     """The preset (quick or full) with the command line's overrides."""
     base = QUICK_BENCHMARK if args.quick else FULL_BENCHMARK
@@ -93,8 +114,11 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         overrides["tasks"] = tuple(args.tasks)
     if args.methods:
         overrides["methods"] = tuple(args.methods)
-    if args.plugin:
-        overrides["plugins"] = tuple(args.plugin)
+    plugins = list(args.plugin)
+    if wants_pbt(args.pbt, args.quick) and PBT_PLUGIN not in plugins:
+        plugins.append(PBT_PLUGIN)
+    if plugins:
+        overrides["plugins"] = tuple(plugins)
     if args.val_every is not None:
         overrides["val_every"] = args.val_every
     return dataclasses.replace(base, **overrides)

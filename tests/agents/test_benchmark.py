@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import io
 import json
@@ -70,15 +71,47 @@ def test_benchmark_command_line_quick(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("agents.benchmark_cli.QUICK_BENCHMARK", TINY)
     monkeypatch.setitem(evaluation._POLICY_CACHE, "stand-in", StandInPolicy())
     code = main(
-        ["benchmark", "--quick", "--policy", "stand-in", "--out", str(tmp_path), "--no-progress"]
+        [
+            "benchmark",
+            "--quick",
+            "--policy",
+            "stand-in",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+            "--pbt",
+            "off",
+        ]
     )
     assert code == 0
     assert (tmp_path / "results.md").exists()
     assert "Targets:" in capsys.readouterr().out
 
 
+def test_pbt_joins_quick_mode_when_ray_is_installed(monkeypatch):
+    import importlib.util
+
+    from agents import benchmark_cli
+
+    parser = argparse.ArgumentParser()
+    benchmark_cli.register(parser.add_subparsers())
+    quick = parser.parse_args(["benchmark", "--quick"])
+    full = parser.parse_args(["benchmark"])
+    has_ray = importlib.util.find_spec("ray") is not None
+    assert ("agents.pbt" in benchmark_cli.config_from_args(quick).plugins) == has_ray
+    assert "agents.pbt" not in benchmark_cli.config_from_args(full).plugins
+    forced = parser.parse_args(["benchmark", "--pbt", "on"])
+    assert benchmark_cli.config_from_args(forced).plugins == ("agents.pbt",)
+    off = parser.parse_args(["benchmark", "--quick", "--pbt", "off"])
+    assert "agents.pbt" not in benchmark_cli.config_from_args(off).plugins
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert not benchmark_cli.wants_pbt("auto", quick=True)
+
+
 def test_benchmark_command_line_errors_are_one_line(capsys):
-    assert main(["benchmark", "--quick", "--methods", "cosin", "--no-progress"]) == 2
+    # --pbt off: importing the PBT plugin would register it for every later test.
+    args = ["benchmark", "--quick", "--methods", "cosin", "--no-progress", "--pbt", "off"]
+    assert main(args) == 2
     assert "did you mean 'cosine'" in capsys.readouterr().err
 
 
