@@ -122,6 +122,16 @@ def _batched_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
 
+def _batched_mlp(params: Sequence[Tensor], h: Tensor, act: Callable[[Tensor], Tensor]) -> Tensor:
+    """Batched linear layers from (weight, bias) pairs, ``act`` between them (not after the last)."""
+    n_layers = len(params) // 2
+    for layer in range(n_layers):
+        h = _batched_linear(h, params[2 * layer], params[2 * layer + 1])
+        if layer < n_layers - 1:
+            h = act(h)
+    return h
+
+
 @dataclasses.dataclass(frozen=True)
 class MlpSpec:
     """A multilayer perceptron: ``Linear -> act`` per hidden layer, then a linear head."""
@@ -161,14 +171,7 @@ class MlpSpec:
         return [d for d in self._dims()[:-1] for _ in range(2)]
 
     def forward(self, params: Sequence[Tensor], x: Tensor) -> Tensor:
-        act = ACTIVATIONS[self.activation][0]
-        h = x
-        n_layers = len(params) // 2
-        for layer in range(n_layers):
-            h = _batched_linear(h, params[2 * layer], params[2 * layer + 1])
-            if layer < n_layers - 1:
-                h = act(h)
-        return h
+        return _batched_mlp(params, x, ACTIVATIONS[self.activation][0])
 
     def torch_module(self) -> nn.Module:
         act_cls = ACTIVATIONS[self.activation][1]
@@ -256,13 +259,7 @@ class CnnSpec:
             )
             h = F.avg_pool2d(act(h), 2)
         h = h.reshape(n, b, -1).transpose(0, 1)
-        head = params[2 * n_conv :]
-        n_head = len(head) // 2
-        for layer in range(n_head):
-            h = _batched_linear(h, head[2 * layer], head[2 * layer + 1])
-            if layer < n_head - 1:
-                h = act(h)
-        return h
+        return _batched_mlp(params[2 * n_conv :], h, act)
 
     def torch_module(self) -> nn.Module:
         act_cls = ACTIVATIONS[self.activation][1]
