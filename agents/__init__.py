@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agents.policy import TuningPolicy
+    from agents.policy.tuning_policy import TuningPolicy
 
 __all__ = ["TuningPolicy"]
 
@@ -19,7 +19,7 @@ __all__ = ["TuningPolicy"]
 def __getattr__(name: str) -> Any:
     # Lazy, so `hpo-rl --help` and submodules don't pay for torch/SB3 imports.
     if name == "TuningPolicy":
-        from agents.policy import TuningPolicy
+        from agents.policy.tuning_policy import TuningPolicy
 
         return TuningPolicy
     raise AttributeError(f"module 'agents' has no attribute {name!r}")

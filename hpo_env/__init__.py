@@ -3,8 +3,8 @@ reward, a single-run environment and a batched SB3 vector environment."""
 
 from gymnasium.envs.registration import register, registry
 
-from hpo_env.core import EpisodeEngine
 from hpo_env.env import DEFAULT_HPARAMS, HPOEnv
+from hpo_env.episodes import EpisodeEngine
 from hpo_env.features import FEATURE_SPEC_VERSION, FeatureExtractor
 from hpo_env.protocol import BatchedRun, Task, TaskSampler
 from hpo_env.reward import RewardConfig

@@ -4,6 +4,7 @@ group, so `hpo_env` can offer registered environments without importing tasks.""
 from __future__ import annotations
 
 import difflib
+import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -19,13 +20,15 @@ def available_distributions() -> list[str]:
 def resolve_sampler(
     distribution: str | TaskSampler, split: str = "train", **kwargs: Any
 ) -> TaskSampler:
-    """A `TaskSampler` from a registered distribution name, or the sampler itself."""
+    """A `TaskSampler` from a registered distribution name, a ``module:factory`` path, or the sampler itself."""
     if not isinstance(distribution, str):
         if not isinstance(distribution, TaskSampler):
             raise TypeError(
                 f"distribution must be a registered name or have .sample(rng), got {type(distribution).__name__}"
             )
         return distribution
+    if ":" in distribution:
+        return _import_factory(distribution)(split=split, **kwargs)
     found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
     if distribution not in found:
         close = difflib.get_close_matches(distribution, list(found), n=1)
@@ -36,6 +39,17 @@ def resolve_sampler(
         )
     factory = found[distribution].load()
     return factory(split=split, **kwargs)
+
+
+def _import_factory(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(
+            f"distribution {spec!r} cannot be imported ({exc}); expected a registered name "
+            "like 'default' or 'package.module:factory'"
+        ) from None
 
 
 def resolve_task(sampler: TaskSampler, task: Any) -> Any:

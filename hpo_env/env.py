@@ -8,8 +8,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from hpo_env.core import DEFAULT_VAL_EVERY_CHOICES, EpisodeEngine
 from hpo_env.distributions import resolve_sampler, resolve_task
+from hpo_env.episodes import DEFAULT_VAL_EVERY_CHOICES, EpisodeEngine
 from hpo_env.features import FeatureExtractor
 from hpo_env.protocol import TaskSampler
 from hpo_env.reward import RewardConfig

@@ -15,9 +15,9 @@ from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnvStepReturn,
 )
 
-from hpo_env.core import DEFAULT_VAL_EVERY_CHOICES, EpisodeEngine
 from hpo_env.distributions import resolve_sampler, resolve_task
 from hpo_env.env import DEFAULT_HPARAMS, build_space
+from hpo_env.episodes import DEFAULT_VAL_EVERY_CHOICES, EpisodeEngine
 from hpo_env.features import FeatureExtractor
 from hpo_env.protocol import Task, TaskSampler
 from hpo_env.reward import RewardConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from agents.bench_control import run_control_bench
+from agents.perf.control import run_control_bench
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

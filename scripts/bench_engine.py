@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from agents.bench_engine import run_engine_bench
+from agents.perf.engine import run_engine_bench
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

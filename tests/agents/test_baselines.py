@@ -7,23 +7,24 @@ import numpy as np
 import pytest
 import torch
 
-from agents.baselines import (
-    ConstantController,
-    ConstantSchedule,
-    CosineSchedule,
+from agents.benchmark.methods import available_methods, get_method, register_method
+from agents.controllers.adaptive import (
     HypergradientController,
     HypergradientLR,
     PlateauController,
     PlateauRule,
-    ScheduleController,
-    StepDecaySchedule,
-    available_methods,
-    default_constant_hparams,
-    get_method,
-    register_method,
     torch_plateau,
 )
-from agents.evaluation import RolloutContext, rollout
+from agents.controllers.protocol import RolloutContext
+from agents.controllers.rollout import rollout
+from agents.controllers.schedules import (
+    ConstantController,
+    ConstantSchedule,
+    CosineSchedule,
+    ScheduleController,
+    StepDecaySchedule,
+    default_constant_hparams,
+)
 from hpo_env.stats import StepStats
 from tests.hpo_env.tiny_task import TinyRegressionTask
 

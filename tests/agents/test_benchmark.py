@@ -5,14 +5,16 @@ import dataclasses
 import io
 import json
 
+import agents.benchmark.protocol as evaluation
+from agents.controllers import rollout as rollout_module
 import numpy as np
 import pytest
 
-import agents.evaluation as evaluation
-from agents.benchmark_cli import run_and_report
+from agents.benchmark.config import BenchmarkConfig
+from agents.benchmark.report import FIGURES
+from agents.cli import benchmark as benchmark_cli
 from agents.cli import main
-from agents.evaluation import BenchmarkConfig
-from agents.report import FIGURES
+from agents.cli.benchmark import run_and_report
 from tests.agents.test_evaluation_support import StandInPolicy, TinyTaskWithDefaults
 
 TINY = BenchmarkConfig(
@@ -68,7 +70,7 @@ def test_benchmark_writes_results_report_and_figures(tmp_path):
 def test_benchmark_command_line_quick(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(evaluation, "resolve_tasks", lambda names: TASKS)
     monkeypatch.setattr(evaluation, "QUICK_BENCHMARK", TINY)
-    monkeypatch.setattr("agents.benchmark_cli.QUICK_BENCHMARK", TINY)
+    monkeypatch.setattr("agents.cli.benchmark.QUICK_BENCHMARK", TINY)
     monkeypatch.setitem(evaluation._POLICY_CACHE, "stand-in", StandInPolicy())
     code = main(
         [
@@ -91,19 +93,18 @@ def test_benchmark_command_line_quick(tmp_path, monkeypatch, capsys):
 def test_pbt_joins_quick_mode_when_ray_is_installed(monkeypatch):
     import importlib.util
 
-    from agents import benchmark_cli
 
     parser = argparse.ArgumentParser()
     benchmark_cli.register(parser.add_subparsers())
     quick = parser.parse_args(["benchmark", "--quick"])
     full = parser.parse_args(["benchmark"])
     has_ray = importlib.util.find_spec("ray") is not None
-    assert ("agents.pbt" in benchmark_cli.config_from_args(quick).plugins) == has_ray
-    assert "agents.pbt" not in benchmark_cli.config_from_args(full).plugins
+    assert ("agents.benchmark.pbt" in benchmark_cli.config_from_args(quick).plugins) == has_ray
+    assert "agents.benchmark.pbt" not in benchmark_cli.config_from_args(full).plugins
     forced = parser.parse_args(["benchmark", "--pbt", "on"])
-    assert benchmark_cli.config_from_args(forced).plugins == ("agents.pbt",)
+    assert benchmark_cli.config_from_args(forced).plugins == ("agents.benchmark.pbt",)
     off = parser.parse_args(["benchmark", "--quick", "--pbt", "off"])
-    assert "agents.pbt" not in benchmark_cli.config_from_args(off).plugins
+    assert "agents.benchmark.pbt" not in benchmark_cli.config_from_args(off).plugins
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert not benchmark_cli.wants_pbt("auto", quick=True)
 
@@ -136,16 +137,16 @@ def test_ray_backend_matches_local(ray_session):
 
 
 def _halved_lr_runner(task, seeds, *, val_every, initial_lr, initial_hparams):
-    from agents.baselines import ConstantController
+    from agents.controllers.schedules import ConstantController
 
     lr = (initial_lr or initial_hparams["learning_rate"]) / 2
-    return evaluation.rollout(
+    return rollout_module.rollout(
         ConstantController({"learning_rate": lr}), task, seeds, val_every=val_every
     )
 
 
 def test_registered_methods_join_the_benchmark(monkeypatch):
-    from agents import baselines
+    from agents.benchmark import methods as baselines
 
     monkeypatch.setattr(baselines, "_METHODS", dict(baselines._METHODS))
     baselines.register_method(

@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from agents import bundle as bundle_mod
-from agents.bundle import (
+from agents.policy import bundle as bundle_mod
+from agents.policy.bundle import (
     FORMAT_VERSION,
     BundleContents,
     BundleCorruptError,
@@ -28,7 +28,7 @@ from agents.bundle import (
     read_bundle,
     write_bundle,
 )
-from agents.policy import TuningPolicy
+from agents.policy.tuning_policy import TuningPolicy
 from hpo_env import FEATURE_SPEC_VERSION, FeatureExtractor, HyperparameterSpace
 
 

@@ -4,14 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.evaluation import (
-    EVAL_SEED_BASE,
-    PolicyController,
-    RolloutResult,
-    eval_seeds,
-    rollout,
-)
-from hpo_env.core import EpisodeEngine
+from agents.benchmark.config import EVAL_SEED_BASE, eval_seeds
+from agents.controllers.learned import PolicyController
+from agents.controllers.rollout import RolloutResult, rollout
+from hpo_env.episodes import EpisodeEngine
 from tests.agents.test_evaluation_support import SamplerOf, StandInPolicy
 from tests.hpo_env.tiny_task import TinyRegressionTask
 

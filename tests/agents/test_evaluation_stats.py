@@ -3,19 +3,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.baselines import ConstantController, CosineSchedule, ScheduleController
-from agents.evaluation import (
-    BenchmarkConfig,
-    PolicyController,
-    StackedController,
-    bootstrap_ci,
-    grid_lrs_for,
-    iqm,
-    rollout,
-    sweep_lrs_for,
-    win_rate,
-    win_scores,
-)
+from agents.benchmark.config import BenchmarkConfig
+from agents.benchmark.protocol import grid_lrs_for, sweep_lrs_for
+from agents.benchmark.stats import bootstrap_ci, iqm, win_rate, win_scores
+from agents.controllers.learned import PolicyController
+from agents.controllers.rollout import StackedController, rollout
+from agents.controllers.schedules import ConstantController, CosineSchedule, ScheduleController
 from tests.agents.test_evaluation_support import StandInPolicy, TinyTaskWithDefaults
 
 
@@ -115,7 +108,7 @@ def _rec(task, label, kind, finals, grid_lr=None, sweep_lr=None, diverged=None):
 
 
 def test_summarize_on_hand_made_records():
-    from agents.evaluation import summarize
+    from agents.benchmark.protocol import summarize
 
     records = []
     for task in ("a", "b"):

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from agents import TuningPolicy
-from agents.bundle import BundleNotFoundError
-from agents.policy import shipped_bundle_names
-from agents.train import export_bundle, make_model, make_normalized_env, make_train_env
-from agents.train_config import get_preset
+from agents.policy.bundle import BundleNotFoundError
+from agents.policy.tuning_policy import shipped_bundle_names
+from agents.train.config import get_preset
+from agents.train.export import export_bundle
+from agents.train.trainer import make_model, make_normalized_env, make_train_env
 from tests.agents.test_train_support import TINY_DISTRIBUTION
 
 
@@ -107,7 +108,7 @@ def test_unknown_bundle_name_suggests_closest():
 
 
 def test_shipped_default_bundle_loads():
-    assert "default" in shipped_bundle_names(), "the package must ship agents/bundles/default"
+    assert "default" in shipped_bundle_names(), "the package must ship agents/policy/bundles/default"
     policy = TuningPolicy.load("default")
     fx = policy.feature_extractor(1)
     obs = fx.reset({"learning_rate": torch.tensor([0.05])}).numpy()
@@ -117,10 +118,10 @@ def test_shipped_default_bundle_loads():
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("agents.scheduler") is None, reason="no agents.scheduler"
+    importlib.util.find_spec("agents.deploy.scheduler") is None, reason="no agents.scheduler"
 )
 def test_scheduler_factory_returns_a_tuning_scheduler(trained):
-    from agents.scheduler import TuningScheduler
+    from agents.deploy.scheduler import TuningScheduler
 
     _, _, path, _ = trained
     policy = TuningPolicy.load(path)

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("ray")
 
-from agents.bench_ray import run_ray_bench
+from agents.perf.ray import run_ray_bench
 from tests.hpo_env.tiny_task import TinySampler
 
 

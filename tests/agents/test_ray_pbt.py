@@ -18,10 +18,10 @@ from tests.hpo_env.tiny_task import TinyRegressionTask
 
 @pytest.fixture
 def pbt(monkeypatch) -> ModuleType:
-    from agents import baselines
+    from agents.benchmark import methods as baselines
 
     monkeypatch.setattr(baselines, "_METHODS", dict(baselines._METHODS))
-    return importlib.import_module("agents.pbt")
+    return importlib.import_module("agents.benchmark.pbt")
 
 
 def test_config_accounting(pbt) -> None:
@@ -51,7 +51,7 @@ def test_config_rejects_bad_values(pbt, overrides, error, match) -> None:
 
 
 def test_import_registers_the_method_with_its_compute(pbt) -> None:
-    from agents.baselines import get_method
+    from agents.benchmark.methods import get_method
 
     pbt = importlib.reload(pbt)  # the import-time registration, into the copied registry
     spec = get_method("pbt")
@@ -68,8 +68,8 @@ def test_import_registers_the_method_with_its_compute(pbt) -> None:
 def test_pbt_work_item_on_tiny_task(pbt, ray_session) -> None:
     """Through the benchmark's own work-item path: the hot member (10x the start lr)
     diverges, PBT copies the good one over it, and the best member ends finite."""
-    from agents.baselines import MethodSpec
-    from agents.evaluation import Arm, WorkItem, run_work_item
+    from agents.benchmark.methods import MethodSpec
+    from agents.benchmark.protocol import Arm, WorkItem, run_work_item
 
     spec = MethodSpec("pbt", runner=pbt.PBTRunner(pbt.QUICK_PBT), compute_multiple=2.0)
     task = TinyRegressionTask()

@@ -14,8 +14,8 @@ import torch
 
 pytest.importorskip("ray")
 
-from agents.train import make_train_env
-from agents.train_config import get_preset
+from agents.train.config import get_preset
+from agents.train.trainer import make_train_env
 
 
 @pytest.mark.ray

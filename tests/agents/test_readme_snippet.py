@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from agents.scheduler import TuningScheduler
+from agents.deploy.scheduler import TuningScheduler
 from tests.agents.test_scheduler_fixtures import random_tuning_policy
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -63,7 +63,7 @@ def test_readme_has_the_deploy_snippet():
 
 
 def test_snippet_runs_with_any_bundle(monkeypatch, tmp_path):
-    from agents.policy import TuningPolicy
+    from agents.policy.tuning_policy import TuningPolicy
 
     random_tuning_policy(decisions_per_run=50).save(tmp_path / "bundle")
     real_load = TuningPolicy.load
@@ -76,9 +76,9 @@ def test_snippet_runs_with_any_bundle(monkeypatch, tmp_path):
 
 
 def test_snippet_runs_with_the_shipped_default():
-    from agents.policy import shipped_bundle_names
+    from agents.policy.tuning_policy import shipped_bundle_names
 
-    assert "default" in shipped_bundle_names(), "the package must ship agents/bundles/default"
+    assert "default" in shipped_bundle_names(), "the package must ship agents/policy/bundles/default"
     _run(deploy_snippet(README.read_text()) or CANONICAL)
 
 

@@ -10,7 +10,12 @@ import torch
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.sb3_callback import LOSS_OFFSET, ControlledValue, TuningCallback, actor_parameters
+from agents.deploy.sb3_callback import (
+    LOSS_OFFSET,
+    ControlledValue,
+    TuningCallback,
+    actor_parameters,
+)
 from hpo_env.features import RUN_FEATURES
 from tests.agents.test_scheduler_fixtures import (
     ReplayPolicy,

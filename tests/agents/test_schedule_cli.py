@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from agents import schedule_cli
-from agents.schedule_cli import ScheduleConfig, run_schedule
+from agents.cli import schedule as schedule_cli
+from agents.cli.schedule import ScheduleConfig, run_schedule
 from tests.agents.test_scheduler_fixtures import (
     one_torch_thread,  # noqa: F401  (autouse)
     random_tuning_policy,

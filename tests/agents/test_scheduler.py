@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.scheduler import DEFAULT_DECISIONS_PER_RUN, TuningScheduler
+from agents.deploy.scheduler import DEFAULT_DECISIONS_PER_RUN, TuningScheduler
 from hpo_env.features import RUN_FEATURES, FeatureExtractor
 from tests.agents.test_scheduler_fixtures import (
     MlpStandInPolicy,

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from agents.bench_overhead import RUN_STEPS, benchmark_policy, run_overhead_bench
-from agents.scheduler import decisions_per_run
+from agents.deploy.scheduler import decisions_per_run
+from agents.perf.overhead import RUN_STEPS, benchmark_policy, run_overhead_bench
 
 
 @pytest.mark.slow

@@ -89,8 +89,8 @@ def random_tuning_policy(
     decisions_per_run: int | None = 10,
 ):
     """A real `agents.policy.TuningPolicy` with freshly initialised actor weights."""
-    from agents.bundle import FORMAT_VERSION, BundleContents
-    from agents.policy import TuningPolicy
+    from agents.policy.bundle import FORMAT_VERSION, BundleContents
+    from agents.policy.tuning_policy import TuningPolicy
     from hpo_env.features import FEATURE_SPEC_VERSION
 
     space = HyperparameterSpace.from_names(hparams)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import tasks.supervised.digits as digits
-from agents.scheduler import TuningScheduler
+from agents.deploy.scheduler import TuningScheduler
 from hpo_env.env import HPOEnv
 from hpo_env.features import FeatureExtractor
 from hpo_env.space import HyperparameterSpace

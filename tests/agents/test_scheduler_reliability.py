@@ -11,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.scheduler import TuningScheduler
+from agents.deploy.scheduler import TuningScheduler
 from hpo_env.features import FeatureExtractor
 from tests.agents.test_scheduler_fixtures import (
     MlpStandInPolicy,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from agents.tracker import StatsTracker
+from agents.deploy.run_stats import StatsTracker
 from tests.agents.test_scheduler_fixtures import one_torch_thread  # noqa: F401  (autouse)
 
 

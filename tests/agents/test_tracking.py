@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.tracking import Tracker, TrackingWarning, line_plot, log_to_run
+from agents.common.tracking import Tracker, TrackingWarning, line_plot, log_to_run
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def offline_run_bytes(root: Path, needles: tuple[bytes, ...] = (), timeout: floa
 def test_disabled_needs_no_wandb(tmp_path: Path):
     code = (
         "import sys\n"
-        "from agents.tracking import Tracker\n"
+        "from agents.common.tracking import Tracker\n"
         f"t = Tracker().start({{'a': 1}}, mode='disabled', dir={str(tmp_path)!r})\n"
         "t.log({'x': 1.0}, step=0); t.log_artifact('nowhere', 'n'); t.log_table('t', ['a'], [[1]]); t.finish()\n"
         "assert t.mode == 'disabled' and t.run is None\n"

@@ -14,22 +14,24 @@ from pathlib import Path
 
 import pytest
 
-from agents import train as train_mod
-from agents.bundle import read_bundle
-from agents.policy import TuningPolicy
-from agents.tracking import Tracker, TrackingWarning
-from agents.train import (
+from agents.train import checkpoints as train_mod
+from agents.common.tracking import Tracker, TrackingWarning
+from agents.policy.bundle import read_bundle
+from agents.policy.tuning_policy import TuningPolicy
+from agents.train.checkpoints import (
     CHECKPOINT_DIR,
     checkpoint_dirs,
     checkpoint_is_valid,
+    save_checkpoint,
+)
+from agents.train.config import get_preset
+from agents.train.trainer import (
     load_run_config,
     make_model,
     make_normalized_env,
     make_train_env,
-    save_checkpoint,
     train,
 )
-from agents.train_config import get_preset
 from tests.agents.test_train_support import TINY_DISTRIBUTION
 
 REPO = Path(__file__).resolve().parents[2]

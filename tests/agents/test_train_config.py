@@ -8,9 +8,9 @@ import warnings
 
 import pytest
 
-from agents.config import field_docs
-from agents.train_cli import config_from_args, register
-from agents.train_config import PRESETS, TrainConfig, get_preset
+from agents.cli.train import config_from_args, register
+from agents.common.validation import field_docs
+from agents.train.config import PRESETS, TrainConfig, get_preset
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.bench_engine import bare_updates_per_second, run_engine_bench, sample_bench_tasks
+from agents.perf.engine import bare_updates_per_second, run_engine_bench, sample_bench_tasks
 
 
 @pytest.mark.slow

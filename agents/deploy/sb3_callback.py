@@ -44,8 +44,8 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.scheduler import PolicyLike, decisions_per_run
-from agents.tracker import StatsTracker
+from agents.deploy.run_stats import StatsTracker
+from agents.deploy.scheduler import PolicyLike, decisions_per_run
 
 LOSS_OFFSET = 0.05
 """Added to ``1 - normalised return`` so the objective stays > 0; the control

@@ -22,13 +22,13 @@ from typing import Any, Literal
 
 import torch
 
-from agents.config import (
+from agents.common.files import atomic_savefig
+from agents.common.validation import (
     add_config_arguments,
     apply_overrides,
     check_field_types,
     overrides_from_args,
 )
-from agents.files import atomic_savefig
 
 DEFAULT_TASK = "digits_mlp:heldout"
 """A held-out supervised task: the policy never trained on it."""
@@ -96,7 +96,7 @@ def _train(
     task: Any, seed: int, policy: Any | None, wandb_run: Any | None, val_every: int
 ) -> dict[str, Any]:
     """One run of the task's torch twin from its default hyperparameters."""
-    from agents.scheduler import write_hyperparameters
+    from agents.deploy.scheduler import write_hyperparameters
 
     run = task.make_torch_run(seed)
     write_hyperparameters(run.optimizer, task.default_hparams())
@@ -180,8 +180,8 @@ def _plot(path: str, task_name: str, tuned: dict[str, Any], constant: dict[str, 
 
 def run_schedule(config: ScheduleConfig) -> dict[str, Any]:
     """Run the comparison; returns final validation losses, curves, plot path and summary line."""
-    from agents.policy import TuningPolicy
-    from agents.tracking import Tracker
+    from agents.common.tracking import Tracker
+    from agents.policy.tuning_policy import TuningPolicy
 
     task = _supervised_task(config.task)
     policy = TuningPolicy.load(config.policy)

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agents.files import atomic_savefig
-from agents.tracker import StatsTracker
+from agents.common.files import atomic_savefig
+from agents.deploy.run_stats import StatsTracker
 from hpo_env.features import FeatureExtractor
 from hpo_env.space import HyperparameterSpace, HyperparameterSpec
 
@@ -375,7 +375,7 @@ class TuningScheduler:
         }
         self.history.append(entry)
         if self.wandb_run is not None:
-            from agents import tracking  # the one module that talks to wandb
+            from agents.common import tracking  # the one module that talks to wandb
 
             metrics: dict[str, float] = {
                 f"schedule/{k}": float(v[0]) for k, v in self.values.items()
@@ -489,7 +489,7 @@ class TuningScheduler:
             return
         self._closed = True
         if self.wandb_run is not None:
-            from agents import tracking
+            from agents.common import tracking
 
             steps = [h["step"] for h in self.history]
             lrs = [h["hyperparameters"].get("learning_rate", float("nan")) for h in self.history]

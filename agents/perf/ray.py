@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.ray_backend import RayVecEnv, ensure_ray
+from agents.common.ray_backend import RayVecEnv, ensure_ray
 from hpo_env import make_vec_env
 
 DEFAULT_TASK = "digits_mlp"

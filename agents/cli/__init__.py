@@ -16,10 +16,10 @@ import sys
 from collections.abc import Sequence
 
 COMMAND_MODULES = (
-    "agents.train_cli",
-    "agents.schedule_cli",
-    "agents.benchmark_cli",
-    "agents.bench_cli",
+    "agents.cli.train",
+    "agents.cli.schedule",
+    "agents.cli.benchmark",
+    "agents.cli.bench",
 )
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError)

@@ -54,11 +54,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from agents.config import check_field_types
+from agents.common.validation import check_field_types
 from hpo_env.reward import RewardConfig, detect_divergence
 
 if TYPE_CHECKING:
-    from agents.evaluation import RolloutResult
+    from agents.controllers.rollout import RolloutResult
 
 LR = "learning_rate"
 STATE_FILE = "member.pkl"
@@ -286,7 +286,7 @@ def _start_lr(
         return float(initial_lr)
     if initial_hparams and LR in initial_hparams:
         return float(initial_hparams[LR])
-    from agents.baselines import default_constant_hparams
+    from agents.controllers.schedules import default_constant_hparams
 
     defaults = default_constant_hparams(task)
     if LR in defaults:
@@ -313,7 +313,7 @@ def pbt_one_seed(
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
 
-    from agents.ray_backend import ensure_ray
+    from agents.common.ray_backend import ensure_ray
 
     ensure_ray(config.ray_address)
     n_intervals = config.member_intervals(int(task.control_steps))
@@ -415,7 +415,7 @@ def pbt_rollout(
     the divergence value ``first_val * divergence_factor`` if the best member's
     lineage diverged or ended non-finite.
     """
-    from agents.evaluation import RolloutResult
+    from agents.controllers.rollout import RolloutResult
 
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -499,7 +499,7 @@ def register_pbt_method(
     Left out of the robustness sweep by default: each sweep start would cost
     another population per seed.
     """
-    from agents.baselines import register_method
+    from agents.benchmark.methods import register_method
 
     spread = config.init_spread_decades
     return register_method(

@@ -14,8 +14,8 @@ import argparse
 import sys
 from typing import Any
 
-from agents.config import add_config_arguments, overrides_from_args, unknown_name_error
-from agents.train_config import PRESETS, TrainConfig, get_preset
+from agents.common.validation import add_config_arguments, overrides_from_args, unknown_name_error
+from agents.train.config import PRESETS, TrainConfig, get_preset
 
 
 def register(subparsers: Any) -> None:
@@ -53,7 +53,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agents.train import train
+    from agents.train.trainer import train
 
     command = " ".join(sys.argv)
     if args.resume is not None:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from agents.files import atomic_write_bytes, atomic_write_json
+from agents.common.files import atomic_write_bytes, atomic_write_json
 from hpo_env import FEATURE_SPEC_VERSION, FeatureExtractor, HyperparameterSpace
 
 FORMAT_VERSION = 1

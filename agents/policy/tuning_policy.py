@@ -22,22 +22,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agents.bundle import (
+from agents.common.validation import unknown_name_error
+from agents.policy.bundle import (
     METADATA_FILE,
     BundleContents,
     BundleNotFoundError,
     read_bundle,
     write_bundle,
 )
-from agents.config import unknown_name_error
 from hpo_env import FeatureExtractor, HyperparameterSpace
 
 BUNDLES_PACKAGE_DIR = "bundles"
 
 
 def shipped_bundle_names() -> list[str]:
-    """Names of the bundles shipped under ``agents/bundles/``."""
-    root = resources.files("agents") / BUNDLES_PACKAGE_DIR
+    """Names of the bundles shipped under ``agents/policy/bundles/``."""
+    root = resources.files("agents.policy") / BUNDLES_PACKAGE_DIR
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / METADATA_FILE).is_file())
@@ -57,7 +57,7 @@ def resolve_bundle_path(path_or_name: str | os.PathLike[str]) -> Path:
     ):
         return path
     if name in names:
-        resource = resources.files("agents") / BUNDLES_PACKAGE_DIR / name
+        resource = resources.files("agents.policy") / BUNDLES_PACKAGE_DIR / name
         # Editable and regular installs keep package data on disk.
         return Path(str(resource))
     error = unknown_name_error("shipped policy bundle (and no such directory)", name, names)
@@ -187,7 +187,7 @@ class TuningPolicy:
         self, optimizer: Any, total_steps: int, control_interval: int | None = None, **kwargs: Any
     ) -> Any:
         """A `agents.scheduler.TuningScheduler` driving ``optimizer``'s hyperparameters."""
-        from agents.scheduler import TuningScheduler
+        from agents.deploy.scheduler import TuningScheduler
 
         return TuningScheduler(
             self, optimizer, total_steps, control_interval=control_interval, **kwargs
@@ -195,7 +195,7 @@ class TuningPolicy:
 
     def sb3_callback(self, **kwargs: Any) -> Any:
         """A `agents.sb3_callback.TuningCallback` controlling a stable-baselines3 run."""
-        from agents.sb3_callback import TuningCallback
+        from agents.deploy.sb3_callback import TuningCallback
 
         return TuningCallback(self, **kwargs)
 

@@ -468,9 +468,10 @@ def vec_env_kwargs_from_config(config: Any, split: str = "train") -> dict[str, A
     control_weight = getattr(config, "control_weight", None)
     distribution = getattr(config, "distribution", "default")
     if ":" in distribution:
-        from agents.train import resolve_distribution
+        from hpo_env.distributions import resolve_sampler
 
-        kwargs["distribution"] = resolve_distribution(config, split)
+        extra = {} if control_weight is None else {"control_weight": control_weight}
+        kwargs["distribution"] = resolve_sampler(distribution, split=split, **extra)
     else:
         kwargs["distribution"] = distribution
         if control_weight is not None:

@@ -20,11 +20,13 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from agents.config import apply_overrides, check_field_types, unknown_name_error
+from agents.common.validation import apply_overrides, check_field_types, unknown_name_error
 from hpo_env import DEFAULT_HPARAMS, HyperparameterSpace
+from hpo_env.distributions import resolve_sampler
+from hpo_env.protocol import TaskSampler
 
 EVAL_SEED_BASE = 2**31
-"""Meta-training draws run seeds from [0, 2**31 - 1) (see `hpo_env.core`); evaluation
+"""Meta-training draws run seeds from [0, 2**31 - 1) (see `hpo_env.episodes`); evaluation
 seeds start here (the convention of `agents.evaluation.eval_seeds`)."""
 
 WandbMode = Literal["offline", "online", "disabled"]
@@ -268,3 +270,13 @@ def get_preset(name: str, **overrides: Any) -> TrainConfig:
     if name not in PRESETS:
         raise unknown_name_error("TrainConfig preset", name, list(PRESETS))
     return apply_overrides(PRESETS[name], overrides)
+
+
+def resolve_distribution(config: TrainConfig, split: str) -> TaskSampler:
+    """``config.distribution`` (a registered name or ``module:factory``) as a sampler of ``split``."""
+    return resolve_sampler(config.distribution, split=split, **distribution_kwargs(config))
+
+
+def distribution_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """The distribution's keyword arguments carried by the config."""
+    return {} if config.control_weight is None else {"control_weight": config.control_weight}

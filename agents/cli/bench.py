@@ -9,22 +9,22 @@ from typing import Any
 
 BENCHMARKS = {
     "engine": (
-        "agents.bench_engine",
+        "agents.perf.engine",
         "run_engine_bench",
         "batched engine vs separate torch loops; env overhead",
     ),
     "control": (
-        "agents.bench_control",
+        "agents.perf.control",
         "run_control_bench",
         "batched classic-control physics vs gymnasium",
     ),
     "overhead": (
-        "agents.bench_overhead",
+        "agents.perf.overhead",
         "run_overhead_bench",
         "deployed scheduler's cost in a plain PyTorch loop",
     ),
     "ray": (
-        "agents.bench_ray",
+        "agents.perf.ray",
         "run_ray_bench",
         "meta-training rollouts on 1 and 2 Ray workers vs local",
     ),

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.files import atomic_savefig, atomic_write_text
+from agents.common.files import atomic_savefig, atomic_write_text
 
 FIGURES = ("lr_schedules.png", "loss_curves.png", "win_rates.png", "robustness.png")
 

@@ -45,14 +45,14 @@ def _mlp(seed: int) -> torch.nn.Module:
 def benchmark_policy() -> tuple[Any, str]:
     """The shipped default policy, or (before one is shipped) a freshly initialised
     policy of the same kind: the cost of acting does not depend on the weights."""
-    from agents.bundle import BundleError
-    from agents.policy import TuningPolicy
+    from agents.policy.bundle import BundleError
+    from agents.policy.tuning_policy import TuningPolicy
 
     try:
         return TuningPolicy.load("default"), "default"
     except BundleError:
         pass
-    from agents.bundle import FORMAT_VERSION, BundleContents
+    from agents.policy.bundle import FORMAT_VERSION, BundleContents
     from hpo_env import DEFAULT_HPARAMS, FEATURE_SPEC_VERSION, FeatureExtractor, HyperparameterSpace
 
     space = HyperparameterSpace.from_names(DEFAULT_HPARAMS)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.evaluation import FULL_BENCHMARK, QUICK_BENCHMARK, BenchmarkConfig
+from agents.benchmark.config import FULL_BENCHMARK, QUICK_BENCHMARK, BenchmarkConfig
 
 WANDB_MODES = ("disabled", "offline", "online")
 
@@ -91,7 +91,7 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-PBT_PLUGIN = "agents.pbt"
+PBT_PLUGIN = "agents.benchmark.pbt"
 
 
 def wants_pbt(choice: str, quick: bool) -> bool:
@@ -161,11 +161,11 @@ def run_and_report(
     Returns:
         The `run_benchmark` result, plus ``"files"``: name -> path written.
     """
-    from agents.evaluation import run_benchmark
-    from agents.report import format_targets, markdown_report, write_report
+    from agents.benchmark.protocol import run_benchmark
+    from agents.benchmark.report import format_targets, markdown_report, write_report
 
     if wandb_mode not in WANDB_MODES:
-        from agents.config import unknown_name_error
+        from agents.common.validation import unknown_name_error
 
         raise unknown_name_error("wandb mode", wandb_mode, list(WANDB_MODES))
     stream = stream or sys.stdout
@@ -188,7 +188,7 @@ def log_to_wandb(
     result: dict[str, Any], files: dict[str, Path], out_dir: str | Path, mode: str
 ) -> None:
     """Summary numbers, the method table, the figures, and results.json as an artifact."""
-    from agents.tracking import Tracker
+    from agents.common.tracking import Tracker
 
     summary = result["summary"]
     tracker = Tracker().start(

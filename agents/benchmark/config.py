@@ -1,0 +1,129 @@
+"""`BenchmarkConfig`: the held-out evaluation protocol, its presets, and the evaluation seeds (their one home)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+EVAL_SEED_BASE = 2**31
+"""Evaluation run seeds are ``EVAL_SEED_BASE + i``. `EpisodeEngine` draws every
+meta-training run seed from ``[0, 2**31 - 1)``, so evaluation seeds can never
+coincide with a run the policy was trained on."""
+
+
+BENCHMARK_SEED_OFFSET = 1000
+"""The benchmark's seeds are ``eval_seeds(n, offset=1000)``: disjoint from meta-training
+and from the trainer's periodic held-out evaluation (``TrainConfig.eval_seeds``,
+``EVAL_SEED_BASE + 0..3``), which may select checkpoints and so must not be reused
+for the reported numbers."""
+
+
+def eval_seeds(n_seeds: int, offset: int = 0) -> list[int]:
+    """``n_seeds`` fresh run seeds, disjoint from every meta-training seed.
+
+    Args:
+        n_seeds: How many seeds.
+        offset: Skip this many (use distinct offsets for disjoint evaluation sets).
+    """
+    if n_seeds < 1 or offset < 0:
+        raise ValueError(f"expected n_seeds >= 1 and offset >= 0, got {n_seeds=}, {offset=}")
+    return [EVAL_SEED_BASE + offset + i for i in range(n_seeds)]
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkConfig:
+    """The held-out evaluation protocol (`FULL_BENCHMARK` and `QUICK_BENCHMARK` are presets)."""
+
+    tasks: tuple[str, ...] = ()
+    """Task names for `tasks.distribution.task_by_name`; empty = every ``list_tasks("heldout")``."""
+    n_seeds: int = 5
+    """Run seeds per task: ``eval_seeds(n_seeds, seed_offset)``, never used in meta-training."""
+    seed_offset: int = BENCHMARK_SEED_OFFSET
+    """Offset into the evaluation seeds (use another to get a disjoint evaluation set)."""
+    methods: tuple[str, ...] = ()
+    """Baselines from `agents.baselines.available_methods` to run; empty = all registered."""
+    plugins: tuple[str, ...] = ()
+    """Modules imported first, which may `agents.baselines.register_method` more methods
+    (e.g. Population Based Training over Ray Tune)."""
+    grid_size: int = 19
+    """Constant learning rates of the best-of-grid oracle (its compute multiple)."""
+    grid_decades: tuple[float, float] = (-2.5, 2.0)
+    """The grid spans ``default_lr * 10**lo .. default_lr * 10**hi``, log-spaced."""
+    sweep_lrs: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    """Initial learning rates of the robustness sweep (scaled per task, see `sweep_lrs_for`); empty = no sweep."""
+    robustness_factor: float = 1.25
+    """A sweep run is robust if its final objective is within this factor of the oracle's."""
+    val_every: int = 1
+    """Validation cadence the controllers see (the objective is measured every decision)."""
+    n_bootstrap: int = 2000
+    """Bootstrap resamples for the confidence intervals."""
+    bootstrap_seed: int = 0
+    """Seed of the bootstrap's numpy generator."""
+    arms_per_item: int = 12
+    """Methods sharing one batched run per work item (0 = all of a task's)."""
+    seeds_per_item: int = 0
+    """Seeds per work item (0 = all)."""
+    backend: str = "local"
+    """``local`` (this process) or ``ray`` (work items as Ray tasks, `agents.ray_backend.ray_map`)."""
+    ray_address: str | None = None
+    """Ray cluster address for ``backend="ray"`` (None: a local Ray)."""
+    quick: bool = False
+    """A smoke test (CI): reports say so, and the numbers are not for quoting."""
+
+    def __post_init__(self) -> None:
+        from agents.common.validation import check_field_types
+
+        check_field_types(self)
+        if self.n_seeds < 1:
+            raise ValueError(f"n_seeds must be >= 1, got {self.n_seeds}")
+        if self.grid_size < 2:
+            raise ValueError(f"grid_size must be >= 2, got {self.grid_size}")
+        if self.grid_size < 8 and not self.quick:
+            import warnings
+
+            warnings.warn(
+                f"grid_size={self.grid_size} < 8: the best-of-grid oracle is coarse, so ratios to it "
+                "flatter every method (fine for a smoke test: set quick=True; not for reported numbers)",
+                stacklevel=2,
+            )
+        lo, hi = self.grid_decades
+        if not lo < 0 < hi:
+            raise ValueError(
+                f"grid_decades must straddle the default (lo < 0 < hi), got {self.grid_decades}"
+            )
+        if any(not (np.isfinite(v) and v > 0) for v in self.sweep_lrs):
+            raise ValueError(f"sweep_lrs must be finite numbers > 0, got {self.sweep_lrs}")
+        if not self.robustness_factor > 1:
+            raise ValueError(f"robustness_factor must be > 1, got {self.robustness_factor}")
+        if (
+            self.val_every < 0
+            or self.n_bootstrap < 1
+            or self.arms_per_item < 0
+            or self.seeds_per_item < 0
+        ):
+            raise ValueError(
+                "expected val_every >= 0, n_bootstrap >= 1, arms_per_item >= 0, seeds_per_item >= 0, got "
+                f"{self.val_every=}, {self.n_bootstrap=}, {self.arms_per_item=}, {self.seeds_per_item=}"
+            )
+        if self.backend not in ("local", "ray"):
+            from agents.common.validation import unknown_name_error
+
+            raise unknown_name_error("backend", self.backend, ["local", "ray"])
+
+
+FULL_BENCHMARK = BenchmarkConfig()
+"""Every held-out task, 5 seeds, a 19-point grid (quarter decades), the 5-point sweep: the README table."""
+QUICK_BENCHMARK = BenchmarkConfig(
+    tasks=("teacher_regression_mlp:heldout", "digits_mlp:heldout"),
+    n_seeds=2,
+    grid_size=6,
+    grid_decades=(-1.0, 1.5),
+    sweep_lrs=(1e-4, 1e-2, 1.0),
+    n_bootstrap=500,
+    arms_per_item=0,
+    quick=True,
+)
+"""Minutes on a laptop, for CI: two supervised held-out tasks, 2 seeds, a short grid."""
+
+

@@ -1,0 +1,87 @@
+"""The learned tuning policy as a `Controller`, driven exactly as the environment drives it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from agents.controllers.protocol import PolicyLike, RolloutContext
+from hpo_env.features import FeatureExtractor
+from hpo_env.space import HyperparameterSpace
+from hpo_env.stats import StepStats
+
+
+def _in_space(values: Mapping[str, Tensor], space: HyperparameterSpace) -> dict[str, Tensor]:
+    # Exactly EpisodeEngine._current_hparams: hyperparameters the run lacks stay absent.
+    return {k: v for k, v in values.items() if k in space.names}
+
+
+class PolicyController:
+    """A tuning policy driven exactly as `hpo_env.core.EpisodeEngine` drives it.
+
+    First decision: ``FeatureExtractor.reset`` from the run's hyperparameters.
+    Later decisions: ``FeatureExtractor.observe`` of the interval's statistics,
+    with ``hparams`` replaced by the values this controller applied (as the
+    engine does). Actions go through ``space.apply`` on the run's current
+    values; hyperparameters a run does not use are skipped.
+
+    Args:
+        policy: A `TuningPolicy` (or anything with ``space``,
+            ``feature_extractor(n_runs)`` and ``act(obs, deterministic)``).
+        deterministic: Use the policy's mean action (evaluation) or sample.
+        name: Label in reports.
+    """
+
+    def __init__(
+        self, policy: PolicyLike, deterministic: bool = True, name: str = "policy"
+    ) -> None:
+        for attr in ("space", "feature_extractor", "act"):
+            if not hasattr(policy, attr):
+                raise TypeError(
+                    f"policy must have .space, .feature_extractor(n_runs) and .act(obs), "
+                    f"got {type(policy).__name__} without .{attr}"
+                )
+        self.policy = policy
+        self.deterministic = deterministic
+        self.name = name
+        self.space: HyperparameterSpace = policy.space
+        self.features: FeatureExtractor | None = None
+        self.context: RolloutContext | None = None
+        self._applied: dict[str, Tensor] = {}
+        self.last_obs: Tensor | None = None
+        """The observation behind the latest decision, [B, D] (for parity checks)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"PolicyController(deterministic={self.deterministic}, space={list(self.space.names)})"
+        )
+
+    def reset(self, context: RolloutContext) -> None:
+        self.context = context
+        self.features = self.policy.feature_extractor(context.n_runs)
+        self._applied = {}
+        self.last_obs = None
+
+    def decide(self, stats: StepStats | None) -> dict[str, Tensor]:
+        if self.features is None or self.context is None:
+            raise RuntimeError("PolicyController.decide called before reset(context)")
+        if stats is None:
+            current = _in_space(self.context.initial_hparams, self.space)
+            obs = self.features.reset(current)
+        else:
+            current = _in_space(stats.hparams, self.space)
+            obs = self.features.observe(stats.replace(hparams=self._applied))
+        self.last_obs = obs
+        actions = self.policy.act(obs.numpy(), deterministic=self.deterministic)
+        actions_t = torch.as_tensor(np.asarray(actions, dtype=np.float32)).reshape(
+            self.context.n_runs, -1
+        )
+        self._applied = self.space.apply(current, actions_t)
+        return self._applied
+
+
+
+

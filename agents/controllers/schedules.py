@@ -1,0 +1,254 @@
+"""Fixed schedules (constant, cosine, step decay) as controllers, and a task's default hyperparameters."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from agents.controllers.protocol import RolloutContext
+from hpo_env.stats import StepStats
+
+LR = "learning_rate"
+ENTROPY = "entropy_coef"
+SB3_PPO_LEARNING_RATE = 3e-4
+"""stable-baselines3's PPO default learning rate (used when a control task has no defaults)."""
+SB3_PPO_ENT_COEF = 0.0
+"""stable-baselines3's PPO default entropy coefficient (same fallback)."""
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+def _check_progress(progress: float) -> float:
+    if not math.isfinite(progress):
+        raise ValueError(f"progress must be a finite fraction of the budget, got {progress!r}")
+    return min(max(float(progress), 0.0), 1.0)
+
+
+class Schedule:
+    """A learning-rate multiplier as a function of the budget fraction used, in [0, 1]."""
+
+    def multiplier(self, progress: float) -> float:
+        """Factor applied to the base learning rate at ``progress`` (0 = start, 1 = end)."""
+        raise NotImplementedError
+
+    def __call__(self, progress: float) -> float:
+        return self.multiplier(_check_progress(progress))
+
+    def torch_lr(self, step: int, total_steps: int, base_lr: float) -> float:
+        """Learning rate of update ``step`` (0-based) out of ``total_steps``."""
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps=}")
+        return float(base_lr) * self(step / total_steps)
+
+    def torch_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
+        """``torch.optim.lr_scheduler.LambdaLR`` following this schedule (call ``.step()`` per update)."""
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps=}")
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, _ProgressLambda(self, total_steps))
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(vars(self).items()))))
+
+
+@dataclasses.dataclass(frozen=True)
+class _ProgressLambda:
+    # A picklable ``lr_lambda`` (LambdaLR cannot save plain lambdas).
+    schedule: Schedule
+    total_steps: int
+
+    def __call__(self, step: int) -> float:
+        return self.schedule(step / self.total_steps)
+
+
+class ConstantSchedule(Schedule):
+    """The base learning rate throughout."""
+
+    def multiplier(self, progress: float) -> float:
+        return 1.0
+
+    def __repr__(self) -> str:
+        return "ConstantSchedule()"
+
+
+class CosineSchedule(Schedule):
+    """Half-cosine decay from the base learning rate to ``final_ratio`` times it.
+
+    Args:
+        final_ratio: The floor reached at the end of the budget, as a fraction of the base.
+    """
+
+    def __init__(self, final_ratio: float = 0.0) -> None:
+        if not (math.isfinite(final_ratio) and 0.0 <= final_ratio <= 1.0):
+            raise ValueError(f"final_ratio must be in [0, 1], got {final_ratio=}")
+        self.final_ratio = float(final_ratio)
+
+    def multiplier(self, progress: float) -> float:
+        cos = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.final_ratio + (1.0 - self.final_ratio) * cos
+
+    def __repr__(self) -> str:
+        return f"CosineSchedule(final_ratio={self.final_ratio})"
+
+
+class StepDecaySchedule(Schedule):
+    """Multiply the learning rate by ``gamma`` at each milestone (fractions of the budget).
+
+    Args:
+        milestones: Increasing budget fractions in (0, 1).
+        gamma: Factor per milestone, in (0, 1].
+    """
+
+    def __init__(self, milestones: Iterable[float] = (0.5, 0.75), gamma: float = 0.1) -> None:
+        milestones = tuple(float(m) for m in milestones)
+        if (
+            not milestones
+            or any(not 0.0 < m < 1.0 for m in milestones)
+            or list(milestones) != sorted(milestones)
+        ):
+            raise ValueError(
+                f"milestones must be increasing fractions in (0, 1), got {milestones!r}"
+            )
+        if not (math.isfinite(gamma) and 0.0 < gamma <= 1.0):
+            raise ValueError(f"gamma must be in (0, 1], got {gamma=}")
+        self.milestones = milestones
+        self.gamma = float(gamma)
+
+    def multiplier(self, progress: float) -> float:
+        passed = sum(progress >= m for m in self.milestones)
+        return self.gamma**passed
+
+    def __repr__(self) -> str:
+        return f"StepDecaySchedule(milestones={self.milestones}, gamma={self.gamma})"
+
+
+# ----------------------------------------------------------------------------- controllers
+
+
+def _full(n: int, value: float | Tensor) -> Tensor:
+    return torch.as_tensor(value, dtype=torch.float32).reshape(-1).expand(n).clone()
+
+
+class _ControllerBase:
+    name = "controller"
+
+    def __init__(self) -> None:
+        self.context: RolloutContext | None = None
+
+    def reset(self, context: RolloutContext) -> None:
+        self.context = context
+
+    def _ctx(self) -> RolloutContext:
+        if self.context is None:
+            raise RuntimeError(f"{type(self).__name__}.decide called before reset(context)")
+        return self.context
+
+    def _base_lr(self) -> Tensor:
+        ctx = self._ctx()
+        if LR not in ctx.initial_hparams:
+            raise ValueError(
+                f"{self!r} controls 'learning_rate', but the runs of task "
+                f"{getattr(ctx.task, 'name', ctx.task)!r} only accept {sorted(ctx.initial_hparams)}"
+            )
+        return ctx.initial_hparams[LR].float().clone()
+
+
+class ScheduleController(_ControllerBase):
+    """A `Schedule` on batched runs, starting from each run's initial learning rate.
+
+    The learning rate is piecewise constant over the K updates of an interval;
+    interval t (of T) uses the schedule at its midpoint ``(t + 0.5) / T``, the
+    closest constant to the per-update schedule of a plain loop.
+
+    Args:
+        schedule: The schedule.
+        name: Label in reports.
+    """
+
+    def __init__(self, schedule: Schedule, name: str | None = None) -> None:
+        super().__init__()
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
+        self.schedule = schedule
+        self.name = name or type(schedule).__name__.removesuffix("Schedule").lower()
+        self._step = 0
+        self._base: Tensor | None = None
+
+    def reset(self, context: RolloutContext) -> None:
+        super().reset(context)
+        self._step = 0
+        self._base = self._base_lr()
+
+    def decide(self, stats: StepStats | None) -> dict[str, Tensor]:
+        ctx = self._ctx()
+        assert self._base is not None  # set by reset
+        progress = (self._step + 0.5) / ctx.control_steps
+        self._step += 1
+        return {LR: self._base * self.schedule(progress)}
+
+    def __repr__(self) -> str:
+        return f"ScheduleController({self.schedule!r}, name={self.name!r})"
+
+
+class ConstantController(_ControllerBase):
+    """Fixed hyperparameter values for every run (values left out keep their initial value).
+
+    Args:
+        hparams: name -> value, e.g. ``{"learning_rate": 0.01}``; names a run
+            does not accept are skipped.
+        name: Label in reports.
+    """
+
+    def __init__(self, hparams: Mapping[str, float] | None = None, name: str = "constant") -> None:
+        super().__init__()
+        self.hparams = {str(k): float(v) for k, v in (hparams or {}).items()}
+        for key, value in self.hparams.items():
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{key} must be a finite value >= 0, got {value!r}")
+        self.name = name
+
+    def decide(self, stats: StepStats | None) -> dict[str, Tensor]:
+        ctx = self._ctx()
+        return {
+            k: _full(ctx.n_runs, v) for k, v in self.hparams.items() if k in ctx.initial_hparams
+        }
+
+    def __repr__(self) -> str:
+        return f"ConstantController({self.hparams!r}, name={self.name!r})"
+
+
+
+def is_control_task(task: Any) -> bool:
+    """Whether the task's runs are RL runs (they take an entropy coefficient)."""
+    defaults = getattr(task, "default_hparams", None)
+    if defaults is not None and ENTROPY in dict(defaults()):
+        return True
+    return "control" in str(getattr(task, "family", "")).lower()
+
+
+def default_constant_hparams(task: Any) -> dict[str, float]:
+    """The constant-default baseline's values: ``task.default_hparams()``.
+
+    For control tasks this is the stable-baselines3-style setting (the
+    family's constant learning rate, 3e-4-like, and constant entropy
+    coefficient), falling back to SB3's PPO defaults if the task has none.
+    """
+    method = getattr(task, "default_hparams", None)
+    values = {str(k): float(v) for k, v in dict(method()).items()} if method is not None else {}
+    if is_control_task(task):
+        values.setdefault(LR, SB3_PPO_LEARNING_RATE)
+        values.setdefault(ENTROPY, SB3_PPO_ENT_COEF)
+    return values
+
+
+ControllerFactory = Callable[[Any], Any]
+
+

@@ -1,0 +1,1 @@
+"""Speed benchmarks (``hpo-rl bench``): ratios measured side by side in one run."""

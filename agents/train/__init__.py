@@ -1,0 +1,1 @@
+"""Meta-training a tuning policy with PPO: config and presets, the trainer, checkpoints, callbacks, export."""
