@@ -3,11 +3,11 @@ group, so `hpo_env` can offer registered environments without importing tasks.""
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
+from hpo_env.errors import unknown_name_error
 from hpo_env.protocol import TaskSampler
 
 ENTRY_POINT_GROUP = "hpo_env.distributions"
@@ -31,11 +31,10 @@ def resolve_sampler(
         return _import_factory(distribution)(split=split, **kwargs)
     found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
     if distribution not in found:
-        close = difflib.get_close_matches(distribution, list(found), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"unknown task distribution {distribution!r}, expected one of {sorted(found)}{hint} "
-            f"(distributions are registered under the {ENTRY_POINT_GROUP!r} entry-point group)"
+        raise unknown_name_error(
+            f"task distribution (registered under the {ENTRY_POINT_GROUP!r} entry-point group)",
+            distribution,
+            found,
         )
     factory = found[distribution].load()
     return factory(split=split, **kwargs)

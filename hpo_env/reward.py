@@ -16,6 +16,7 @@ import math
 import torch
 from torch import Tensor
 
+from hpo_env.errors import ConfigError
 from hpo_env.stats import StepStats
 
 
@@ -33,15 +34,15 @@ class RewardConfig:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.divergence_factor) and self.divergence_factor > 1):
-            raise ValueError(
+            raise ConfigError(
                 f"divergence_factor must be a finite number > 1, got {self.divergence_factor!r}"
             )
         if not (math.isfinite(self.divergence_penalty) and self.divergence_penalty >= 0):
-            raise ValueError(
+            raise ConfigError(
                 f"divergence_penalty must be finite and >= 0, got {self.divergence_penalty!r}"
             )
         if not (math.isfinite(self.step_clip) and self.step_clip > 0):
-            raise ValueError(f"step_clip must be finite and > 0, got {self.step_clip!r}")
+            raise ConfigError(f"step_clip must be finite and > 0, got {self.step_clip!r}")
 
 
 def detect_divergence(

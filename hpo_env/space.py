@@ -9,7 +9,6 @@ that allows a fast back-off from a run that is too hot.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from collections.abc import Iterable, Mapping
 
@@ -17,6 +16,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
+
+from hpo_env.errors import unknown_name_error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,11 +114,7 @@ class HyperparameterSpace:
         specs = []
         for name in names:
             if name not in KNOWN_SPECS:
-                close = difflib.get_close_matches(name, list(KNOWN_SPECS), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(
-                    f"unknown hyperparameter {name!r}, expected one of {sorted(KNOWN_SPECS)}{hint}"
-                )
+                raise unknown_name_error("hyperparameter", name, KNOWN_SPECS)
             specs.append(KNOWN_SPECS[name])
         return cls(specs)
 

@@ -12,13 +12,13 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from hpo_env.errors import unknown_name_error
 from hpo_env.protocol import Task
 from tasks.family import SPLITS, TaskFamily, check_split
 from tasks.supervised import supervised_families
@@ -30,16 +30,9 @@ _REGISTRY: dict[str, TaskFamily] = {}
 _BUILTINS_LOADED = False
 
 
-def _closest(name: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
 def _check_split_name(split: str) -> None:
     if split not in SPLITS:
-        raise ValueError(
-            f"unknown split {split!r}, expected one of {list(SPLITS)}{_closest(split, SPLITS)}"
-        )
+        raise unknown_name_error("split", split, SPLITS)
 
 
 def control_families() -> list[TaskFamily]:
@@ -96,10 +89,7 @@ def get_family(name: str) -> TaskFamily:
     """
     _load_builtins()
     if name not in _REGISTRY:
-        raise ValueError(
-            f"unknown task family {name!r}, expected one of {sorted(_REGISTRY)}"
-            f"{_closest(name, _REGISTRY)}"
-        )
+        raise unknown_name_error("task family", name, _REGISTRY)
     return _REGISTRY[name]
 
 
@@ -117,7 +107,7 @@ def task_by_name(name: str) -> Task:
     family_name, _, split = name.partition(":")
     valid = list_tasks()
     if family_name not in list_families():
-        raise ValueError(f"unknown task {name!r}, expected one of {valid}{_closest(name, valid)}")
+        raise unknown_name_error("task", name, valid)
     family = get_family(family_name)
     split = split or _representative_split(family)
     check_split(family.name, split, tuple(family.splits))
@@ -208,10 +198,8 @@ class TaskDistribution:
         ``"family:split"`` names are accepted too. Used by ``hpo_env.distributions.resolve_task``."""
         family_name, _, split = name.partition(":")
         if family_name not in self.family_names:
-            names = list(self.family_names)
-            raise ValueError(
-                f"task {name!r} is not in this {self.split!r} distribution, expected one of "
-                f"{names}{_closest(family_name, names)}"
+            raise unknown_name_error(
+                f"task of this {self.split!r} distribution", family_name, self.family_names
             )
         return task_by_name(f"{family_name}:{split or self.split}")
 

@@ -18,7 +18,6 @@ draw comes from a generator seeded by ``derive_seed(seeds[i], stream)``:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hpo_env.errors import unknown_name_error
 from hpo_env.stats import StepStats
 from tasks.nets import BatchedNet, init_flat_params, n_params, split_params
 from tasks.optim import BatchedOptimizer, make_batched_optimizer, make_torch_optimizer
@@ -245,11 +245,7 @@ class SupervisedBatchedRun:
     def set_hyperparameters(self, values: Mapping[str, Tensor]) -> None:
         for name, value in values.items():
             if name not in self._hparams:
-                close = difflib.get_close_matches(name, SUPERVISED_HPARAMS, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(
-                    f"unknown hyperparameter {name!r}, expected one of {list(SUPERVISED_HPARAMS)}{hint}"
-                )
+                raise unknown_name_error("hyperparameter", name, SUPERVISED_HPARAMS)
             tensor = torch.as_tensor(value, dtype=torch.float64).reshape(-1)
             if tensor.shape[0] not in (1, self.n_runs):
                 raise ValueError(

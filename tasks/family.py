@@ -8,11 +8,11 @@ runs against every registered family.
 
 from __future__ import annotations
 
-import difflib
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from hpo_env.errors import unknown_name_error
 from hpo_env.protocol import Task
 
 SPLITS = ("train", "heldout")
@@ -47,6 +47,4 @@ def check_split(family: str, split: str, offered: tuple[str, ...]) -> None:
     """Raise a `ValueError` naming the offered splits (and the closest) if ``split`` isn't one."""
     if split in offered:
         return
-    close = difflib.get_close_matches(split, offered, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"family {family!r} offers splits {list(offered)}, got split={split!r}{hint}")
+    raise unknown_name_error(f"split of family {family!r}", split, offered)

@@ -6,6 +6,8 @@ import dataclasses
 
 import numpy as np
 
+from hpo_env.errors import ConfigError
+
 EVAL_SEED_BASE = 2**31
 """Evaluation run seeds are ``EVAL_SEED_BASE + i``. `EpisodeEngine` draws every
 meta-training run seed from ``[0, 2**31 - 1)``, so evaluation seeds can never
@@ -27,7 +29,7 @@ def eval_seeds(n_seeds: int, offset: int = 0) -> list[int]:
         offset: Skip this many (use distinct offsets for disjoint evaluation sets).
     """
     if n_seeds < 1 or offset < 0:
-        raise ValueError(f"expected n_seeds >= 1 and offset >= 0, got {n_seeds=}, {offset=}")
+        raise ConfigError(f"expected n_seeds >= 1 and offset >= 0, got {n_seeds=}, {offset=}")
     return [EVAL_SEED_BASE + offset + i for i in range(n_seeds)]
 
 
@@ -76,9 +78,9 @@ class BenchmarkConfig:
 
         check_field_types(self)
         if self.n_seeds < 1:
-            raise ValueError(f"n_seeds must be >= 1, got {self.n_seeds}")
+            raise ConfigError(f"n_seeds must be >= 1, got {self.n_seeds}")
         if self.grid_size < 2:
-            raise ValueError(f"grid_size must be >= 2, got {self.grid_size}")
+            raise ConfigError(f"grid_size must be >= 2, got {self.grid_size}")
         if self.grid_size < 8 and not self.quick:
             import warnings
 
@@ -89,25 +91,25 @@ class BenchmarkConfig:
             )
         lo, hi = self.grid_decades
         if not lo < 0 < hi:
-            raise ValueError(
+            raise ConfigError(
                 f"grid_decades must straddle the default (lo < 0 < hi), got {self.grid_decades}"
             )
         if any(not (np.isfinite(v) and v > 0) for v in self.sweep_lrs):
-            raise ValueError(f"sweep_lrs must be finite numbers > 0, got {self.sweep_lrs}")
+            raise ConfigError(f"sweep_lrs must be finite numbers > 0, got {self.sweep_lrs}")
         if not self.robustness_factor > 1:
-            raise ValueError(f"robustness_factor must be > 1, got {self.robustness_factor}")
+            raise ConfigError(f"robustness_factor must be > 1, got {self.robustness_factor}")
         if (
             self.val_every < 0
             or self.n_bootstrap < 1
             or self.arms_per_item < 0
             or self.seeds_per_item < 0
         ):
-            raise ValueError(
+            raise ConfigError(
                 "expected val_every >= 0, n_bootstrap >= 1, arms_per_item >= 0, seeds_per_item >= 0, got "
                 f"{self.val_every=}, {self.n_bootstrap=}, {self.arms_per_item=}, {self.seeds_per_item=}"
             )
         if self.backend not in ("local", "ray"):
-            from agents.common.validation import unknown_name_error
+            from hpo_env.errors import unknown_name_error
 
             raise unknown_name_error("backend", self.backend, ["local", "ray"])
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ from agents.controllers.schedules import (
     ScheduleController,
     StepDecaySchedule,
 )
+from hpo_env.errors import unknown_name_error
 
 ControllerFactory = Callable[[Any], Any]
 """``factory(task) -> Controller``; module-level so that it pickles (Ray workers)."""
@@ -111,9 +111,7 @@ def register_method(
 
 def get_method(name: str) -> MethodSpec:
     if name not in _METHODS:
-        close = difflib.get_close_matches(name, list(_METHODS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown method {name!r}, expected one of {sorted(_METHODS)}{hint}")
+        raise unknown_name_error("method", name, _METHODS)
     return _METHODS[name]
 
 

@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from agents.common.validation import check_field_types
+from hpo_env.errors import ConfigError
 from hpo_env.reward import RewardConfig, detect_divergence
 
 if TYPE_CHECKING:
@@ -99,30 +100,30 @@ class PBTConfig:
     def __post_init__(self) -> None:
         check_field_types(self)
         if self.population_size < 2:
-            raise ValueError(f"population_size must be >= 2, got {self.population_size}")
+            raise ConfigError(f"population_size must be >= 2, got {self.population_size}")
         if self.perturbation_interval < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"perturbation_interval must be >= 0 (0 = auto), got {self.perturbation_interval}"
             )
         if not 0 < self.quantile_fraction <= 0.5:
-            raise ValueError(f"quantile_fraction must be in (0, 0.5], got {self.quantile_fraction}")
+            raise ConfigError(f"quantile_fraction must be in (0, 0.5], got {self.quantile_fraction}")
         if not 0 <= self.resample_probability <= 1:
-            raise ValueError(
+            raise ConfigError(
                 f"resample_probability must be in [0, 1], got {self.resample_probability}"
             )
         if any(not (math.isfinite(f) and f > 0) for f in self.perturbation_factors):
-            raise ValueError(
+            raise ConfigError(
                 f"perturbation_factors must be finite and > 0, got {self.perturbation_factors}"
             )
         lo, hi = self.search_decades
         if not lo < hi:
-            raise ValueError(
+            raise ConfigError(
                 f"search_decades must be (lo, hi) with lo < hi, got {self.search_decades}"
             )
         if not (math.isfinite(self.init_spread_decades) and self.init_spread_decades >= 0):
-            raise ValueError(f"init_spread_decades must be >= 0, got {self.init_spread_decades}")
+            raise ConfigError(f"init_spread_decades must be >= 0, got {self.init_spread_decades}")
         if self.cpus_per_member < 0:
-            raise ValueError(f"cpus_per_member must be >= 0, got {self.cpus_per_member}")
+            raise ConfigError(f"cpus_per_member must be >= 0, got {self.cpus_per_member}")
 
     def compute_multiple(self) -> float:
         """Training compute relative to one run of the task (the policy's)."""
@@ -319,7 +320,7 @@ def pbt_one_seed(
     n_intervals = config.member_intervals(int(task.control_steps))
     start_lr = _start_lr(task, initial_lr, initial_hparams)
     if not (math.isfinite(start_lr) and start_lr > 0):
-        raise ValueError(f"the start learning rate must be a finite number > 0, got {start_lr!r}")
+        raise ConfigError(f"the start learning rate must be a finite number > 0, got {start_lr!r}")
     lo, hi = config.search_decades
     interval = config.interval(int(task.control_steps))
     scheduler = PopulationBasedTraining(
@@ -419,7 +420,7 @@ def pbt_rollout(
 
     seeds = [int(s) for s in seeds]
     if not seeds:
-        raise ValueError("pbt_rollout needs at least one seed, got an empty sequence")
+        raise ConfigError("pbt_rollout needs at least one seed, got an empty sequence")
     reward = reward_config or RewardConfig()
     t = int(task.control_steps)
     outs = [

@@ -19,6 +19,7 @@ from agents.controllers.rollout import (
     _split_result,
     _start_values,
 )
+from hpo_env.errors import ConfigError
 
 
 def default_lr_of(task: Any) -> float:
@@ -27,7 +28,7 @@ def default_lr_of(task: Any) -> float:
 
     values = default_constant_hparams(task)
     if LR not in values:
-        raise ValueError(
+        raise ConfigError(
             f"task {getattr(task, 'name', task)!r} has no default learning rate: give it "
             "default_hparams() returning {'learning_rate': ...}"
         )
@@ -152,7 +153,7 @@ def run_work_item(item: WorkItem) -> dict[str, Any]:
             for name, value in values.items():
                 start.setdefault(name, []).extend([value] * len(seeds))
         if any(len(v) != len(seeds) * len(stackable) for v in start.values()):
-            raise ValueError(f"arms of {item!r} start from different sets of hyperparameters")
+            raise ConfigError(f"arms of {item!r} start from different sets of hyperparameters")
         stacked = StackedController(controllers, [len(seeds)] * len(stackable))
         whole = _rollout_core(stacked, task, seeds * len(stackable), item.val_every, start, None)
         for arm, part in zip(
@@ -196,7 +197,7 @@ def import_plugins(modules: Sequence[str]) -> None:
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            raise ValueError(
+            raise ConfigError(
                 f"benchmark plugin {name!r} could not be imported ({exc}); expected an importable "
                 "module that calls agents.baselines.register_method"
             ) from exc
@@ -218,7 +219,7 @@ def make_work_items(
     if not isinstance(tasks, Mapping):
         tasks = {str(getattr(t, "name", t)): t for t in tasks}
     if not tasks:
-        raise ValueError("the benchmark needs at least one task, got none")
+        raise ConfigError("the benchmark needs at least one task, got none")
     specs = _method_specs(config.methods)
     seeds = eval_seeds(config.n_seeds, config.seed_offset)
     seed_chunks = [
@@ -311,7 +312,7 @@ def summarize(records: Sequence[Mapping[str, Any]], config: BenchmarkConfig) -> 
     for task in task_names:
         grid = {k[2]: v for k, v in table.items() if k[0] == task and k[2] is not None}
         if not grid:
-            raise ValueError(f"task {task!r} has no best-of-grid records; the oracle needs them")
+            raise ConfigError(f"task {task!r} has no best-of-grid records; the oracle needs them")
         scores = {
             lr: float(np.mean(np.log(np.maximum(v["final"], 1e-30)))) for lr, v in grid.items()
         }

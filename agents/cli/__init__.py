@@ -22,13 +22,6 @@ COMMAND_MODULES = (
     "agents.cli.bench",
 )
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError)
-
-
-class UserError(Exception):
-    """An error caused by the user's input, reported without a traceback."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpo-rl",
@@ -52,10 +45,16 @@ def configure_threads() -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed subcommand; user errors become one line on stderr and exit code 2."""
+    """Run a parsed subcommand.
+
+    A `HpoRlError` (something the user can fix) becomes one line on stderr and
+    exit code 2; any other exception is a bug and keeps its traceback.
+    """
+    from hpo_env.errors import HpoRlError
+
     try:
         result = args.func(args)
-    except (UserError, *USER_ERRORS) as exc:
+    except HpoRlError as exc:
         if os.environ.get("HPO_RL_TRACEBACK"):
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -165,7 +165,7 @@ def run_and_report(
     from agents.benchmark.report import format_targets, markdown_report, write_report
 
     if wandb_mode not in WANDB_MODES:
-        from agents.common.validation import unknown_name_error
+        from hpo_env.errors import unknown_name_error
 
         raise unknown_name_error("wandb mode", wandb_mode, list(WANDB_MODES))
     stream = stream or sys.stdout

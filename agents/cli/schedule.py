@@ -29,6 +29,7 @@ from agents.common.validation import (
     check_field_types,
     overrides_from_args,
 )
+from hpo_env.errors import ConfigError
 
 DEFAULT_TASK = "digits_mlp:heldout"
 """A held-out supervised task: the policy never trained on it."""
@@ -54,9 +55,9 @@ class ScheduleConfig:
     def __post_init__(self) -> None:
         check_field_types(self)
         if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed=}")
+            raise ConfigError(f"seed must be >= 0, got {self.seed=}")
         if self.val_every < 0:
-            raise ValueError(f"val_every must be >= 0 (0: only at the end), got {self.val_every=}")
+            raise ConfigError(f"val_every must be >= 0 (0: only at the end), got {self.val_every=}")
 
 
 def register(subparsers: Any) -> None:
@@ -85,7 +86,7 @@ def _supervised_task(name: str) -> Any:
     task = task_by_name(name)  # unknown names raise ValueError with the closest
     if not hasattr(task, "make_torch_run") or not hasattr(task, "default_hparams"):
         supervised = [n for n in list_tasks() if not n.startswith("control")]
-        raise ValueError(
+        raise ConfigError(
             f"task {name!r} has no plain PyTorch twin (control tasks train inside the batched "
             f"engine only); choose a supervised task, one of {supervised}"
         )

@@ -14,8 +14,9 @@ import argparse
 import sys
 from typing import Any
 
-from agents.common.validation import add_config_arguments, overrides_from_args, unknown_name_error
+from agents.common.validation import add_config_arguments, overrides_from_args
 from agents.train.config import PRESETS, TrainConfig, get_preset
+from hpo_env.errors import unknown_name_error
 
 
 def register(subparsers: Any) -> None:

@@ -45,7 +45,7 @@ class TrackingWarning(UserWarning):
 
 def _check_mode(mode: str) -> str:
     if mode not in MODES:
-        from agents.common.validation import unknown_name_error
+        from hpo_env.errors import unknown_name_error
 
         raise unknown_name_error("wandb mode", mode, list(MODES))
     return mode

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-import difflib
 import functools
 import inspect
 import itertools
@@ -21,6 +20,8 @@ import types
 import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
+
+from hpo_env.errors import ConfigTypeError, unknown_name_error
 
 C = TypeVar("C")
 
@@ -92,15 +93,9 @@ def check_field_types(config: Any) -> None:
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         if not _matches(value, hints[field.name]):
-            raise TypeError(
+            raise ConfigTypeError(
                 f"{type(config).__name__}.{field.name} expects {hints[field.name]}, got {value!r}"
             )
-
-
-def unknown_name_error(kind: str, name: str, valid: list[str]) -> ValueError:
-    close = difflib.get_close_matches(name, valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"unknown {kind} {name!r}, expected one of {sorted(valid)}{hint}")
 
 
 def apply_overrides(config: C, overrides: Mapping[str, Any]) -> C:

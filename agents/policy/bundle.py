@@ -30,6 +30,7 @@ from torch import Tensor
 
 from agents.common.files import atomic_write_bytes, atomic_write_json
 from hpo_env import FEATURE_SPEC_VERSION, FeatureExtractor, HyperparameterSpace
+from hpo_env.errors import HpoRlError
 
 FORMAT_VERSION = 1
 """Bundle layout version this code writes and the newest it reads."""
@@ -54,7 +55,7 @@ _PICKLE_MAGIC = b"\x80"
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
-class BundleError(ValueError):
+class BundleError(HpoRlError, ValueError):
     """A policy bundle cannot be loaded; the message names the file and the fix."""
 
 

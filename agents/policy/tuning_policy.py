@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agents.common.validation import unknown_name_error
 from agents.policy.bundle import (
     METADATA_FILE,
     BundleContents,
@@ -31,6 +30,7 @@ from agents.policy.bundle import (
     write_bundle,
 )
 from hpo_env import FeatureExtractor, HyperparameterSpace
+from hpo_env.errors import unknown_name_error
 
 BUNDLES_PACKAGE_DIR = "bundles"
 

@@ -20,9 +20,10 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from agents.common.validation import apply_overrides, check_field_types, unknown_name_error
+from agents.common.validation import apply_overrides, check_field_types
 from hpo_env import DEFAULT_HPARAMS, HyperparameterSpace
 from hpo_env.distributions import resolve_sampler
+from hpo_env.errors import ConfigError, unknown_name_error
 from hpo_env.protocol import TaskSampler
 
 EVAL_SEED_BASE = 2**31
@@ -127,48 +128,48 @@ class TrainConfig:
         for name in positive:
             value = getattr(self, name)
             if value < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {name}={value!r}")
+                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {name}={value!r}")
         if self.eval_every < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"TrainConfig.eval_every must be >= 0 (0 = only at the end), got {self.eval_every!r}"
             )
         if self.seed < 0:
-            raise ValueError(f"TrainConfig.seed must be >= 0, got {self.seed!r}")
+            raise ConfigError(f"TrainConfig.seed must be >= 0, got {self.seed!r}")
         for name, low, high in (
             ("gamma", 0.0, 1.0),
             ("gae_lambda", 0.0, 1.0),
         ):
             value = getattr(self, name)
             if not (low <= value <= high):
-                raise ValueError(f"TrainConfig.{name} must be in [{low}, {high}], got {value!r}")
+                raise ConfigError(f"TrainConfig.{name} must be in [{low}, {high}], got {value!r}")
         for name in ("learning_rate", "clip_range", "max_grad_norm"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"TrainConfig.{name} must be a finite number > 0, got {value!r}")
+                raise ConfigError(f"TrainConfig.{name} must be a finite number > 0, got {value!r}")
         for name in ("ent_coef", "vf_coef"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"TrainConfig.{name} must be a finite number >= 0, got {value!r}")
+                raise ConfigError(f"TrainConfig.{name} must be a finite number >= 0, got {value!r}")
         if not math.isfinite(self.log_std_init):
-            raise ValueError(f"TrainConfig.log_std_init must be finite, got {self.log_std_init!r}")
+            raise ConfigError(f"TrainConfig.log_std_init must be finite, got {self.log_std_init!r}")
         if not self.net_arch or any(width < 1 for width in self.net_arch):
-            raise ValueError(
+            raise ConfigError(
                 f"TrainConfig.net_arch must be non-empty positive layer sizes, got {self.net_arch!r}"
             )
         if self.control_weight is not None and not (0.0 <= self.control_weight <= 1.0):
-            raise ValueError(
+            raise ConfigError(
                 f"TrainConfig.control_weight must be in [0, 1] or None, got {self.control_weight!r}"
             )
         if not self.eval_seeds or any(s < 0 for s in self.eval_seeds):
-            raise ValueError(
+            raise ConfigError(
                 f"TrainConfig.eval_seeds must be non-empty non-negative ints, got {self.eval_seeds!r}"
             )
         if len(set(self.eval_seeds)) != len(self.eval_seeds):
-            raise ValueError(f"TrainConfig.eval_seeds has duplicates: {self.eval_seeds!r}")
+            raise ConfigError(f"TrainConfig.eval_seeds has duplicates: {self.eval_seeds!r}")
         if not self.distribution:
-            raise ValueError("TrainConfig.distribution must be a non-empty name, got ''")
+            raise ConfigError("TrainConfig.distribution must be a non-empty name, got ''")
         if not self.out_dir:
-            raise ValueError("TrainConfig.out_dir must be a non-empty path, got ''")
+            raise ConfigError("TrainConfig.out_dir must be a non-empty path, got ''")
         # Validates names and gives a did-you-mean for typos.
         HyperparameterSpace.from_names(self.hparams)
         if self.ray_address is not None and self.backend != "ray":
@@ -179,7 +180,7 @@ class TrainConfig:
             )
         rollout = self.n_steps * self.n_envs
         if self.batch_size > rollout:
-            raise ValueError(
+            raise ConfigError(
                 f"TrainConfig.batch_size={self.batch_size} exceeds the rollout size "
                 f"n_steps * n_envs = {rollout}; lower batch_size or raise n_steps/n_envs"
             )

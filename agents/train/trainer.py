@@ -41,6 +41,7 @@ from agents.train.heldout import control_info
 from hpo_env import (
     make_vec_env,
 )
+from hpo_env.errors import ConfigError, RunDirectoryError
 
 RESUMABLE_FIELDS = ("total_timesteps", "wandb_mode", "progress_bar", "wandb_name")
 """Fields ``--resume`` may change; every other field must stay what config.json says."""
@@ -103,21 +104,21 @@ def load_run_config(
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
     if not path.is_file():
-        raise FileNotFoundError(
+        raise RunDirectoryError(
             f"{path} not found: --resume needs a run directory written by `hpo-rl train` "
             f"(it holds {CONFIG_FILE} and {CHECKPOINT_DIR}/)"
         )
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc})") from None
+        raise ConfigError(f"{path} is not valid JSON ({exc})") from None
     config = TrainConfig.from_dict(data)
     overrides = dict(overrides or {})
     changed = sorted(
         k for k, v in overrides.items() if k not in RESUMABLE_FIELDS and getattr(config, k, v) != v
     )
     if changed:
-        raise ValueError(
+        raise ConfigError(
             f"cannot change {changed} when resuming {run_dir} (only {list(RESUMABLE_FIELDS)} may change); "
             "start a new run with another --out-dir instead"
         )
@@ -149,7 +150,7 @@ def train(
     else:
         run_dir = Path(config.out_dir)
         if checkpoint_dirs(run_dir):
-            raise ValueError(
+            raise ConfigError(
                 f"{run_dir} already holds checkpoints of a run; continue it with "
                 f"`hpo-rl train --resume {run_dir}` or pick another --out-dir"
             )

@@ -23,6 +23,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from hpo_env.errors import unknown_name_error
+
 Context = Mapping[str, Tensor]
 """Physics constants, name -> float64 tensor broadcastable against [B, E] (usually [B, 1])."""
 
@@ -369,13 +371,7 @@ SYSTEMS: dict[str, ControlSystem] = {
 def get_system(name: str) -> ControlSystem:
     """The system called ``name``, e.g. ``"cartpole"``."""
     if name not in SYSTEMS:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(SYSTEMS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"unknown control system {name!r}, expected one of {sorted(SYSTEMS)}{hint}"
-        )
+        raise unknown_name_error("control system", name, SYSTEMS)
     return SYSTEMS[name]
 
 

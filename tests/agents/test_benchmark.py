@@ -5,16 +5,16 @@ import dataclasses
 import io
 import json
 
-import agents.benchmark.protocol as evaluation
-from agents.controllers import rollout as rollout_module
 import numpy as np
 import pytest
 
+import agents.benchmark.protocol as evaluation
 from agents.benchmark.config import BenchmarkConfig
 from agents.benchmark.report import FIGURES
 from agents.cli import benchmark as benchmark_cli
 from agents.cli import main
 from agents.cli.benchmark import run_and_report
+from agents.controllers import rollout as rollout_module
 from tests.agents.test_evaluation_support import StandInPolicy, TinyTaskWithDefaults
 
 TINY = BenchmarkConfig(

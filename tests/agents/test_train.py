@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.train import checkpoints as train_mod
 from agents.common.tracking import Tracker, TrackingWarning
 from agents.policy.bundle import read_bundle
 from agents.policy.tuning_policy import TuningPolicy
+from agents.train import checkpoints as train_mod
 from agents.train.checkpoints import (
     CHECKPOINT_DIR,
     checkpoint_dirs,
