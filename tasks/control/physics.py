@@ -190,9 +190,9 @@ class CartPole(ControlSystem):
         total_mass = masspole + context["masscart"]
         polemass_length = masspole * length
         # Gymnasium's operation order, so rounding matches too. Written as in-place
-        # chains over reused buffers (the step is memory-bound): a * b == b * a and
-        # a - b == -(b - a) exactly in IEEE arithmetic, so swapping the operands of one
-        # operation is safe; regrouping several would not be, and is never done.
+        # chains over reused buffers (the step is memory-bound): a * b == b * a exactly
+        # in IEEE arithmetic, so swapping the operands of one operation is safe;
+        # regrouping several would not be, and is never done.
         # Force: +force_mag for action 1, else -force_mag; 0 or 2*force_mag minus
         # force_mag is exact, and several times cheaper than `torch.where` on CPU.
         push = torch.eq(action, 1, out=s.like("push", x, torch.bool))
@@ -204,13 +204,15 @@ class CartPole(ControlSystem):
         temp.mul_(polemass_length).mul_(sintheta).add_(force).div_(total_mass)
         # denom = length * (4/3 - masspole * costheta**2 / total_mass)
         denom = torch.mul(costheta, costheta, out=s.like("denom", x))
-        denom.mul_(masspole).div_(total_mass).sub_(4.0 / 3.0).neg_().mul_(length)
+        denom.mul_(masspole).div_(total_mass)
+        torch.sub(state.new_tensor(4.0 / 3.0), denom, out=denom).mul_(length)
         # thetaacc = (gravity * sintheta - costheta * temp) / denom
         thetaacc = torch.mul(sintheta, gravity, out=s.like("thetaacc", x))
         thetaacc.sub_(torch.mul(costheta, temp, out=force)).div_(denom)
         # xacc = temp - polemass_length * thetaacc * costheta / total_mass
         xacc = torch.mul(thetaacc, polemass_length, out=s.like("xacc", x))
-        xacc.mul_(costheta).div_(total_mass).sub_(temp).neg_()
+        xacc.mul_(costheta).div_(total_mass)
+        torch.sub(temp, xacc, out=xacc)
         # Euler step (x + tau * x_dot, ...) straight into component-major storage.
         planes = state.new_empty((4, *x.shape)) if out is None else out
         for plane, value, rate in (
