@@ -1,5 +1,5 @@
 """B control episodes over one batched run: the machinery `HPOEnv` (B=1) and
-`HPOVecEnv` (B=num_envs) share, so a sub-environment and a single environment
+`HPOVecEnv` (B=num_envs) share (each decision is one `hpo_env.interval.run_interval`), so a sub-environment and a single environment
 on the same task and seed produce the same observations.
 
 Episodes advance in *rounds*: all B runs of a round train one task in
@@ -19,8 +19,9 @@ import torch
 from torch import Tensor
 
 from hpo_env.features import FeatureExtractor
+from hpo_env.interval import run_interval, validation_seen
 from hpo_env.protocol import BatchedRun, Task, TaskSampler
-from hpo_env.reward import RewardConfig, detect_divergence, progress_reward
+from hpo_env.reward import RewardConfig, progress_reward
 from hpo_env.space import HyperparameterSpace
 
 DEFAULT_VAL_EVERY_CHOICES = (1, 1, 2, 5, 0)
@@ -142,23 +143,23 @@ class EpisodeEngine:
             )
         actions_t = torch.as_tensor(np.asarray(actions, dtype=np.float32)).reshape(self.n_runs, -1)
         new_hparams = self.space.apply(self._current_hparams(), actions_t)
-        self.run.set_hyperparameters(new_hparams)
-        stats = self.run.train(self.task.updates_per_step)
-        val = self.run.evaluate()
         self.round_step += 1
-
         episode_len = self.round_length - self.episode_start
         episode_step = self.round_step - self.episode_start
         progress = torch.as_tensor(episode_step / episode_len, dtype=torch.float32)
-        if self.val_every > 0:
-            seen = torch.as_tensor(episode_step % self.val_every == 0)
-        else:
-            seen = torch.zeros(self.n_runs, dtype=torch.bool)
-        observed_val = torch.where(seen, val, torch.full_like(val, float("nan")))
-        stats = stats.replace(progress=progress, val_loss=observed_val, hparams=new_hparams)
-        obs = self.features.observe(stats)
+        outcome = run_interval(
+            self.run,
+            self.task.updates_per_step,
+            first_val=self.first_val,
+            progress=progress,
+            seen=validation_seen(episode_step, self.val_every, self.n_runs),
+            decision=new_hparams,
+            reward_config=self.reward_config,
+        )
+        stats, val, diverged = outcome.stats, outcome.val, outcome.diverged
+        # The policy sees the values it chose (the space's names), as deployed.
+        obs = self.features.observe(stats.replace(hparams=new_hparams))
 
-        diverged = detect_divergence(stats, val, self.first_val, self.reward_config)
         reward = progress_reward(self.prev_val, val, self.first_val, diverged, self.reward_config)
         self.prev_val = torch.where(diverged, self.prev_val, val)
         terminated = diverged.numpy() | (episode_step >= episode_len)

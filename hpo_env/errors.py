@@ -37,6 +37,10 @@ class MissingExtraError(HpoRlError, ImportError):
 def unknown_name_error(kind: str, name: str, valid: Iterable[str]) -> ConfigError:
     """``unknown {kind} {name!r}, expected one of [...]; did you mean ...?`` as a `ConfigError`."""
     valid = sorted(valid)
-    close = difflib.get_close_matches(name, valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return ConfigError(f"unknown {kind} {name!r}, expected one of {valid}{hint}")
+    return ConfigError(f"unknown {kind} {name!r}, expected one of {valid}{did_you_mean(name, valid)}")
+
+
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest valid name, or ``""``."""
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -73,3 +74,45 @@ def progress_reward(
     penalty = -so_far.clamp_min(0.0) - config.divergence_penalty
     reward = torch.where(diverged, penalty, progress.clamp(-config.step_clip, config.step_clip))
     return torch.nan_to_num(reward, nan=-config.divergence_penalty).to(torch.float32)
+
+
+def objective_of(
+    final_val: np.ndarray, first_val: np.ndarray, diverged: np.ndarray, config: RewardConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The metric a run is judged on, and whether it counts as diverged.
+
+    A diverged (or non-finite) run's objective is its *divergence value*
+    ``first_val * divergence_factor``: the bound past which a loss counts as
+    diverged, so it is finite and never better than a run that stayed below it.
+
+    Returns:
+        ``(objective [B], diverged [B] bool)``.
+    """
+    final_val = np.asarray(final_val, dtype=np.float64)
+    diverged = np.asarray(diverged, dtype=bool) | ~np.isfinite(final_val)
+    bound = np.asarray(first_val, dtype=np.float64) * config.divergence_factor
+    return np.where(diverged, bound, final_val), diverged
+
+
+def episode_return(
+    first_val: np.ndarray,
+    val_curve: np.ndarray,
+    objective: np.ndarray,
+    diverged: np.ndarray,
+    diverged_at: np.ndarray,
+    config: RewardConfig,
+) -> np.ndarray:
+    """[B] the return `progress_reward` pays over a whole episode, from its curves.
+
+    ``log(first_val / objective)`` for runs that finished; for a run that
+    diverged at interval ``t``, ``min(gain before t, 0) - divergence_penalty``.
+    (Steps are clipped to ``step_clip``; curves within one step's clip telescope.)
+    """
+    first = np.asarray(first_val, dtype=np.float64)
+    out = np.log(first / np.asarray(objective, dtype=np.float64))
+    for i in np.flatnonzero(diverged):
+        at = int(diverged_at[i])
+        before = first[i] if at <= 0 else val_curve[i, at - 1]
+        gained = np.log(first[i] / before) if np.isfinite(before) and before > 0 else 0.0
+        out[i] = min(gained, 0.0) - config.divergence_penalty
+    return out

@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from hpo_env.errors import unknown_name_error
+from hpo_env.errors import ConfigError, did_you_mean
 from hpo_env.protocol import Task
 
 SPLITS = ("train", "heldout")
@@ -47,4 +47,7 @@ def check_split(family: str, split: str, offered: tuple[str, ...]) -> None:
     """Raise a `ValueError` naming the offered splits (and the closest) if ``split`` isn't one."""
     if split in offered:
         return
-    raise unknown_name_error(f"split of family {family!r}", split, offered)
+    raise ConfigError(
+        f"family {family!r} offers splits {list(offered)}, got split={split!r}"
+        f"{did_you_mean(split, offered)}"
+    )

@@ -56,7 +56,8 @@ import torch
 
 from agents.common.validation import check_field_types
 from hpo_env.errors import ConfigError
-from hpo_env.reward import RewardConfig, detect_divergence
+from hpo_env.interval import run_interval
+from hpo_env.reward import RewardConfig, objective_of
 
 if TYPE_CHECKING:
     from agents.controllers.rollout import RolloutResult
@@ -192,27 +193,26 @@ def _trainable_class() -> type:
 
         def step(self) -> dict[str, Any]:
             self.lr = float(self.config[LR])
-            self.run.set_hyperparameters({LR: torch.tensor([self.lr], dtype=torch.float32)})
-            stats = self.run.train(self.k)
-            val = self.run.evaluate()
             step = len(self.history["val"])
-            n = self.config["n_intervals"]
-            stats = stats.replace(
-                progress=torch.tensor([(step + 1) / n], dtype=torch.float32),
-                val_loss=val,
-                hparams=self.run.get_hyperparameters(),
+            outcome = run_interval(
+                self.run,
+                self.k,
+                first_val=self.first_val,
+                progress=torch.tensor([(step + 1) / self.config["n_intervals"]]),
+                seen=torch.ones(1, dtype=torch.bool),  # PBT ranks members on every interval
+                decision={LR: torch.tensor([self.lr], dtype=torch.float32)},
+                reward_config=self.reward_config,
             )
-            if not self.diverged and bool(
-                detect_divergence(stats, val, self.first_val, self.reward_config)[0]
-            ):
+            if not self.diverged and bool(outcome.diverged[0]):
                 self.diverged, self.diverged_at = True, step
-            self.history["val"].append(float(val[0]))
-            self.history["train"].append(float(stats.train_loss[0]))
+            value = float(outcome.val[0])
+            self.history["val"].append(value)
+            self.history["train"].append(float(outcome.stats.train_loss[0]))
             self.history["lr"].append(self.lr)
-            penalty = float(self.first_val[0]) * self.reward_config.divergence_factor
-            value = float(val[0])
-            objective = penalty if self.diverged or not math.isfinite(value) else value
-            return {METRIC: objective, "val_loss": value, LR: self.lr, "interval": step + 1}
+            objective, _ = objective_of(
+                np.array([value]), self.first_val.numpy(), np.array([self.diverged]), self.reward_config
+            )
+            return {METRIC: float(objective[0]), "val_loss": value, LR: self.lr, "interval": step + 1}
 
         def save_checkpoint(self, checkpoint_dir: str) -> None:
             state = {
@@ -436,8 +436,9 @@ def pbt_rollout(
 
     first_val = np.array([o["first_val"] for o in outs])
     final_val = np.array([o["val"][-1] for o in outs], dtype=np.float64)
-    diverged = np.array([o["diverged"] for o in outs]) | ~np.isfinite(final_val)
-    final_objective = np.where(diverged, first_val * reward.divergence_factor, final_val)
+    final_objective, diverged = objective_of(
+        final_val, first_val, np.array([o["diverged"] for o in outs]), reward
+    )
     return RolloutResult(
         method="pbt",
         task=str(getattr(task, "name", type(task).__name__)),

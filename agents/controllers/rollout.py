@@ -12,8 +12,9 @@ import torch
 from torch import Tensor
 
 from agents.controllers.protocol import Controller, RolloutContext
+from hpo_env.interval import run_interval, validation_seen
 from hpo_env.protocol import Task
-from hpo_env.reward import RewardConfig, detect_divergence
+from hpo_env.reward import RewardConfig, objective_of
 from hpo_env.stats import StepStats
 
 
@@ -196,35 +197,27 @@ def _rollout_core(
     stats: StepStats | None = None
     val = first_val
     for step in range(1, n_steps + 1):
-        decision = controller.decide(stats)
-        if decision:
-            run.set_hyperparameters(
-                {
-                    k_: torch.as_tensor(v, dtype=torch.float32).reshape(-1)
-                    for k_, v in decision.items()
-                }
-            )
-        in_effect = run.get_hyperparameters()
-        raw = run.train(k)
-        val = run.evaluate()
-        # Same progress and validation cadence as EpisodeEngine.step.
-        progress = torch.full((n,), step / n_steps, dtype=torch.float32)
-        seen = val_every > 0 and step % val_every == 0
-        observed = val if seen else torch.full_like(val, float("nan"))
-        stats = raw.replace(progress=progress, val_loss=observed, hparams=run.get_hyperparameters())
-        new_div = detect_divergence(stats, val, first_val, config) & ~diverged
+        outcome = run_interval(
+            run,
+            k,
+            first_val=first_val,
+            progress=torch.full((n,), step / n_steps, dtype=torch.float32),
+            seen=validation_seen(step, val_every, n),
+            decision=controller.decide(stats),
+            reward_config=config,
+        )
+        stats, val = outcome.stats, outcome.val
+        new_div = outcome.diverged & ~diverged
         diverged_at[new_div.numpy()] = step - 1
         diverged |= new_div
         val_curve[:, step - 1] = val.double().numpy()
         train_curve[:, step - 1] = stats.train_loss.double().numpy()
-        for name, value in in_effect.items():
+        for name, value in stats.hparams.items():
             if name in trajectory:
                 trajectory[name][:, step - 1] = value.double().numpy()
 
     final_val = val.double().numpy().copy()
-    penalty = first_val.double().numpy() * config.divergence_factor
-    div = diverged.numpy()
-    final_objective = np.where(div | ~np.isfinite(final_val), penalty, final_val)
+    final_objective, div = objective_of(final_val, first_val.double().numpy(), diverged.numpy(), config)
     return RolloutResult(
         method=getattr(controller, "name", type(controller).__name__),
         task=str(getattr(task, "name", type(task).__name__)),
@@ -236,7 +229,7 @@ def _rollout_core(
         hparams=trajectory,
         final_val=final_val,
         final_objective=final_objective,
-        diverged=div | ~np.isfinite(final_val),
+        diverged=div,
         diverged_at=diverged_at,
         updates_per_step=k,
     )

@@ -79,20 +79,6 @@ class SB3PolicyView:
         return np.asarray(actions)
 
 
-def _episode_returns(result: Any, divergence_penalty: float) -> np.ndarray:
-    """What the environment's episode return would be for each run of a
-    `RolloutResult`: log(first / final validation loss), or for a diverged run
-    min(progress before diverging, 0) - penalty (see `hpo_env.reward`)."""
-    first = np.asarray(result.first_val, dtype=np.float64)
-    out = np.log(first / np.asarray(result.final_objective, dtype=np.float64))
-    for i in np.flatnonzero(result.diverged):
-        at = int(result.diverged_at[i])
-        before = first[i] if at <= 0 else result.val_curve[i, at - 1]
-        gained = np.log(first[i] / before) if np.isfinite(before) and before > 0 else 0.0
-        out[i] = min(gained, 0.0) - divergence_penalty
-    return out
-
-
 def _summarize(results: Sequence[Any], returns: Sequence[np.ndarray]) -> dict[str, float]:
     diverged = np.concatenate([r.diverged for r in results]).astype(bool)
     ratios = np.concatenate([r.final_val / r.first_val for r in results])
@@ -124,10 +110,12 @@ def evaluate_heldout(
     """
     from agents.controllers.learned import PolicyController
     from agents.controllers.rollout import rollout
+    from agents.benchmark.stats import win_scores
     from agents.controllers.schedules import ConstantController
     from hpo_env import RewardConfig
+    from hpo_env.reward import episode_return
 
-    penalty = RewardConfig().divergence_penalty
+    reward_config = RewardConfig()
     collected: dict[str, list[Any]] = {"policy": [], "constant": []}
     returns: dict[str, list[np.ndarray]] = {"policy": [], "constant": []}
     wins: list[np.ndarray] = []
@@ -144,11 +132,18 @@ def evaluate_heldout(
             "constant": cache[key],
         }
         ours, base = runs["policy"].final_objective, runs["constant"].final_objective
-        task_wins = np.where(ours < base, 1.0, np.where(ours == base, 0.5, 0.0))
+        task_wins = win_scores(ours, base)
         wins.append(task_wins)
         per_task[task.name] = {"family": task.family, "win_rate": float(task_wins.mean())}
         for method, result in runs.items():
-            ret = _episode_returns(result, penalty)
+            ret = episode_return(
+                result.first_val,
+                result.val_curve,
+                result.final_objective,
+                result.diverged,
+                result.diverged_at,
+                reward_config,
+            )
             collected[method].append(result)
             returns[method].append(ret)
             per_task[task.name][method] = _summarize([result], [ret])

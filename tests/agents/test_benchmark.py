@@ -69,7 +69,6 @@ def test_benchmark_writes_results_report_and_figures(tmp_path):
 @pytest.mark.slow
 def test_benchmark_command_line_quick(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(evaluation, "resolve_tasks", lambda names: TASKS)
-    monkeypatch.setattr(evaluation, "QUICK_BENCHMARK", TINY)
     monkeypatch.setattr("agents.cli.benchmark.QUICK_BENCHMARK", TINY)
     monkeypatch.setitem(evaluation._POLICY_CACHE, "stand-in", StandInPolicy())
     code = main(
