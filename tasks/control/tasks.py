@@ -14,6 +14,7 @@ context distributions do. A `ControlFamily` draws tasks for a split:
 
 Example:
     >>> import numpy as np
+import torch
     >>> family = control_families()[0]
     >>> task = family.sample_task(np.random.default_rng(0), "train")
     >>> task.family, task.control_steps, task.updates_per_step
@@ -28,6 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hpo_env.device import resolve_device
 from hpo_env.space import ENTROPY_COEF, LEARNING_RATE
 from tasks.control.learner import ActorCriticConfig, ControlRun
 from tasks.control.physics import get_system
@@ -104,8 +106,9 @@ class ControlTask:
     def name(self) -> str:
         return f"{self.system}/{self.label}"
 
-    def build(self, seeds: Sequence[int]) -> ControlRun:
-        return ControlRun(self, seeds)
+    def build(self, seeds: Sequence[int], device: str | torch.device = "cpu") -> ControlRun:
+        """B = ``len(seeds)`` A2C runs on ``device`` (a name `hpo_env.device` accepts)."""
+        return ControlRun(self, seeds, resolve_device(device))
 
     def default_hparams(self) -> dict[str, float]:
         return {
