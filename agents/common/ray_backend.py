@@ -463,6 +463,9 @@ def vec_env_kwargs_from_config(config: Any, split: str = "train") -> dict[str, A
     is pickled to the workers.
     """
     kwargs: dict[str, Any] = {"split": split}
+    if getattr(config, "device", None) is not None:
+        # A name, resolved in each worker (``auto`` picks what that machine has).
+        kwargs["device"] = config.device
     if getattr(config, "hparams", None) is not None:
         kwargs["hparams"] = tuple(config.hparams)
     control_weight = getattr(config, "control_weight", None)

@@ -41,9 +41,10 @@ from agents.train.heldout import control_info
 from hpo_env import (
     make_vec_env,
 )
+from hpo_env.device import resolve_device
 from hpo_env.errors import ConfigError, RunDirectoryError
 
-RESUMABLE_FIELDS = ("total_timesteps", "wandb_mode", "progress_bar", "wandb_name")
+RESUMABLE_FIELDS = ("total_timesteps", "wandb_mode", "progress_bar", "wandb_name", "device")
 """Fields ``--resume`` may change; every other field must stay what config.json says."""
 
 
@@ -61,6 +62,7 @@ def make_train_env(config: TrainConfig, seed: int | None = None) -> Any:
         split="train",
         distribution=resolve_distribution(config, "train"),
         hparams=config.hparams,
+        device=resolve_device(config.device),
     )
 
 
