@@ -37,7 +37,8 @@ DEFAULT_VAL_FRACTION = 0.25
 """Share of the validation set the reward measures between an episode's first and
 last decision (a fixed subsample per run; the observation and the episode's ends
 use the full set, so returns are unchanged). Validation was the largest cost of a
-decision on small-batch tasks; a quarter cuts it ~4x where no controller looks."""
+decision on small-batch tasks; a quarter cuts it ~4x where no controller looks.
+(A task may keep a floor: control runs always play all their evaluation episodes.)"""
 
 _MAX_SEED = 2**31 - 1
 
