@@ -183,21 +183,25 @@ class EpisodeEngine:
         terminated = diverged.numpy() | (episode_step >= episode_len)
         self.episode_return += reward.numpy()
 
+        # Tensors to Python lists once, not B element reads per field (same values).
+        diverged_l, val_l = diverged.tolist(), val.tolist()
+        train_l, progress_l = stats.train_loss.tolist(), progress.expand(self.n_runs).tolist()
+        hparams_l = {k: v.tolist() for k, v in new_hparams.items()}
+        ratio_l = (val / self.first_val).tolist()
+        task_name, family = self.task.name, self.task.family
         infos: list[dict[str, Any]] = []
         for i in range(self.n_runs):
             info: dict[str, Any] = {
-                "diverged": bool(diverged[i]),
-                "val_loss": float(val[i]),
-                "train_loss": float(stats.train_loss[i]),
-                "progress": float(progress[i]),
-                "hparams": {k: float(v[i]) for k, v in new_hparams.items()},
-                "task": self.task.name,
-                "family": self.task.family,
+                "diverged": diverged_l[i],
+                "val_loss": val_l[i],
+                "train_loss": train_l[i],
+                "progress": progress_l[i],
+                "hparams": {k: v[i] for k, v in hparams_l.items()},
+                "task": task_name,
+                "family": family,
             }
             if terminated[i]:
-                info["final_val_ratio"] = (
-                    float(val[i] / self.first_val[i]) if not diverged[i] else float("nan")
-                )
+                info["final_val_ratio"] = ratio_l[i] if not diverged_l[i] else float("nan")
                 info["episode_return"] = float(self.episode_return[i])
             infos.append(info)
         return StepResult(obs.numpy(), reward.numpy(), terminated, infos)
