@@ -581,8 +581,29 @@ class BatchedControlEnv:
         self._spare = torch.empty_like(self._planes)
         """The buffer the next step writes into (double buffering: no allocation per step)."""
         self._scratch = Scratch()
-        self.elapsed = torch.zeros(n_runs, n_envs, dtype=torch.int64, device=self.device)
-        self.running_return = torch.zeros(n_runs, n_envs, dtype=torch.float64, device=self.device)
+        # Episode counters, reset lazily: entries listed in `_pending` (environments
+        # reset at the end of the last step) hold their finished episode's values
+        # until the next step overwrites them, which saves two full copies per step.
+        self._elapsed = torch.zeros(n_runs, n_envs, dtype=torch.int64, device=self.device)
+        self._running_return = torch.zeros(
+            n_runs, n_envs, dtype=torch.float64, device=self.device
+        )
+        self._pending = torch.zeros(0, dtype=torch.int64, device=self.device)
+
+    @property
+    def elapsed(self) -> Tensor:
+        """Steps taken in each environment's current episode, int64 [B, E]."""
+        return self._settled(self._elapsed, 0)
+
+    @property
+    def running_return(self) -> Tensor:
+        """Return so far of each environment's current episode, float64 [B, E]."""
+        return self._settled(self._running_return, 0.0)
+
+    def _settled(self, counter: Tensor, start: float) -> Tensor:
+        settled = counter.clone()
+        settled.view(-1)[self._pending] = start
+        return settled
 
     @property
     def state(self) -> Tensor:
@@ -596,8 +617,10 @@ class BatchedControlEnv:
     def reset(self, u: Tensor) -> Tensor:
         """Start every environment afresh from uniforms u [B, E, n_reset_uniforms]."""
         self.state = self.system.initial_state(u.to(self.device))
-        self.elapsed.zero_()
-        self.running_return.zero_()
+        # Fresh tensors: the old ones may be held as a step's episode_length / return.
+        self._elapsed = torch.zeros_like(self._elapsed)
+        self._running_return = torch.zeros_like(self._running_return)
+        self._pending = self._pending[:0]
         return self.system.observe(self.state)
 
     def set_context(self, indices: Sequence[int], context: Mapping[str, Tensor]) -> None:
@@ -613,8 +636,10 @@ class BatchedControlEnv:
         """Start every environment of runs ``indices`` afresh; u is [len(indices), E, k]."""
         idx = torch.as_tensor(list(indices), dtype=torch.long, device=self.device)
         self._planes[:, idx] = self.system.initial_state(u.to(self.device)).movedim(-1, 0)
-        self.elapsed[idx] = 0
-        self.running_return[idx] = 0.0
+        self._elapsed, self._running_return = self.elapsed, self.running_return  # fresh copies
+        self._pending = self._pending[:0]
+        self._elapsed[idx] = 0
+        self._running_return[idx] = 0.0
 
     def observe(self) -> Tensor:
         return self.system.observe(self.state)
@@ -635,26 +660,25 @@ class BatchedControlEnv:
             scratch=self._scratch,
             out=self._spare,
         )
-        elapsed = self.elapsed + 1
+        elapsed = self._elapsed + 1
+        episode_return = self._running_return + reward
+        if self._pending.numel():  # episodes that started at the end of the last step
+            elapsed.view(-1)[self._pending] = 1
+            episode_return.view(-1)[self._pending] = reward.reshape(-1)[self._pending]
         truncated = elapsed >= system.max_episode_steps
         done = terminated | truncated
-        episode_return = self.running_return + reward
         final_obs = system.observe(next_state)
         self._swap_in(next_state)
+        # Reset only the finished environments (usually few), not all B x E, on flat
+        # indices: a masked select over [B, E] costs a full pass per tensor.
         finished = flat_nonzero(done)
+        self._elapsed, self._running_return, self._pending = elapsed, episode_return, finished
+        obs = final_obs
         if finished.numel():
-            # Reset only the finished environments (usually few), not all B x E, on
-            # flat indices: a masked select over [B, E] costs a full pass per tensor.
-            self.elapsed.copy_(elapsed).view(-1)[finished] = 0
-            self.running_return.copy_(episode_return).view(-1)[finished] = 0.0
             u = reset_u.to(self.device).reshape(-1, reset_u.shape[-1]).index_select(0, finished)
             start = system.initial_state(u)  # [n, state_dim]
             self._planes.view(system.state_dim, -1)[:, finished] = start.t()
             obs = self._patch_rows(final_obs, finished, system.observe(start))
-        else:
-            obs = final_obs
-            self.elapsed.copy_(elapsed)
-            self.running_return.copy_(episode_return)
         return EnvStep(
             obs, reward, terminated, truncated, done, final_obs, episode_return, elapsed
         )
