@@ -120,3 +120,43 @@ def test_cli_help_documents_every_field(capsys):
     for field in dataclasses.fields(TrainConfig):
         assert "--" + field.name.replace("_", "-") in text
     assert "--resume" in text and "--preset" in text
+
+
+def test_device_defaults_to_cpu_and_accepts_the_documented_names():
+    assert PRESETS["default"].device == "cpu"
+    for name in ("cpu", "cuda", "cuda:1", "auto"):
+        assert get_preset("smoke", device=name).device == name
+
+
+def test_bad_device_names_the_choices():
+    from hpo_env.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown device 'gpu', expected one of .*'auto'.*'cuda'"):
+        get_preset("smoke", device="gpu")
+
+
+def test_cli_device_flows_into_the_training_env(monkeypatch):
+    """``--device auto`` resolves to the CPU here, and the vec env's runs are built there."""
+    import torch
+
+    from agents.train.trainer import make_train_env
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = config_from_args(parse(["--preset", "smoke", "--device", "auto"]))
+    assert config.device == "auto"
+    env = make_train_env(config)
+    env.reset()
+    assert env.engine.device == torch.device("cpu")
+    assert env.engine.run.device == torch.device("cpu")  # a supervised run (smoke: no control)
+    env.close()
+
+
+def test_cuda_device_without_cuda_fails_at_build_time_with_the_fix(monkeypatch):
+    import torch
+
+    from agents.train.trainer import make_train_env
+    from hpo_env.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="CUDA is not available.*'cpu' or 'auto'"):
+        make_train_env(get_preset("smoke", device="cuda"))
