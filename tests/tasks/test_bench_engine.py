@@ -23,7 +23,6 @@ def test_bare_updates_per_second_is_positive() -> None:
     assert bare_updates_per_second(task, n_runs=4, min_seconds=0.05) > 0
 
 
-@pytest.mark.slow
 def test_preset_throughput_reports_decisions_and_updates() -> None:
     from agents.perf.engine import preset_throughput
     from agents.train.config import get_preset
