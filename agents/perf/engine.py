@@ -51,9 +51,7 @@ def _synchronize(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(
-    fn: Callable[[], int], min_seconds: float, device: torch.device | str = "cpu"
-) -> float:
+def _timed(fn: Callable[[], int], min_seconds: float, device: torch.device | str = "cpu") -> float:
     """Run ``fn`` (returns run-updates done) until ``min_seconds`` pass; run-updates per second."""
     fn()  # warm-up: first calls allocate and pick kernels
     _synchronize(device)

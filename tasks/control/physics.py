@@ -70,7 +70,9 @@ class _Fresh(Scratch):
     """A `Scratch` that allocates every time (the pure-function default)."""
 
     def like(self, name: str, ref: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-        return torch.empty(ref.shape, dtype=ref.dtype if dtype is None else dtype, device=ref.device)
+        return torch.empty(
+            ref.shape, dtype=ref.dtype if dtype is None else dtype, device=ref.device
+        )
 
 
 _FRESH = _Fresh()
@@ -587,9 +589,7 @@ class BatchedControlEnv:
         # reset at the end of the last step) hold their finished episode's values
         # until the next step overwrites them, which saves two full copies per step.
         self._elapsed = torch.zeros(n_runs, n_envs, dtype=torch.int64, device=self.device)
-        self._running_return = torch.zeros(
-            n_runs, n_envs, dtype=torch.float64, device=self.device
-        )
+        self._running_return = torch.zeros(n_runs, n_envs, dtype=torch.float64, device=self.device)
         self._pending = torch.zeros(0, dtype=torch.int64, device=self.device)
 
     @property
@@ -681,9 +681,7 @@ class BatchedControlEnv:
             start = system.initial_state(u)  # [n, state_dim]
             self._planes.view(system.state_dim, -1)[:, finished] = start.t()
             obs = self._patch_rows(final_obs, finished, system.observe(start))
-        return EnvStep(
-            obs, reward, terminated, truncated, done, final_obs, episode_return, elapsed
-        )
+        return EnvStep(obs, reward, terminated, truncated, done, final_obs, episode_return, elapsed)
 
     def _swap_in(self, next_state: Tensor) -> None:
         """Make ``next_state`` [B, E, state_dim] the state; the old buffer becomes the spare."""

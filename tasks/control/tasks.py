@@ -14,7 +14,6 @@ context distributions do. A `ControlFamily` draws tasks for a split:
 
 Example:
     >>> import numpy as np
-import torch
     >>> family = control_families()[0]
     >>> task = family.sample_task(np.random.default_rng(0), "train")
     >>> task.family, task.control_steps, task.updates_per_step
@@ -28,6 +27,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from hpo_env.device import resolve_device
 from hpo_env.space import ENTROPY_COEF, LEARNING_RATE

@@ -131,7 +131,9 @@ def test_device_defaults_to_cpu_and_accepts_the_documented_names():
 def test_bad_device_names_the_choices():
     from hpo_env.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"unknown device 'gpu', expected one of .*'auto'.*'cuda'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown device 'gpu', expected one of .*'auto'.*'cuda'"
+    ):
         get_preset("smoke", device="gpu")
 
 
@@ -158,5 +160,5 @@ def test_cuda_device_without_cuda_fails_at_build_time_with_the_fix(monkeypatch):
     from hpo_env.errors import ConfigError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ConfigError, match="CUDA is not available.*'cpu' or 'auto'"):
+    with pytest.raises(ConfigError, match=r"CUDA is not available.*'cpu' or 'auto'"):
         make_train_env(get_preset("smoke", device="cuda"))

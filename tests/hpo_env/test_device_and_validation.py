@@ -51,7 +51,7 @@ def test_unknown_device_names_the_choices(bad: str) -> None:
 
 
 def test_cuda_without_cuda_says_what_to_use(no_cuda: None) -> None:
-    with pytest.raises(ConfigError, match="CUDA is not available.*'cpu' or 'auto'"):
+    with pytest.raises(ConfigError, match=r"CUDA is not available.*'cpu' or 'auto'"):
         resolve_device("cuda")
 
 

@@ -103,7 +103,9 @@ class TinyRegressionTask:
     name: str = "tiny_regression"
     family: str = "tiny"
 
-    def build(self, seeds: Sequence[int], device: str | torch.device = "cpu") -> LinearRegressionRuns:
+    def build(
+        self, seeds: Sequence[int], device: str | torch.device = "cpu"
+    ) -> LinearRegressionRuns:
         if torch.device(device).type != "cpu":
             raise ValueError(f"the tiny task runs on the CPU only, got {device=}")
         return LinearRegressionRuns(self, seeds)
