@@ -7,7 +7,7 @@ features, rewards and the SB3 observations stay CPU tensors / NumPy arrays.
 Example:
     >>> resolve_device("cpu")
     device(type='cpu')
-    >>> resolve_device("gpu")
+    >>> resolve_device("gpu")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     hpo_env.errors.ConfigError: unknown device 'gpu', expected one of ['auto', 'cpu', 'cuda', 'cuda:<index>']...
