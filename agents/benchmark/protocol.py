@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 
 from agents.benchmark.config import BenchmarkConfig, eval_seeds
+from agents.benchmark.methods import DEFAULT_METHODS, MethodSpec, check_methods
 from agents.benchmark.stats import bootstrap_ci, iqm, win_scores
+from agents.common.files import json_safe
 from agents.controllers.learned import PolicyController
 from agents.controllers.rollout import (
     RolloutResult,
     StackedController,
-    _nan_to_none,
     _rollout_core,
     _split_result,
     _start_values,
@@ -63,7 +64,7 @@ class Arm:
     kind: str
     """``policy``, ``method`` or ``grid``."""
     method: Any = None
-    """The `agents.baselines.MethodSpec` (kind ``method``)."""
+    """The `agents.benchmark.methods.MethodSpec` (kind ``method``)."""
     grid_lr: float | None = None
     """The constant learning rate (kind ``grid``)."""
     sweep_lr: float | None = None
@@ -189,28 +190,11 @@ def resolve_tasks(names: Sequence[str]) -> dict[str, Any]:
     return {name: task_by_name(name) for name in (names or list_tasks("heldout"))}
 
 
-def import_plugins(modules: Sequence[str]) -> None:
-    """Import modules that register benchmark methods (``BenchmarkConfig.plugins``)."""
-    import importlib
-
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(
-                f"benchmark plugin {name!r} could not be imported ({exc}); expected an importable "
-                "module that calls agents.baselines.register_method"
-            ) from exc
-
-
-def _method_specs(names: Sequence[str]) -> list[Any]:
-    from agents.benchmark.methods import available_methods, get_method
-
-    return [get_method(name) for name in (names or available_methods())]
-
-
 def make_work_items(
-    config: BenchmarkConfig, tasks: Sequence[Any] | Mapping[str, Any], policy: Any
+    config: BenchmarkConfig,
+    tasks: Sequence[Any] | Mapping[str, Any],
+    policy: Any,
+    methods: Sequence[MethodSpec] = DEFAULT_METHODS,
 ) -> list[WorkItem]:
     """Every work item of the protocol: per task, the policy, the baselines and the grid
     from the task's defaults, then the policy and the sweep methods from each sweep lr.
@@ -220,7 +204,8 @@ def make_work_items(
         tasks = {str(getattr(t, "name", t)): t for t in tasks}
     if not tasks:
         raise ConfigError("the benchmark needs at least one task, got none")
-    specs = _method_specs(config.methods)
+    check_methods(methods)
+    specs = list(methods)
     seeds = eval_seeds(config.n_seeds, config.seed_offset)
     seed_chunks = [
         tuple(seeds[i : i + (config.seeds_per_item or len(seeds))])
@@ -460,12 +445,15 @@ def run_benchmark(
     policy: Any = "default",
     tasks: Sequence[Any] | Mapping[str, Any] | None = None,
     progress: bool = True,
+    methods: Sequence[MethodSpec] = DEFAULT_METHODS,
 ) -> dict[str, Any]:
     """Run the held-out protocol and aggregate it.
 
     Args:
         config: The protocol's settings.
         policy: A bundle path or shipped name (``"default"``), or a policy object.
+        methods: The baselines, as objects (`DEFAULT_METHODS`; add
+            `agents.benchmark.pbt.pbt_method()` for Population Based Training).
         tasks: Task objects to use instead of ``config.tasks`` (e.g. tiny test tasks).
         progress: Show a tqdm progress bar.
 
@@ -476,15 +464,14 @@ def run_benchmark(
     import time
 
     started = time.perf_counter()
-    import_plugins(config.plugins)
-    _method_specs(config.methods)  # fail on a misspelt method before any work
+    check_methods(methods)
     task_objs = tasks if tasks is not None else resolve_tasks(config.tasks)
     loaded = load_policy(policy)
-    items = make_work_items(config, task_objs, policy)
+    items = make_work_items(config, task_objs, policy, methods)
     outputs = map_work_items(items, config.backend, config.ray_address, progress)
     records = [rec for out in outputs for rec in out["records"]]
     summary = summarize(records, config)
-    specs = {s.name: s for s in _method_specs(config.methods)}
+    specs = {s.name: s for s in methods}
     for label, entry in summary["methods"].items():
         if label == "best_of_grid":
             entry.update(
@@ -498,10 +485,10 @@ def run_benchmark(
                 compute_multiple=specs[label].compute_multiple, description=specs[label].description
             )
     return {
-        "config": dataclasses.asdict(config),
+        "config": {**dataclasses.asdict(config), "methods": [m.name for m in methods]},
         "policy": {
             "ref": policy if isinstance(policy, str) else type(policy).__name__,
-            "metadata": _nan_to_none(_jsonable(getattr(loaded, "metadata", {}))),
+            "metadata": json_safe(getattr(loaded, "metadata", {})),
             "hparams": list(loaded.space.names),
         },
         "seeds": eval_seeds(config.n_seeds, config.seed_offset),
@@ -513,19 +500,3 @@ def run_benchmark(
         ],
         "wall_s": time.perf_counter() - started,
     }
-
-
-def _jsonable(value: Any) -> Any:
-    import json
-
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        if isinstance(value, Mapping):
-            return {str(k): _jsonable(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [_jsonable(v) for v in value]
-        return repr(value)
-
-

@@ -41,6 +41,8 @@ from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnvStepReturn,
 )
 
+from agents.common.threads import configure_threads
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -127,13 +129,12 @@ class _VecEnvWorker:
     def __init__(
         self, num_envs: int, seed: int, vec_env_kwargs: dict[str, Any], torch_threads: int
     ) -> None:
-        import torch
 
         from hpo_env.vec_env import make_vec_env
 
         # Ray sets OMP_NUM_THREADS per actor, but torch may already be initialised
         # with all cores; several actors per machine must not oversubscribe them.
-        torch.set_num_threads(torch_threads)
+        configure_threads(torch_threads)
         self.env = make_vec_env(num_envs, seed=seed, **vec_env_kwargs)
 
     def spaces(self) -> tuple[gym.Space, gym.Space]:

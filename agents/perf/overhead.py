@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.common.threads import torch_threads
+
 TARGET_OVERHEAD = 0.03
 BATCH_SIZE = 64
 HIDDEN = (128, 128)
@@ -134,11 +136,9 @@ def run_overhead_bench(quick: bool = False, seed: int = 0) -> dict[str, float]:
             batches.append((x[idx], y[idx]))
     batches = batches[:steps]
     policy, policy_name = benchmark_policy()
-    threads = torch.get_num_threads()
     # One intra-op thread: the MLP's ops are small, and a second thread spin-waiting on a
     # busy machine swamps what is measured here.
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         arms: dict[str, Any] = {}
         for arm in ("plain", "tuned"):
             model = _mlp(seed)
@@ -158,8 +158,6 @@ def run_overhead_bench(quick: bool = False, seed: int = 0) -> dict[str, float]:
                     times[arm].append(wall)
                     cpu_times[arm].append(cpu)
         interval = arms["tuned"][2].control_interval
-    finally:
-        torch.set_num_threads(threads)
     # The fastest round of each arm is the least disturbed by other work on the machine;
     # the median of the paired (same-time) ratios is printed next to it as a check.
     plain, tuned = min(times["plain"]), min(times["tuned"])

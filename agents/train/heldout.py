@@ -108,9 +108,9 @@ def evaluate_heldout(
     result) keeps the constant runs between calls: they do not depend on the
     policy, and they are half the cost.
     """
+    from agents.benchmark.stats import win_scores
     from agents.controllers.learned import PolicyController
     from agents.controllers.rollout import rollout
-    from agents.benchmark.stats import win_scores
     from agents.controllers.schedules import ConstantController
     from hpo_env import RewardConfig
     from hpo_env.reward import episode_return

@@ -19,6 +19,7 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
 from agents.common.files import atomic_write_text
+from agents.common.threads import configure_threads
 from agents.common.tracking import Tracker
 from agents.common.validation import apply_overrides
 from agents.train.callbacks import TrackerOutputFormat, _Trainer, make_callbacks
@@ -157,7 +158,7 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / CONFIG_FILE, config.to_json() + "\n")
     _clean_staging(run_dir)
-    torch.set_num_threads(config.torch_threads)
+    configure_threads(config.torch_threads)
 
     checkpoint = latest_checkpoint(run_dir) if resume_dir is not None else None
     if resume_dir is not None and checkpoint is None:
