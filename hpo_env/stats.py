@@ -105,10 +105,6 @@ class StepStats:
         hparams = {k: v[runs] for k, v in self.hparams.items()}
         return StepStats(n_updates=self.n_updates, hparams=hparams, **fields)
 
-    def select(self, index: int) -> StepStats:
-        """The statistics of run ``index`` alone, as a B=1 `StepStats`."""
-        return self.slice(slice(index, index + 1))
-
     @staticmethod
     def cat(items: list[StepStats]) -> StepStats:
         """Stack B=1 (or any B) statistics of intervals with the same K along the run axis."""

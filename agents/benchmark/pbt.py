@@ -457,13 +457,6 @@ def pbt_rollout(
     )
 
 
-def pbt_final_objectives(
-    task: Any, seeds: Sequence[int], config: PBTConfig = DEFAULT_PBT
-) -> list[float]:
-    """Final objectives of PBT's best member per seed (see `pbt_rollout`)."""
-    return [float(v) for v in pbt_rollout(task, seeds, config).final_objective]
-
-
 # ----------------------------------------------------------------------------- benchmark hook
 
 

@@ -82,14 +82,6 @@ class RolloutResult:
         return json_safe(out)
 
 
-def task_default_hparams(task: Task) -> dict[str, float] | None:
-    """``task.default_hparams()`` if the task defines it, else None."""
-    method = getattr(task, "default_hparams", None)
-    if method is None:
-        return None
-    return {str(k): float(v) for k, v in dict(method()).items()}
-
-
 def rollout(
     controller: Controller,
     task: Task,

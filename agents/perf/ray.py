@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.common.ray_backend import RayVecEnv, ensure_ray
+from agents.common.ray_backend import ensure_ray
+from agents.common.ray_vec_env import RayVecEnv
 from agents.common.threads import configure_threads
 from hpo_env import make_vec_env
 

@@ -53,7 +53,7 @@ RESUMABLE_FIELDS = ("total_timesteps", "wandb_mode", "progress_bar", "wandb_name
 def make_train_env(config: TrainConfig, seed: int | None = None) -> Any:
     """The raw (unwrapped) training VecEnv: batched local env or Ray workers."""
     if config.backend == "ray":
-        from agents.common.ray_backend import make_ray_vec_env
+        from agents.common.ray_vec_env import make_ray_vec_env
 
         return make_ray_vec_env(config)
     return make_vec_env(

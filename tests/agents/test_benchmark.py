@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import agents.benchmark.protocol as evaluation
+from agents.benchmark import work
 from agents.benchmark.config import BenchmarkConfig
 from agents.benchmark.report import FIGURES
 from agents.cli import benchmark as benchmark_cli
@@ -70,7 +71,7 @@ def test_benchmark_writes_results_report_and_figures(tmp_path):
 def test_benchmark_command_line_quick(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(evaluation, "resolve_tasks", lambda names: TASKS)
     monkeypatch.setattr("agents.cli.benchmark.QUICK_BENCHMARK", TINY)
-    monkeypatch.setitem(evaluation._POLICY_CACHE, "stand-in", StandInPolicy())
+    monkeypatch.setitem(work._POLICY_CACHE, "stand-in", StandInPolicy())
     code = main(
         [
             "benchmark",

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from agents.benchmark.config import BenchmarkConfig
-from agents.benchmark.protocol import grid_lrs_for, sweep_lrs_for
 from agents.benchmark.stats import bootstrap_ci, iqm, win_rate, win_scores
+from agents.benchmark.work import grid_lrs_for, sweep_lrs_for
 from agents.controllers.learned import PolicyController
 from agents.controllers.rollout import StackedController, rollout
 from agents.controllers.schedules import ConstantController, CosineSchedule, ScheduleController
@@ -108,7 +108,7 @@ def _rec(task, label, kind, finals, grid_lr=None, sweep_lr=None, diverged=None):
 
 
 def test_summarize_on_hand_made_records():
-    from agents.benchmark.protocol import summarize
+    from agents.benchmark.summary import summarize
 
     records = []
     for task in ("a", "b"):

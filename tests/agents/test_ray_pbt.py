@@ -61,7 +61,7 @@ def test_pbt_work_item_on_tiny_task(pbt, ray_session) -> None:
     """Through the benchmark's own work-item path: the hot member (10x the start lr)
     diverges, PBT copies the good one over it, and the best member ends finite."""
     from agents.benchmark.methods import MethodSpec
-    from agents.benchmark.protocol import Arm, WorkItem, run_work_item
+    from agents.benchmark.work import Arm, WorkItem, run_work_item
 
     spec = MethodSpec("pbt", runner=pbt.PBTRunner(pbt.QUICK_PBT), compute_multiple=2.0)
     task = TinyRegressionTask()
