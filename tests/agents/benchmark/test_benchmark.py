@@ -16,7 +16,7 @@ from agents.cli import benchmark as benchmark_cli
 from agents.cli import main
 from agents.cli.benchmark import run_and_report
 from agents.controllers import rollout as rollout_module
-from tests.agents.test_evaluation_support import StandInPolicy, TinyTaskWithDefaults
+from tests.agents.support.policies import StandInPolicy, TinyTaskWithDefaults
 
 TINY = BenchmarkConfig(
     n_seeds=2,

@@ -9,7 +9,7 @@ from agents.benchmark.work import grid_lrs_for, sweep_lrs_for
 from agents.controllers.learned import PolicyController
 from agents.controllers.rollout import StackedController, rollout
 from agents.controllers.schedules import ConstantController, CosineSchedule, ScheduleController
-from tests.agents.test_evaluation_support import StandInPolicy, TinyTaskWithDefaults
+from tests.agents.support.policies import StandInPolicy, TinyTaskWithDefaults
 
 
 def test_iqm_is_the_mean_of_the_middle_half():
