@@ -27,7 +27,7 @@ def _interval(lrs, seen=True):
 
 
 def test_applies_the_decision_trains_and_measures():
-    run, first, out = _interval([0.05, 0.05])
+    _, first, out = _interval([0.05, 0.05])
     assert torch.equal(out.stats.hparams["learning_rate"], torch.tensor([0.05, 0.05]))
     assert (out.val < first).all(), "five SGD steps at a sane rate lower validation loss"
     assert out.stats.val_loss[0] == out.val[0] and math.isnan(out.stats.val_loss[1])
