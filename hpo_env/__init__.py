@@ -1,5 +1,10 @@
 """Gymnasium view of hyperparameter control: statistics, features, spaces,
-reward, a single-run environment and a batched SB3 vector environment."""
+reward, a single-run environment and a batched SB3 vector environment.
+
+`HPOVecEnv` and `make_vec_env` load stable-baselines3 on first use, so the
+deploy path (features, space, statistics) never pays for it."""
+
+from typing import TYPE_CHECKING, Any
 
 from gymnasium.envs.registration import register, registry
 
@@ -10,7 +15,6 @@ from hpo_env.protocol import BatchedRun, Task, TaskSampler
 from hpo_env.reward import RewardConfig
 from hpo_env.space import HyperparameterSpace, HyperparameterSpec
 from hpo_env.stats import StepStats
-from hpo_env.vec_env import HPOVecEnv, make_vec_env
 
 __all__ = [
     "DEFAULT_HPARAMS",
@@ -28,6 +32,18 @@ __all__ = [
     "TaskSampler",
     "make_vec_env",
 ]
+
+if TYPE_CHECKING:
+    from hpo_env.vec_env import HPOVecEnv, make_vec_env
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("HPOVecEnv", "make_vec_env"):
+        from hpo_env import vec_env
+
+        return getattr(vec_env, name)
+    raise AttributeError(f"module 'hpo_env' has no attribute {name!r}")
+
 
 # One registration per id. Episodes end on their own (budget or divergence),
 # so no TimeLimit is needed; the bound below is only a safety net.

@@ -35,15 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_threads() -> None:
-    """One torch thread by default: the batched runs' tensors are small, and on a
-    few cores intra-op threads cost more in contention than they save
-    (``HPO_RL_NUM_THREADS`` overrides)."""
-    import torch
-
-    torch.set_num_threads(int(os.environ.get("HPO_RL_NUM_THREADS", "1")))
-
-
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed subcommand.
 
@@ -67,6 +58,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from agents.common.threads import configure_threads
+
     configure_threads()
     return run_command(build_parser().parse_args(argv))
 

@@ -53,21 +53,17 @@ def register(subparsers: Any) -> None:
         "--tasks", nargs="+", default=None, help="task names (default: every held-out task)"
     )
     parser.add_argument(
-        "--methods", nargs="+", default=None, help="baselines to run (default: all registered)"
-    )
-    parser.add_argument(
-        "--plugin",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import MODULE first; it may register more methods (e.g. PBT); repeatable",
+        "--methods",
+        nargs="+",
+        default=None,
+        help="baselines to run (default: constant_default cosine step_decay plateau hypergradient)",
     )
     parser.add_argument(
         "--pbt",
         choices=("auto", "on", "off"),
         default="auto",
-        help="add the Population Based Training baseline (Ray Tune, 4x compute; plugin "
-        "agents.pbt). auto: in --quick mode when the ray extra is installed (default: auto)",
+        help="add the Population Based Training baseline (Ray Tune, 4x compute). "
+        "auto: in --quick mode when the ray extra is installed (default: auto)",
     )
     parser.add_argument(
         "--val-every", type=int, default=None, help="validation cadence seen by controllers"
@@ -91,8 +87,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-PBT_PLUGIN = "agents.benchmark.pbt"
-
 
 def wants_pbt(choice: str, quick: bool) -> bool:
     """PBT on demand, or by default in quick mode when Ray is installed (a full run
@@ -112,16 +106,21 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         overrides["n_seeds"] = args.seeds
     if args.tasks:
         overrides["tasks"] = tuple(args.tasks)
-    if args.methods:
-        overrides["methods"] = tuple(args.methods)
-    plugins = list(args.plugin)
-    if wants_pbt(args.pbt, args.quick) and PBT_PLUGIN not in plugins:
-        plugins.append(PBT_PLUGIN)
-    if plugins:
-        overrides["plugins"] = tuple(plugins)
     if args.val_every is not None:
         overrides["val_every"] = args.val_every
     return dataclasses.replace(base, **overrides)
+
+
+def methods_from_args(args: argparse.Namespace) -> list[Any]:
+    """The baselines named on the command line (the names map to objects here, at the edge)."""
+    from agents.benchmark.methods import DEFAULT_METHODS, select_methods
+
+    methods = select_methods(args.methods, DEFAULT_METHODS) if args.methods else list(DEFAULT_METHODS)
+    if wants_pbt(args.pbt, args.quick):
+        from agents.benchmark.pbt import pbt_method
+
+        methods.append(pbt_method())
+    return methods
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=out,
         wandb_mode=args.wandb_mode,
         progress=not args.no_progress,
+        methods=methods_from_args(args),
     )
     not_met = [t for t in result["summary"]["targets"] if t["status"] != "MET"]
     return 1 if args.strict and not_met else 0
@@ -146,6 +146,7 @@ def run_and_report(
     tasks: Sequence[Any] | None = None,
     progress: bool = True,
     stream: Any = None,
+    methods: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark, write the report files, print the summary, log to W&B.
 
@@ -157,6 +158,8 @@ def run_and_report(
         tasks: Task objects instead of ``config.tasks``.
         progress: Show a progress bar.
         stream: Where to print (default stdout).
+        methods: Baselines as `agents.benchmark.methods.MethodSpec` objects (default: the
+            protocol's `DEFAULT_METHODS`).
 
     Returns:
         The `run_benchmark` result, plus ``"files"``: name -> path written.
@@ -169,7 +172,15 @@ def run_and_report(
 
         raise unknown_name_error("wandb mode", wandb_mode, list(WANDB_MODES))
     stream = stream or sys.stdout
-    result = run_benchmark(config, policy=policy, tasks=tasks, progress=progress)
+    from agents.benchmark.methods import DEFAULT_METHODS
+
+    result = run_benchmark(
+        config,
+        policy=policy,
+        tasks=tasks,
+        progress=progress,
+        methods=DEFAULT_METHODS if methods is None else methods,
+    )
     files = write_report(result, out_dir)
     print(markdown_report(result).split("## Targets")[0].rstrip(), file=stream)
     print("\nTargets:", file=stream)

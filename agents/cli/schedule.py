@@ -13,16 +13,13 @@ schedule on a log axis) and prints one line::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import math
 import os
-from collections.abc import Iterator
 from typing import Any, Literal
 
-import torch
-
 from agents.common.files import atomic_savefig
+from agents.common.threads import torch_threads
 from agents.common.validation import (
     add_config_arguments,
     apply_overrides,
@@ -186,20 +183,10 @@ def run_schedule(config: ScheduleConfig) -> dict[str, Any]:
 
     task = _supervised_task(config.task)
     policy = TuningPolicy.load(config.policy)
-    with single_thread():
+    with torch_threads(1):
         return _compare(config, task, policy, Tracker)
 
 
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """One torch intra-op thread for the duration: the twins' ops are tiny, and on a
-    busy 2-core machine a second thread spin-waiting made them ~20x slower (measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _compare(config: ScheduleConfig, task: Any, policy: Any, tracker_cls: Any) -> dict[str, Any]:

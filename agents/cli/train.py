@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     subcommand modules; errors are reported like the ``hpo-rl`` CLI does.
     """
 
-    from agents.cli import configure_threads, run_command
+    from agents.cli import run_command
+    from agents.common.threads import configure_threads
 
     configure_threads()
     parser = argparse.ArgumentParser(prog="hpo-rl")

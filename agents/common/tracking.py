@@ -238,10 +238,6 @@ class Tracker:
             return
         self._call("log", self.run.log, dict(metrics), step=step)
 
-    def update_config(self, values: Mapping[str, Any]) -> None:
-        if self.run is not None:
-            self._call("config update", self.run.config.update, dict(values), allow_val_change=True)
-
     def summary(self, values: Mapping[str, Any]) -> None:
         """Set run summary values (the numbers shown in the runs table)."""
         if self.run is not None:

@@ -44,13 +44,13 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
+from agents.controllers.protocol import PolicyLike
 from agents.deploy.run_stats import StatsTracker
-from agents.deploy.scheduler import PolicyLike, decisions_per_run
+from agents.deploy.scheduler import decisions_per_run
+from hpo_env.stats import RL_LOSS_OFFSET
 
-LOSS_OFFSET = 0.05
-"""Added to ``1 - normalised return`` so the objective stays > 0; the control
-family's ``tasks.control.learner.LOSS_OFFSET`` (agents may not import tasks
-here: a test checks the two agree)."""
+LOSS_OFFSET = RL_LOSS_OFFSET
+"""Added to ``1 - normalised return`` so the objective stays > 0, as in the control family."""
 
 _VALUE_PREFIXES = ("value_net", "mlp_extractor.value_net", "vf_features_extractor")
 

@@ -30,33 +30,21 @@ import math
 import os
 import warnings
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from agents.common.files import atomic_savefig
+from agents.controllers.protocol import PolicyLike
 from agents.deploy.run_stats import StatsTracker
-from hpo_env.features import FeatureExtractor
 from hpo_env.space import HyperparameterSpace, HyperparameterSpec
 
 DEFAULT_DECISIONS_PER_RUN = 50
 """Decisions per run when the policy's metadata does not say how many it was trained with."""
 BACKOFF_FACTOR = 10.0
 """A non-finite loss divides the learning rate by this (once per control interval)."""
-
-
-@runtime_checkable
-class PolicyLike(Protocol):
-    """What a scheduler needs from a tuning policy (`agents.policy.TuningPolicy` has it)."""
-
-    space: HyperparameterSpace
-    metadata: Mapping[str, Any]
-
-    def feature_extractor(self, n_runs: int) -> FeatureExtractor: ...
-
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray: ...
 
 
 def decisions_per_run(policy: Any) -> int:

@@ -167,7 +167,7 @@ def preset_throughput(
         ``{"decisions_per_s": ..., "updates_per_s": ...}``: control decisions and
         inner run-updates (one run doing one update counts 1) per second.
     """
-    from agents.common.ray_backend import vec_env_kwargs_from_config
+    from agents.common.ray_vec_env import vec_env_kwargs_from_config
     from hpo_env import make_vec_env
 
     kwargs = {**vec_env_kwargs_from_config(config), "device": device}

@@ -205,11 +205,6 @@ class TrainConfig:
                 stacklevel=3,
             )
 
-    @property
-    def rollout_size(self) -> int:
-        """Decisions collected per PPO iteration (n_steps * n_envs)."""
-        return self.n_steps * self.n_envs
-
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (tuples become lists)."""
         return {

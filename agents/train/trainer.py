@@ -19,6 +19,7 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
 from agents.common.files import atomic_write_text
+from agents.common.threads import configure_threads
 from agents.common.tracking import Tracker
 from agents.common.validation import apply_overrides
 from agents.train.callbacks import TrackerOutputFormat, _Trainer, make_callbacks
@@ -53,7 +54,7 @@ RESUMABLE_FIELDS = ("total_timesteps", "wandb_mode", "progress_bar", "wandb_name
 def make_train_env(config: TrainConfig, seed: int | None = None) -> Any:
     """The raw (unwrapped) training VecEnv: batched local env or Ray workers."""
     if config.backend == "ray":
-        from agents.common.ray_backend import make_ray_vec_env
+        from agents.common.ray_vec_env import make_ray_vec_env
 
         return make_ray_vec_env(config)
     return make_vec_env(
@@ -159,7 +160,7 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / CONFIG_FILE, config.to_json() + "\n")
     _clean_staging(run_dir)
-    torch.set_num_threads(config.torch_threads)
+    configure_threads(config.torch_threads)
 
     checkpoint = latest_checkpoint(run_dir) if resume_dir is not None else None
     if resume_dir is not None and checkpoint is None:

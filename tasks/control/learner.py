@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hpo_env.stats import StepStats
+from hpo_env.stats import RL_LOSS_OFFSET, StepStats
 from tasks.control.physics import BatchedControlEnv, get_system
 from tasks.control.streams import stream_keys, uniforms
 from tasks.engine import derive_seed, subsample_size
@@ -54,8 +54,8 @@ ROLLOUT_STREAM = 13
 EVAL_STREAM = 14
 
 CONTROL_HPARAMS = ("learning_rate", "entropy_coef")
-LOSS_OFFSET = 0.05
-"""Added to ``1 - normalised return`` so the objective stays > 0 (see module docstring)."""
+LOSS_OFFSET = RL_LOSS_OFFSET
+"""Added to ``1 - normalised return`` so the objective stays > 0 (`hpo_env.stats.RL_LOSS_OFFSET`)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from agents.deploy.run_stats import StatsTracker
-from tests.agents.test_scheduler_fixtures import one_torch_thread  # noqa: F401  (autouse)
+from tests.agents.support.scheduler_fixtures import one_torch_thread  # noqa: F401  (autouse)
 
 
 def _model(seed: int = 0) -> torch.nn.Module:

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from agents.deploy.scheduler import TuningScheduler
-from tests.agents.test_scheduler_fixtures import random_tuning_policy
+from tests.agents.support.scheduler_fixtures import random_tuning_policy
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 CANONICAL = """\
 from agents import TuningPolicy
 sched = TuningPolicy.load("default").scheduler(optimizer, total_steps=3000)

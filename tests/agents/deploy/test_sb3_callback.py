@@ -17,7 +17,7 @@ from agents.deploy.sb3_callback import (
     actor_parameters,
 )
 from hpo_env.features import RUN_FEATURES
-from tests.agents.test_scheduler_fixtures import (
+from tests.agents.support.scheduler_fixtures import (
     ReplayPolicy,
     one_torch_thread,  # noqa: F401  (autouse)
     random_tuning_policy,

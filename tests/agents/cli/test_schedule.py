@@ -12,7 +12,7 @@ import pytest
 
 from agents.cli import schedule as schedule_cli
 from agents.cli.schedule import ScheduleConfig, run_schedule
-from tests.agents.test_scheduler_fixtures import (
+from tests.agents.support.scheduler_fixtures import (
     one_torch_thread,  # noqa: F401  (autouse)
     random_tuning_policy,
 )
@@ -130,7 +130,7 @@ def test_script_runs_in_a_subprocess(bundle, tmp_path):
         text=True,
         timeout=300,
         env=env,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))),
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert SUMMARY.match(out.stdout.strip().splitlines()[-1])

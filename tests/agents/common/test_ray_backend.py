@@ -12,7 +12,8 @@ import pytest
 
 pytest.importorskip("ray")
 
-from agents.common.ray_backend import RayVecEnv, make_ray_vec_env, ray_map, split_envs
+from agents.common.ray_backend import ray_map
+from agents.common.ray_vec_env import RayVecEnv, make_ray_vec_env, split_envs
 from hpo_env import make_vec_env
 from tests.hpo_env.tiny_task import TinySampler
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from agents.deploy.scheduler import TuningScheduler
 from hpo_env.features import FeatureExtractor
-from tests.agents.test_scheduler_fixtures import (
+from tests.agents.support.scheduler_fixtures import (
     MlpStandInPolicy,
     one_torch_thread,  # noqa: F401  (autouse)
 )

@@ -15,7 +15,7 @@ from agents.deploy.scheduler import TuningScheduler
 from hpo_env.env import HPOEnv
 from hpo_env.features import FeatureExtractor
 from hpo_env.space import HyperparameterSpace
-from tests.agents.test_scheduler_fixtures import (
+from tests.agents.support.scheduler_fixtures import (
     ReplayPolicy,
     one_torch_thread,  # noqa: F401  (autouse)
 )

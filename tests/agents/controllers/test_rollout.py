@@ -8,7 +8,7 @@ from agents.benchmark.config import EVAL_SEED_BASE, eval_seeds
 from agents.controllers.learned import PolicyController
 from agents.controllers.rollout import RolloutResult, rollout
 from hpo_env.episodes import EpisodeEngine
-from tests.agents.test_evaluation_support import SamplerOf, StandInPolicy
+from tests.agents.support.policies import SamplerOf, StandInPolicy
 from tests.hpo_env.tiny_task import TinyRegressionTask
 
 

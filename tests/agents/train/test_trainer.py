@@ -32,9 +32,9 @@ from agents.train.trainer import (
     make_train_env,
     train,
 )
-from tests.agents.test_train_support import TINY_DISTRIBUTION
+from tests.agents.support.train_distribution import TINY_DISTRIBUTION
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def cli_prefix() -> list[str]:

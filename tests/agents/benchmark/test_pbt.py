@@ -1,8 +1,7 @@
 """Population Based Training over Ray Tune as a benchmark method, on the tiny task.
 
-`agents.pbt` registers the ``pbt`` method when imported (the benchmark's plugin
-contract), so these tests import it only under a copied method registry:
-other tests of the session keep seeing the built-in methods only.
+`agents.benchmark.pbt.pbt_method()` is a `MethodSpec` passed to the benchmark like
+any other method (nothing is registered at import time).
 """
 
 from __future__ import annotations
@@ -17,10 +16,7 @@ from tests.hpo_env.tiny_task import TinyRegressionTask
 
 
 @pytest.fixture
-def pbt(monkeypatch) -> ModuleType:
-    from agents.benchmark import methods as baselines
-
-    monkeypatch.setattr(baselines, "_METHODS", dict(baselines._METHODS))
+def pbt() -> ModuleType:
     return importlib.import_module("agents.benchmark.pbt")
 
 
@@ -50,16 +46,12 @@ def test_config_rejects_bad_values(pbt, overrides, error, match) -> None:
         pbt.PBTConfig(**overrides)
 
 
-def test_import_registers_the_method_with_its_compute(pbt) -> None:
-    from agents.benchmark.methods import get_method
-
-    pbt = importlib.reload(pbt)  # the import-time registration, into the copied registry
-    spec = get_method("pbt")
+def test_pbt_method_carries_its_compute(pbt) -> None:
+    spec = pbt.pbt_method()
     assert isinstance(spec.runner, pbt.PBTRunner) and spec.runner.config == pbt.DEFAULT_PBT
     assert spec.compute_multiple == 4.0 and not spec.in_sweep
-    quick = pbt.register_pbt_method(pbt.QUICK_PBT)
-    assert get_method("pbt") is quick and quick.compute_multiple == 2.0
-    equal = pbt.register_pbt_method(pbt.PBTConfig(accounting="equal_total"), name="pbt_equal")
+    assert pbt.pbt_method(pbt.QUICK_PBT).compute_multiple == 2.0
+    equal = pbt.pbt_method(pbt.PBTConfig(accounting="equal_total"), name="pbt_equal")
     assert equal.compute_multiple == 1.0 and "equal_total" in equal.description
 
 
@@ -69,7 +61,7 @@ def test_pbt_work_item_on_tiny_task(pbt, ray_session) -> None:
     """Through the benchmark's own work-item path: the hot member (10x the start lr)
     diverges, PBT copies the good one over it, and the best member ends finite."""
     from agents.benchmark.methods import MethodSpec
-    from agents.benchmark.protocol import Arm, WorkItem, run_work_item
+    from agents.benchmark.work import Arm, WorkItem, run_work_item
 
     spec = MethodSpec("pbt", runner=pbt.PBTRunner(pbt.QUICK_PBT), compute_multiple=2.0)
     task = TinyRegressionTask()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.benchmark.methods import available_methods, get_method, register_method
+from agents.benchmark.methods import DEFAULT_METHODS, MethodSpec, check_methods, select_methods
 from agents.controllers.adaptive import (
     HypergradientController,
     HypergradientLR,
@@ -191,16 +191,19 @@ def test_hypergradient_lr_pickles_with_its_optimizer():
     assert "HypergradientLR(beta=0.001" in repr(pickle.loads(pickle.dumps(hd)))
 
 
-def test_method_registry():
-    assert {"constant_default", "cosine", "step_decay", "plateau", "hypergradient"} <= set(
-        available_methods()
-    )
+def test_methods_are_objects_selected_by_name_at_the_edge():
+    assert [m.name for m in DEFAULT_METHODS] == [
+        "constant_default", "cosine", "step_decay", "plateau", "hypergradient"
+    ]
+    assert [m.name for m in select_methods(["plateau", "cosine"], DEFAULT_METHODS)] == [
+        "plateau", "cosine"
+    ]
     with pytest.raises(ValueError, match="did you mean 'cosine'"):
-        get_method("cosin")
-    with pytest.raises(ValueError, match="already registered"):
-        register_method("cosine", lambda task: None)
-    with pytest.raises(ValueError, match="not in"):
-        register_method("policy", lambda task: None)
+        select_methods(["cosin"], DEFAULT_METHODS)
+    with pytest.raises(ValueError, match="duplicated \\['cosine'\\]"):
+        check_methods([*DEFAULT_METHODS, DEFAULT_METHODS[1]])
+    with pytest.raises(ValueError, match="reserved \\['policy'\\]"):
+        check_methods([MethodSpec("policy", factory=lambda task: None)])
 
 
 def test_constant_default_uses_task_defaults_and_sb3_defaults_for_control():

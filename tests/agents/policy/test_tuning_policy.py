@@ -15,7 +15,7 @@ from agents.policy.tuning_policy import shipped_bundle_names
 from agents.train.config import get_preset
 from agents.train.export import export_bundle
 from agents.train.trainer import make_model, make_normalized_env, make_train_env
-from tests.agents.test_train_support import TINY_DISTRIBUTION
+from tests.agents.support.train_distribution import TINY_DISTRIBUTION
 
 
 @pytest.fixture(scope="module")

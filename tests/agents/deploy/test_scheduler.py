@@ -11,7 +11,7 @@ import torch
 
 from agents.deploy.scheduler import DEFAULT_DECISIONS_PER_RUN, TuningScheduler
 from hpo_env.features import RUN_FEATURES, FeatureExtractor
-from tests.agents.test_scheduler_fixtures import (
+from tests.agents.support.scheduler_fixtures import (
     MlpStandInPolicy,
     ReplayPolicy,
     one_torch_thread,  # noqa: F401  (autouse)

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 import agents.benchmark.protocol as evaluation
+from agents.benchmark import work
 from agents.benchmark.config import BenchmarkConfig
 from agents.benchmark.report import FIGURES
 from agents.cli import benchmark as benchmark_cli
 from agents.cli import main
 from agents.cli.benchmark import run_and_report
 from agents.controllers import rollout as rollout_module
-from tests.agents.test_evaluation_support import StandInPolicy, TinyTaskWithDefaults
+from tests.agents.support.policies import StandInPolicy, TinyTaskWithDefaults
 
 TINY = BenchmarkConfig(
     n_seeds=2,
@@ -70,7 +71,7 @@ def test_benchmark_writes_results_report_and_figures(tmp_path):
 def test_benchmark_command_line_quick(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(evaluation, "resolve_tasks", lambda names: TASKS)
     monkeypatch.setattr("agents.cli.benchmark.QUICK_BENCHMARK", TINY)
-    monkeypatch.setitem(evaluation._POLICY_CACHE, "stand-in", StandInPolicy())
+    monkeypatch.setitem(work._POLICY_CACHE, "stand-in", StandInPolicy())
     code = main(
         [
             "benchmark",
@@ -98,12 +99,16 @@ def test_pbt_joins_quick_mode_when_ray_is_installed(monkeypatch):
     quick = parser.parse_args(["benchmark", "--quick"])
     full = parser.parse_args(["benchmark"])
     has_ray = importlib.util.find_spec("ray") is not None
-    assert ("agents.benchmark.pbt" in benchmark_cli.config_from_args(quick).plugins) == has_ray
-    assert "agents.benchmark.pbt" not in benchmark_cli.config_from_args(full).plugins
-    forced = parser.parse_args(["benchmark", "--pbt", "on"])
-    assert benchmark_cli.config_from_args(forced).plugins == ("agents.benchmark.pbt",)
+
+    def names(args):
+        return [m.name for m in benchmark_cli.methods_from_args(args)]
+
+    assert ("pbt" in names(quick)) == has_ray
+    assert "pbt" not in names(full)
+    forced = parser.parse_args(["benchmark", "--pbt", "on", "--methods", "cosine"])
+    assert names(forced) == ["cosine", "pbt"]
     off = parser.parse_args(["benchmark", "--quick", "--pbt", "off"])
-    assert "agents.benchmark.pbt" not in benchmark_cli.config_from_args(off).plugins
+    assert "pbt" not in names(off)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert not benchmark_cli.wants_pbt("auto", quick=True)
 
@@ -144,22 +149,21 @@ def _halved_lr_runner(task, seeds, *, val_every, initial_lr, initial_hparams):
     )
 
 
-def test_registered_methods_join_the_benchmark(monkeypatch):
-    from agents.benchmark import methods as baselines
+def test_methods_passed_as_objects_join_the_benchmark():
+    from agents.benchmark.methods import DEFAULT_METHODS, MethodSpec, select_methods
 
-    monkeypatch.setattr(baselines, "_METHODS", dict(baselines._METHODS))
-    baselines.register_method(
-        "halved", runner=_halved_lr_runner, compute_multiple=2.0, in_sweep=False
-    )
-    config = dataclasses.replace(TINY, methods=("cosine", "halved"), sweep_lrs=(0.01,))
+    halved = MethodSpec("halved", runner=_halved_lr_runner, compute_multiple=2.0, in_sweep=False)
+    chosen = [*select_methods(["cosine"], DEFAULT_METHODS), halved]
+    config = dataclasses.replace(TINY, sweep_lrs=(0.01,))
     result = evaluation.run_benchmark(
-        config, policy=StandInPolicy(), tasks=TASKS[:1], progress=False
+        config, policy=StandInPolicy(), tasks=TASKS[:1], progress=False, methods=chosen
     )
     methods = result["summary"]["methods"]
     assert set(methods) == {"policy", "cosine", "halved", "best_of_grid"}
     assert methods["halved"]["compute_multiple"] == 2.0
     assert "robustness" not in methods["halved"] and "robustness" in methods["cosine"]
-    with pytest.raises(ValueError, match="plugin 'no_such_module'"):
+    assert result["config"]["methods"] == ["cosine", "halved"]
+    with pytest.raises(ValueError, match="reserved"):
         evaluation.run_benchmark(
-            dataclasses.replace(config, plugins=("no_such_module",)), policy=StandInPolicy()
+            config, policy=StandInPolicy(), tasks=TASKS[:1], methods=[*chosen, halved]
         )

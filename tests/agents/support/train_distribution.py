@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.hpo_env.tiny_task import TinySampler
 
-TINY_DISTRIBUTION = "tests.agents.test_train_support:tiny_distribution"
+TINY_DISTRIBUTION = "tests.agents.support.train_distribution:tiny_distribution"
 
 
 def tiny_distribution(split: str = "train", **kwargs: Any) -> TinySampler:

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from agents.benchmark.config import BenchmarkConfig
-from agents.benchmark.protocol import grid_lrs_for, sweep_lrs_for
 from agents.benchmark.stats import bootstrap_ci, iqm, win_rate, win_scores
+from agents.benchmark.work import grid_lrs_for, sweep_lrs_for
 from agents.controllers.learned import PolicyController
 from agents.controllers.rollout import StackedController, rollout
 from agents.controllers.schedules import ConstantController, CosineSchedule, ScheduleController
-from tests.agents.test_evaluation_support import StandInPolicy, TinyTaskWithDefaults
+from tests.agents.support.policies import StandInPolicy, TinyTaskWithDefaults
 
 
 def test_iqm_is_the_mean_of_the_middle_half():
@@ -108,7 +108,7 @@ def _rec(task, label, kind, finals, grid_lr=None, sweep_lr=None, diverged=None):
 
 
 def test_summarize_on_hand_made_records():
-    from agents.benchmark.protocol import summarize
+    from agents.benchmark.summary import summarize
 
     records = []
     for task in ("a", "b"):
