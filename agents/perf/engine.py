@@ -362,13 +362,14 @@ def run_engine_bench(
         summary[f"{name}_decisions_per_s"] = rates["decisions_per_s"]
         summary[f"{name}_updates_per_s"] = rates["updates_per_s"]
         print_fn(
-            f"meta-training throughput, preset {name} (n_envs={config.n_envs}, "
-            f"distribution={config.distribution}, control_weight={config.control_weight}): "
-            f"{rates['decisions_per_s']:.1f} decisions/s, {rates['updates_per_s']:.0f} "
-            f"inner run-updates/s over {preset_seconds:g} s"
+            f"meta-training throughput, preset {name} ({config.n_envs} envs, distribution "
+            f"{config.distribution!r}, control weight {config.control_weight}), "
+            f"{preset_seconds:g} s: {name}_decisions_per_s={rates['decisions_per_s']:.1f} "
+            f"{name}_updates_per_s={rates['updates_per_s']:.0f}"
         )
     print_fn(
         f"engine_speedup_b64={summary['engine_speedup_b64']:.2f} "
-        f"env_overhead={summary['env_overhead']:.3f}"
+        f"env_overhead={summary['env_overhead']:.3f} "
+        f"env_overhead_full_val={summary['env_overhead_full_val']:.3f}"
     )
     return summary
