@@ -24,7 +24,7 @@ from agents.benchmark.transfer.suite import TaskSpec
 
 DIVERGENCE_FACTOR = 100.0
 """A validation loss above this multiple of the first one counts as divergence."""
-MAX_LR_POINTS = 400
+MAX_LR_POINTS = 200
 """Learning-rate curve points kept per run (evenly spaced; keeps results.json small)."""
 
 
