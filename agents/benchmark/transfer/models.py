@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from agents.benchmark.transfer.data import Dataset
 from hpo_env.errors import unknown_name_error
 
-MODEL_KINDS = ("mlp", "gru", "lstm", "cnn1d", "transformer")
+MODEL_KINDS = ("mlp", "resmlp", "gru", "lstm", "cnn1d", "transformer")
 
 
 class MLP(nn.Module):
@@ -28,6 +28,26 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+
+class ResidualMLP(nn.Module):
+    """Pre-norm residual MLP (LayerNorm, skip connections): no project family has either."""
+
+    def __init__(self, n_inputs: int, width: int, n_outputs: int, n_blocks: int = 2) -> None:
+        super().__init__()
+        self.stem = nn.Linear(n_inputs, width)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.GELU())
+            for _ in range(n_blocks)
+        )
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, n_outputs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.stem(x)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.head(self.norm(h))
 
 
 class RowRNN(nn.Module):
@@ -105,6 +125,8 @@ def build_model(kind: str, data: Dataset, width: int, seq_len: int) -> nn.Module
     """The model ``kind`` (one of `MODEL_KINDS`) sized for ``data``; seed torch first."""
     if kind == "mlp":
         return MLP(data.n_inputs, width, data.n_outputs)
+    if kind == "resmlp":
+        return ResidualMLP(data.n_inputs, width, data.n_outputs)
     if kind in ("gru", "lstm"):
         if data.kind == "language":
             return CharRNN(kind, data.n_inputs, width)

@@ -33,7 +33,7 @@ TRANSFER_SEED_BASE = 7_000
 """Run seeds are ``TRANSFER_SEED_BASE + seed_offset + i`` (the tasks are outside
 meta-training, so any seed is fresh; a fixed base keeps reports comparable)."""
 QUICK_TASKS = {
-    "test": ("breast_cancer_mlp_sgd_momentum", "diabetes_mlp_adam"),
+    "test": ("breast_cancer_resmlp_sgd_momentum", "diabetes_resmlp_adam"),
     "validation": ("breast_cancer_mlp_adam", "iris_mlp_sgd_momentum"),
 }
 """The two cheap tasks of ``--quick`` per split."""
