@@ -21,6 +21,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,10 @@ class TransferConfig:
         if not isinstance(self.n_seeds, int) or self.n_seeds < 1:
             raise ConfigError(f"n_seeds must be an int >= 1 (e.g. --seeds 5), got {self.n_seeds!r}")
         if self.n_seeds < 2 and not self.quick:
-            raise ConfigError(
-                f"n_seeds={self.n_seeds} gives no seed spread to bootstrap; use --seeds 2 or more"
+            # Legal (e.g. one seed per worker process, merged later), but its CIs are no CIs.
+            warnings.warn(
+                f"n_seeds={self.n_seeds}: the bootstrap CIs need 2 or more seeds per task",
+                stacklevel=2,
             )
         if self.seed_offset < 0 or self.quick_updates < 2:
             raise ConfigError(
