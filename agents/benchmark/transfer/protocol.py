@@ -162,6 +162,7 @@ def run_transfer(
     baselines: list[Any] | None = None,
     policy: Any = None,
     stream: Any = None,
+    tasks: list[TaskSpec] | None = None,
 ) -> dict[str, Any]:
     """Run the protocol; summarise; write the report when ``config.out_dir`` is set.
 
@@ -170,7 +171,9 @@ def run_transfer(
         baselines: Method objects (default: `methods.default_baselines`); one must
             be named ``constant`` for the per-task table and the win-rate target.
         policy: A method object for the policy (default: `methods.PolicyMethod(config.policy)`).
-        stream: Where to print the summary (default: stdout; None printing if config.out_dir is None).
+        stream: Where to print the summary (default: stdout when ``config.out_dir`` is
+            set, else nothing).
+        tasks: Task specs instead of ``config.tasks`` (e.g. your own; tests use tiny ones).
 
     Returns:
         ``config``, ``tasks``, ``seeds``, ``objectives`` (label -> task -> per-seed
@@ -181,7 +184,9 @@ def run_transfer(
     from agents.benchmark.transfer.summary import summarize
 
     started = time.perf_counter()
-    specs = config.task_specs()
+    specs = list(tasks) if tasks is not None else config.task_specs()
+    if not specs:
+        raise ConfigError("no tasks to run: pass task names of the split, or leave them empty")
     baselines = list(baselines if baselines is not None else transfer_methods.default_baselines())
     policy = policy or transfer_methods.PolicyMethod(config.policy)
     names = [m.name for m in baselines]
