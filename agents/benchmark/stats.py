@@ -66,8 +66,6 @@ def bootstrap_ci(
     return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
 
 
-
-
 TIE_RTOL = 1e-9
 """Two final objectives tie when they differ by at most this relative amount."""
 
@@ -105,7 +103,12 @@ def strict_win_tie_loss(
     tie = np.abs(policy - baseline) <= rtol * np.maximum(np.abs(policy), np.abs(baseline))
     wins = int(np.sum(~tie & (policy < baseline)))
     ties = int(np.sum(tie))
-    return {"wins": wins, "ties": ties, "losses": int(policy.size) - wins - ties, "n": int(policy.size)}
+    return {
+        "wins": wins,
+        "ties": ties,
+        "losses": int(policy.size) - wins - ties,
+        "n": int(policy.size),
+    }
 
 
 def stratified_bootstrap_ci(

@@ -22,7 +22,7 @@ from typing import Any
 from agents.benchmark.transfer.protocol import TransferConfig, run_transfer
 from agents.benchmark.transfer.suite import SPLITS
 
-__all__ = ["register", "run", "config_from_args", "run_transfer"]
+__all__ = ["config_from_args", "register", "run", "run_transfer"]
 
 
 def register(subparsers: Any) -> None:
@@ -38,13 +38,21 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--policy", default="default", help="shipped bundle name or bundle directory"
     )
-    parser.add_argument("--seeds", type=int, default=None, help="run seeds per task (default: 5, quick: 2)")
-    parser.add_argument("--out", default=None, help="output folder (default: runs/transfer-<split>[-quick])")
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="run seeds per task (default: 5, quick: 2)"
+    )
+    parser.add_argument(
+        "--out", default=None, help="output folder (default: runs/transfer-<split>[-quick])"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="CI smoke test: two tasks, two seeds, 150 updates each"
     )
-    parser.add_argument("--tasks", nargs="+", default=None, help="task names of the split (default: all)")
-    parser.add_argument("--no-resume", action="store_true", help="ignore runs cached in <out>/runs.jsonl")
+    parser.add_argument(
+        "--tasks", nargs="+", default=None, help="task names of the split (default: all)"
+    )
+    parser.add_argument(
+        "--no-resume", action="store_true", help="ignore runs cached in <out>/runs.jsonl"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 

@@ -60,7 +60,7 @@ def _sklearn_table(name: str) -> tuple[np.ndarray, np.ndarray, str]:
 
 def _split_indices(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(VAL_FRACTION * n)))
+    n_val = max(1, round(VAL_FRACTION * n))
     return order[n_val:], order[:n_val]
 
 

@@ -275,7 +275,9 @@ class PolicyMethod:
 
     def build(self, params: Any, task: TaskSpec, start_lr: float) -> RunControl:
         optimizer = make_optimizer(task.optimizer, params, start_lr)
-        return _PolicyControl(optimizer, self.policy.scheduler(optimizer, total_steps=task.n_updates))
+        return _PolicyControl(
+            optimizer, self.policy.scheduler(optimizer, total_steps=task.n_updates)
+        )
 
     def __repr__(self) -> str:
         return f"PolicyMethod({str(self.ref)!r})"

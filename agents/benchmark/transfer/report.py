@@ -96,7 +96,10 @@ def format_targets(summary: dict[str, Any]) -> str:
 def print_summary(result: dict[str, Any], stream: TextIO) -> None:
     print(markdown_report(result), file=stream)
     if "files" in result:
-        print(f"wrote {len(result['files'])} files to {Path(result['files']['results.json']).parent}", file=stream)
+        print(
+            f"wrote {len(result['files'])} files to {Path(result['files']['results.json']).parent}",
+            file=stream,
+        )
 
 
 def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
@@ -107,7 +110,9 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     out = Path(out_dir)
     files = {
         "results.json": atomic_write_json(out / "results.json", json_safe(result)),
-        "results.md": atomic_write_text(out / "results.md", markdown_report(result) + _figure_links(result)),
+        "results.md": atomic_write_text(
+            out / "results.md", markdown_report(result) + _figure_links(result)
+        ),
     }
     summary = result["summary"]
     files["win_tie_loss.png"] = _plot_win_tie_loss(summary, out / "win_tie_loss.png")
@@ -171,7 +176,12 @@ def _plot_robustness(summary: dict[str, Any], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for method, row in summary["robustness"].items():
         xs = [float(m) for m in row["by_multiplier"]]
-        ax.plot(xs, list(row["by_multiplier"].values()), "o-", label=f"{method} ({100 * row['overall']:.0f}%)")
+        ax.plot(
+            xs,
+            list(row["by_multiplier"].values()),
+            "o-",
+            label=f"{method} ({100 * row['overall']:.0f}%)",
+        )
     ax.axhline(0.8, color="k", ls=":", lw=1)
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
@@ -195,7 +205,9 @@ def _plot_task_curves(task: dict[str, Any], curves: dict[str, Any], path: Path) 
         style = {"lw": 2.2, "color": "k"} if label == "policy" else {"lw": 1.1}
         steps = [s for s, v in zip(run["val_steps"], run["val_losses"]) if v is not None]
         values = [v for v in run["val_losses"] if v is not None]
-        loss_ax.plot(steps, values, label=label + (" (diverged)" if run["diverged"] else ""), **style)
+        loss_ax.plot(
+            steps, values, label=label + (" (diverged)" if run["diverged"] else ""), **style
+        )
         lr_ax.plot(run["lr_steps"], run["lrs"], label=label, **style)
     loss_ax.set_yscale("log")
     loss_ax.set_xlabel("update")

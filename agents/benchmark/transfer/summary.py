@@ -20,7 +20,9 @@ TARGETS = (
 )
 
 
-def _table(objectives: dict[str, dict[str, list[float]]], label: str, tasks: list[str]) -> np.ndarray:
+def _table(
+    objectives: dict[str, dict[str, list[float]]], label: str, tasks: list[str]
+) -> np.ndarray:
     return np.array([objectives[label][t] for t in tasks], dtype=np.float64)
 
 
@@ -80,7 +82,10 @@ def summarize(result: dict[str, Any], config: Any, baseline_names: list[str]) ->
                 continue  # the constant schedule at a multiple off its grid
             table = _table(objectives, run_label(method, m), tasks)
             within[f"{m:g}"] = float(np.mean(table <= config.robustness_factor * oracle))
-        robustness[method] = {"by_multiplier": within, "overall": float(np.mean(list(within.values())))}
+        robustness[method] = {
+            "by_multiplier": within,
+            "overall": float(np.mean(list(within.values()))),
+        }
 
     values = {
         **{name: vs[name]["win_rate"] for name in vs},

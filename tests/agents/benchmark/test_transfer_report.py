@@ -18,7 +18,9 @@ SMALL = dict(grid_multipliers=(0.1, 1.0, 10.0), sweep_multipliers=(0.1, 1.0, 10.
 
 
 def _tiny_run(tiny_task: TaskSpec, out: Path | None, **overrides: object) -> dict:
-    config = TransferConfig(split="validation", n_seeds=2, out_dir=str(out) if out else None, **{**SMALL, **overrides})  # type: ignore[arg-type]
+    config = TransferConfig(
+        split="validation", n_seeds=2, out_dir=str(out) if out else None, **{**SMALL, **overrides}
+    )  # type: ignore[arg-type]
     return run_transfer(
         config,
         baselines=[methods.Constant(), methods.CosineWarmup()],
@@ -31,7 +33,13 @@ def _tiny_run(tiny_task: TaskSpec, out: Path | None, **overrides: object) -> dic
 def test_report_files_and_summary(tiny_task: TaskSpec, tmp_path: Path) -> None:
     result = _tiny_run(tiny_task, tmp_path)
     names = set(result["files"])
-    assert {"results.json", "results.md", "win_tie_loss.png", "iqm_ratios.png", "robustness.png"} <= names
+    assert {
+        "results.json",
+        "results.md",
+        "win_tie_loss.png",
+        "iqm_ratios.png",
+        "robustness.png",
+    } <= names
     assert "curves_tiny_iris.png" in names
     for path in result["files"].values():
         assert Path(path).stat().st_size > 0
@@ -52,7 +60,9 @@ def test_report_files_and_summary(tiny_task: TaskSpec, tmp_path: Path) -> None:
 def test_oracle_is_the_best_grid_point(tiny_task: TaskSpec) -> None:
     result = _tiny_run(tiny_task, None)
     runs = {label: by_task["tiny_iris"] for label, by_task in result["objectives"].items()}
-    oracle = [min(runs[g][i] for g in ("constant@x0.1", "constant", "constant@x10")) for i in range(2)]
+    oracle = [
+        min(runs[g][i] for g in ("constant@x0.1", "constant", "constant@x10")) for i in range(2)
+    ]
     ratios = sorted(p / o for p, o in zip(runs["policy"], oracle))
     assert result["summary"]["vs"]["oracle"]["median_ratio"] == pytest.approx(sum(ratios) / 2)
     assert result["summary"]["median_ratio_to_oracle"]["oracle"] == 1.0
@@ -87,7 +97,11 @@ def test_bad_config_names_the_fix(overrides: dict, match: str) -> None:
 
 def test_baselines_need_a_constant(tiny_task: TaskSpec) -> None:
     with pytest.raises(ConfigError, match="including 'constant'"):
-        run_transfer(TransferConfig(split="validation", **SMALL), baselines=[methods.CosineWarmup()], tasks=[tiny_task])  # type: ignore[arg-type]
+        run_transfer(
+            TransferConfig(split="validation", **SMALL),
+            baselines=[methods.CosineWarmup()],
+            tasks=[tiny_task],
+        )  # type: ignore[arg-type]
 
 
 def test_cli_parses_into_a_config() -> None:
@@ -96,7 +110,15 @@ def test_cli_parses_into_a_config() -> None:
     parser = argparse.ArgumentParser()
     transfer.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
-        ["transfer", "--split", "validation", "--quick", "--tasks", "iris_mlp_sgd_momentum", "--no-progress"]
+        [
+            "transfer",
+            "--split",
+            "validation",
+            "--quick",
+            "--tasks",
+            "iris_mlp_sgd_momentum",
+            "--no-progress",
+        ]
     )
     config = transfer.config_from_args(args)
     assert config.split == "validation" and config.quick and config.n_seeds == 2
@@ -113,7 +135,9 @@ def test_quick_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
 
     parser = argparse.ArgumentParser()
     transfer.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["transfer", "--split", "test", "--quick", "--no-progress", "--out", str(tmp_path)])
+    args = parser.parse_args(
+        ["transfer", "--split", "test", "--quick", "--no-progress", "--out", str(tmp_path)]
+    )
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "strict win rate vs constant" in printed and "Per task, worst first" in printed

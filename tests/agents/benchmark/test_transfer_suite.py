@@ -29,7 +29,9 @@ def test_splits_are_disjoint_and_labelled() -> None:
 def test_test_tasks_differ_from_training_in_data_and_architecture_or_optimizer() -> None:
     for task in TEST_TASKS:
         assert task.data not in TRAINING_DATA, task.name
-        assert task.model not in TRAINING_MODELS or task.optimizer not in TRAINING_OPTIMIZERS, task.name
+        assert task.model not in TRAINING_MODELS or task.optimizer not in TRAINING_OPTIMIZERS, (
+            task.name
+        )
 
 
 def test_test_split_covers_what_the_readme_promises() -> None:
