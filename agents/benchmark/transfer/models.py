@@ -110,6 +110,7 @@ class CharTransformer(nn.Module):
         )  # fmt: skip
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab)
+        self.causal_mask: Tensor
         self.register_buffer(
             "causal_mask", nn.Transformer.generate_square_subsequent_mask(seq_len), persistent=False
         )

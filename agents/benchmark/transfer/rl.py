@@ -74,9 +74,11 @@ def train_and_evaluate(
     model.learn(timesteps, callback=callback)
     eval_env = gym.make(env_id)
     eval_env.reset(seed=seed + 10_000)  # evaluation episodes never replay training seeds
-    mean_return, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_eval, deterministic=True)
+    returns, _ = evaluate_policy(
+        model, eval_env, n_eval_episodes=n_eval, deterministic=True, return_episode_rewards=True
+    )
     eval_env.close()
-    return float(mean_return)
+    return float(np.mean(returns))
 
 
 def run_rl_transfer(config: RLTransferConfig, progress: bool = False) -> dict[str, Any]:
