@@ -12,6 +12,7 @@ Example::
 
     hpo-rl transfer --split validation --quick
     hpo-rl transfer --split test --policy default --seeds 5 --out runs/transfer-test
+    hpo-rl transfer --split test --rl --rl-timesteps 50000   # adds SB3 PPO/A2C runs
 """
 
 from __future__ import annotations
@@ -54,6 +55,17 @@ def register(subparsers: Any) -> None:
         "--no-resume", action="store_true", help="ignore runs cached in <out>/runs.jsonl"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--rl",
+        action="store_true",
+        help="also run SB3 PPO/A2C (defaults vs the policy's callback) on CartPole and Acrobot",
+    )
+    parser.add_argument(
+        "--rl-timesteps",
+        type=int,
+        default=100_000,
+        help="environment steps per RL run (default: 100000)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -74,5 +86,26 @@ def config_from_args(args: argparse.Namespace) -> TransferConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_transfer(config_from_args(args))
+    config = config_from_args(args)
+    run_transfer(config)
+    if args.rl:
+        run_rl(args, config)
     return 0
+
+
+def run_rl(args: argparse.Namespace, config: TransferConfig) -> None:
+    """The RL part: ``rl_results.json`` beside the supervised report, and a printed summary."""
+    from pathlib import Path
+
+    from agents.benchmark.transfer.rl import RLTransferConfig, format_rl_summary, run_rl_transfer
+    from agents.common.files import atomic_write_json
+
+    rl_config = RLTransferConfig(
+        policy=config.policy,
+        n_seeds=config.n_seeds,
+        total_timesteps=args.rl_timesteps,
+        quick=config.quick,
+    )
+    result = run_rl_transfer(rl_config, progress=config.progress)
+    atomic_write_json(Path(config.out_dir or ".") / "rl_results.json", result)
+    print(f"\nRL runs ({result['wall_s']:.0f} s):\n{format_rl_summary(result['summary'])}")
