@@ -1,5 +1,11 @@
 """Gymnasium view of hyperparameter control: statistics, features, spaces,
-reward, a single-run environment and a batched SB3 vector environment."""
+reward, a single-run environment and a batched SB3 vector environment.
+
+``HPOVecEnv`` and ``make_vec_env`` load lazily: they need stable-baselines3
+(the ``train`` extra), which deploying a shipped policy does not.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from gymnasium.envs.registration import register, registry
 
@@ -10,7 +16,9 @@ from hpo_env.protocol import BatchedRun, Task, TaskSampler
 from hpo_env.reward import RewardConfig
 from hpo_env.space import HyperparameterSpace, HyperparameterSpec
 from hpo_env.stats import StepStats
-from hpo_env.vec_env import HPOVecEnv, make_vec_env
+
+if TYPE_CHECKING:
+    from hpo_env.vec_env import HPOVecEnv, make_vec_env
 
 __all__ = [
     "DEFAULT_HPARAMS",
@@ -40,3 +48,12 @@ for _env_id, _kwargs in _ENV_IDS.items():
         register(
             id=_env_id, entry_point="hpo_env.env:HPOEnv", kwargs=_kwargs, max_episode_steps=10_000
         )
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the vec env imports stable-baselines3, an extra (``pip install "hpo-rl[train]"``).
+    if name in ("HPOVecEnv", "make_vec_env"):
+        from hpo_env import vec_env
+
+        return getattr(vec_env, name)
+    raise AttributeError(f"module 'hpo_env' has no attribute {name!r}")

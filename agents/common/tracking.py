@@ -312,15 +312,26 @@ class Tracker:
 # -- helpers for user-supplied runs (no wandb import needed by callers) -----------
 
 
-def log_to_run(run: Any, metrics: Mapping[str, Any], step: int | None = None) -> bool:
-    """``run.log(metrics, step=step)`` that never raises; returns whether it worked.
+def _log_kwargs(step: int | None, commit: bool | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"step": step}
+    if commit is not None:  # only when asked: wandb's own default otherwise
+        kwargs["commit"] = commit
+    return kwargs
 
-    ``run`` may be None (nothing is logged).
+
+def log_to_run(
+    run: Any, metrics: Mapping[str, Any], step: int | None = None, commit: bool | None = None
+) -> bool:
+    """``run.log(metrics, step=step, commit=commit)`` that never raises; returns whether it worked.
+
+    ``run`` may be None (nothing is logged). ``commit=False`` adds the metrics to
+    the run's current row without creating a step (they are written with the
+    caller's next committed ``log``, or when the run finishes).
     """
     if run is None or not metrics:
         return False
     try:
-        run.log(dict(metrics), step=step)
+        run.log(dict(metrics), **_log_kwargs(step, commit))
     except Exception as exc:
         warnings.warn(
             f"wandb tracking: log failed ({type(exc).__name__}: {exc})",
@@ -353,6 +364,7 @@ def line_plot(
     title: str = "",
     xname: str = "x",
     step: int | None = None,
+    commit: bool | None = None,
 ) -> bool:
     """A line plot on ``run``: one line (``ys`` a sequence) or several (a mapping
     of line name to values). Never raises; returns whether it worked."""
@@ -369,7 +381,7 @@ def line_plot(
         else:
             table = wandb.Table(data=[[x, y] for x, y in zip(xs, ys)], columns=[xname, key])
             plot = wandb.plot.line(table, xname, key, title=title)
-        run.log({key: plot}, step=step)
+        run.log({key: plot}, **_log_kwargs(step, commit))
     except Exception as exc:
         warnings.warn(
             f"wandb tracking: line plot failed ({type(exc).__name__}: {exc})",
