@@ -66,7 +66,9 @@ class NonFiniteGuard:
         self._handle: Any = optimizer.register_step_pre_hook(self._pre_step)
 
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if args or kwargs.get("closure") is not None:
+        # torch passes step()'s own arguments, the optimizer first: (opt, closure?).
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if closure is not None:
             # A closure recomputes the gradients inside step(), after this hook:
             # the gradients here are stale, so they say nothing about this update.
             return

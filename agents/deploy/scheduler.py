@@ -469,6 +469,8 @@ class TuningScheduler(LRScheduler):
         steps = [h["step"] for h in self.history]
         lrs = [h["hyperparameters"].get("learning_rate", float("nan")) for h in self.history]
         step = user_step if user_step is not None else self._last_logged_step
+        if step is not None and self._last_logged_step is not None and step < self._last_logged_step:
+            step = None  # wandb would drop it: join the user's next row instead
         tracking.line_plot(
             self.wandb_run,
             "schedule/learning_rate_plot",
