@@ -23,14 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from agents.benchmark.config import FULL_BENCHMARK, QUICK_BENCHMARK, BenchmarkConfig
+from agents.common.tracking import MODES as WANDB_MODES
 
-WANDB_MODES = ("disabled", "offline", "online")
+COMMAND = "benchmark"
+SUMMARY = "the policy vs baselines on held-out tasks and seeds (tables, figures, targets)"
+DEFAULT_WANDB_MODE = "offline"
+"""As ``train`` and ``schedule``: no account needed, ``wandb sync`` later."""
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "benchmark",
-        help="the policy vs baselines on held-out tasks and seeds (tables, figures, targets)",
+        COMMAND,
+        help=SUMMARY,
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     parser.add_argument(
@@ -75,8 +79,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--wandb-mode",
         choices=WANDB_MODES,
-        default="disabled",
-        help="log to W&B (default: disabled)",
+        default=DEFAULT_WANDB_MODE,
+        help="Weights & Biases mode; offline needs no account (``wandb sync`` later) "
+        f"(default: {DEFAULT_WANDB_MODE})",
     )
     parser.add_argument(
         "--backend", choices=("local", "ray"), default="local", help="where work items run"
@@ -142,7 +147,7 @@ def run_and_report(
     config: BenchmarkConfig,
     policy: Any = "default",
     out_dir: str | Path = "runs/benchmark",
-    wandb_mode: str = "disabled",
+    wandb_mode: str = DEFAULT_WANDB_MODE,
     tasks: Sequence[Any] | None = None,
     progress: bool = True,
     stream: Any = None,
@@ -153,7 +158,7 @@ def run_and_report(
         config: The protocol (`FULL_BENCHMARK`, `QUICK_BENCHMARK` or your own).
         policy: Bundle name or path, or a policy object.
         out_dir: Folder for results.json, results.md and the figures.
-        wandb_mode: ``disabled`` (default), ``offline`` or ``online``.
+        wandb_mode: ``offline`` (default), ``online`` or ``disabled``.
         tasks: Task objects instead of ``config.tasks``.
         progress: Show a progress bar.
         stream: Where to print (default stdout).

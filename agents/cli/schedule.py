@@ -20,8 +20,6 @@ import os
 from collections.abc import Iterator
 from typing import Any, Literal
 
-import torch
-
 from agents.common.files import atomic_savefig
 from agents.common.validation import (
     add_config_arguments,
@@ -60,13 +58,17 @@ class ScheduleConfig:
             raise ConfigError(f"val_every must be >= 0 (0: only at the end), got {self.val_every=}")
 
 
+COMMAND = "schedule"
+SUMMARY = "run the tuning policy on a task's plain torch twin next to a constant learning rate"
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "schedule",
-        help="run the tuning policy on a task's plain torch twin next to a constant learning rate",
+        COMMAND,
+        help=SUMMARY,
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    add_config_arguments(parser, ScheduleConfig, ScheduleConfig())
+    add_config_arguments(parser, ScheduleConfig, ScheduleConfig(), default_label="default")
     parser.set_defaults(func=run)
 
 
@@ -128,7 +130,8 @@ def _train(
             val_steps.append(step + 1)
             val_losses.append(val)
         if sched is not None:
-            sched.step(value, val_loss=val)
+            # The update count is the wandb step: rows line up with the run's own.
+            sched.step(value, val_loss=val, step=step + 1)
     if sched is not None:
         sched.close()
     return {"train": train_losses, "lr": lrs, "val_steps": val_steps, "val": val_losses}
@@ -194,6 +197,8 @@ def run_schedule(config: ScheduleConfig) -> dict[str, Any]:
 def single_thread() -> Iterator[None]:
     """One torch intra-op thread for the duration: the twins' ops are tiny, and on a
     busy 2-core machine a second thread spin-waiting made them ~20x slower (measured)."""
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
