@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
 import tempfile
 import urllib.parse
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 MODES = ("online", "offline", "disabled")
+RUN_ID_FILE = "wandb_run_id"
+"""File in a run directory holding the wandb run id, so a resumed run continues it."""
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 REACHABILITY_TIMEOUT_S = 3.0
 """How long an online start waits for a TCP connection to the server before
@@ -84,6 +87,26 @@ def _server_reachable(base_url: str, timeout: float = REACHABILITY_TIMEOUT_S) ->
             return None
     except OSError as exc:
         return f"cannot reach {host}:{port} ({exc})"
+
+
+def persistent_run_id(run_dir: str | os.PathLike[str]) -> str:
+    """The wandb run id of ``run_dir``: the one stored there, or a new one stored now.
+
+    Written before wandb starts, so a run killed at any moment resumes under the
+    same id (``wandb.init(id=..., resume="allow")``); offline runs of one id
+    then sync into one online run.
+    """
+    from agents.common.files import atomic_write_text
+
+    path = Path(run_dir) / RUN_ID_FILE
+    with contextlib.suppress(OSError):
+        stored = path.read_text().strip()
+        if stored.isalnum():
+            return stored
+    run_id = secrets.token_hex(4)  # wandb's own ids are 8 lowercase alphanumerics too
+    with contextlib.suppress(OSError):  # an unwritable dir: tracking degrades later anyway
+        atomic_write_text(path, run_id + "\n")
+    return run_id
 
 
 class Tracker:
@@ -142,7 +165,8 @@ class Tracker:
             project: wandb project.
             dir: parent of the ``wandb/`` directory the run writes.
             name: run name (None: wandb picks one).
-            **init_kwargs: passed to ``wandb.init`` (e.g. ``group``, ``tags``).
+            **init_kwargs: passed to ``wandb.init`` (e.g. ``group``, ``tags``; ``id``
+                with ``resume="allow"`` to continue a run, see `persistent_run_id`).
         """
         _check_mode(mode)
         self.dir = Path(dir)
