@@ -130,6 +130,12 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agents.common.extras import require_extras
+
+    require_extras(
+        "hpo-rl benchmark",
+        {"sklearn": "train", "tqdm": "train", "stable_baselines3": "train", "matplotlib": "plot"},
+    )
     config = config_from_args(args)
     out = Path(args.out or ("runs/benchmark-quick" if args.quick else "runs/benchmark"))
     result = run_and_report(

@@ -73,6 +73,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agents.common.extras import require_extras
+
+    # The tasks' data (scikit-learn's digits) and the comparison's figure.
+    require_extras("hpo-rl schedule", {"sklearn": "train", "matplotlib": "plot"})
     config = apply_overrides(ScheduleConfig(), overrides_from_args(args, ScheduleConfig))
     result = run_schedule(config)
     print(result["summary"])

@@ -60,6 +60,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agents.common.extras import require_extras
+
+    require_extras(
+        "hpo-rl train",
+        {"stable_baselines3": "train", "sklearn": "train", "tqdm": "train"},
+    )
     from agents.train.config import PRESETS, TrainConfig
     from agents.train.trainer import train
 

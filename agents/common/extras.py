@@ -43,3 +43,10 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
             f"{purpose} needs {missing!r} ({EXTRAS.get(extra, extra)}), which is not installed: "
             f'pip install "hpo-rl[{extra}]"'
         ) from exc
+
+
+def require_extras(purpose: str, modules: dict[str, str]) -> None:
+    """`require` every ``module -> extra`` of ``modules`` up front, so a command
+    missing an extra stops with one line before it starts any work."""
+    for module, extra in modules.items():
+        require(module, extra=extra, purpose=purpose)

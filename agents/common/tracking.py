@@ -213,7 +213,10 @@ class Tracker:
     ) -> str | None:
         try:
             import wandb
-
+        except ModuleNotFoundError:
+            self.run = None
+            return 'wandb is not installed (pip install "hpo-rl[train]")'
+        try:
             settings = wandb.Settings(
                 console="off",  # leave stdout/stderr (and the progress bar) alone
                 init_timeout=60,
