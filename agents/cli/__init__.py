@@ -79,10 +79,11 @@ def _command_in(argv: Sequence[str]) -> str | None:
 
 
 def quiet_libraries(verbose: bool) -> None:
-    """wandb prints sync hints and banners at start and finish; silence it unless
-    ``--verbose`` (an explicit ``WANDB_SILENT`` in the environment wins)."""
+    """wandb prints sync hints and banners at start and finish, Ray its workers'
+    logs; silence both unless ``--verbose`` (explicit environment values win)."""
     if not verbose:
         os.environ.setdefault("WANDB_SILENT", "true")
+        os.environ.setdefault("HPO_RL_QUIET", "1")  # read by agents.common.ray_backend
 
 
 def configure_threads() -> None:

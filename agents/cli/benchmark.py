@@ -185,12 +185,13 @@ def run_and_report(
     print(markdown_report(result).split("## Targets")[0].rstrip(), file=stream)
     print("\nTargets:", file=stream)
     print(format_targets(result["summary"]), file=stream)
+    if wandb_mode != "disabled":
+        log_to_wandb(result, files, out_dir, wandb_mode)
+    # The result line comes last: nothing (wandb included) prints after it.
     print(
         f"\nwrote {', '.join(str(p) for p in files.values())} ({result['wall_s']:.0f} s)",
         file=stream,
     )
-    if wandb_mode != "disabled":
-        log_to_wandb(result, files, out_dir, wandb_mode)
     result["files"] = {name: str(path) for name, path in files.items()}
     return result
 

@@ -79,10 +79,11 @@ def test_wandb_mode_defaults_to_offline_everywhere():
 
 def test_quiet_unless_verbose(monkeypatch):
     monkeypatch.delenv("WANDB_SILENT", raising=False)
+    monkeypatch.delenv("HPO_RL_QUIET", raising=False)
     quiet_libraries(verbose=True)
-    assert "WANDB_SILENT" not in os.environ
+    assert "WANDB_SILENT" not in os.environ and "HPO_RL_QUIET" not in os.environ
     quiet_libraries(verbose=False)
-    assert os.environ["WANDB_SILENT"] == "true"
+    assert os.environ["WANDB_SILENT"] == "true" and os.environ["HPO_RL_QUIET"] == "1"
     monkeypatch.setenv("WANDB_SILENT", "false")  # an explicit choice wins
     quiet_libraries(verbose=False)
     assert os.environ["WANDB_SILENT"] == "false"
