@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 TRAIN_CHECKED = ("stable-baselines3", "tqdm", "wandb")
 """The train extra's packages the deploy tests import (the SB3 callback, wandb logging)."""
@@ -28,7 +29,9 @@ def pins(pyproject: Path) -> list[str]:
     ]
     out = []
     for requirement in requirements:
-        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)>=([0-9][0-9A-Za-z.]*)", requirement.replace(" ", ""))
+        match = re.fullmatch(
+            r"([A-Za-z0-9_.\-]+)>=([0-9][0-9A-Za-z.]*)", requirement.replace(" ", "")
+        )
         if match is None:
             raise SystemExit(f"cannot read a lower bound from {requirement!r}")
         name, low = match.groups()

@@ -42,7 +42,22 @@ _LAZY = {
     "make_vec_env": "hpo_env.vec_env",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "DEFAULT_HPARAMS",
+    "FEATURE_SPEC_VERSION",
+    "BatchedRun",
+    "EpisodeEngine",
+    "FeatureExtractor",
+    "HPOEnv",
+    "HPOVecEnv",
+    "HyperparameterSpace",
+    "HyperparameterSpec",
+    "RewardConfig",
+    "StepStats",
+    "Task",
+    "TaskSampler",
+    "make_vec_env",
+]
 
 # One registration per id. Episodes end on their own (budget or divergence),
 # so no TimeLimit is needed; the bound below is only a safety net.

@@ -135,7 +135,9 @@ def add_config_arguments(
     """
     docs = field_docs(cls)
     hints = _resolved_types(cls)
-    title = f"{cls.__name__} fields" + (" (override the preset)" if default_label == "preset" else "")
+    title = f"{cls.__name__} fields" + (
+        " (override the preset)" if default_label == "preset" else ""
+    )
     group = parser.add_argument_group(title)
     for field in dataclasses.fields(cls):
         tp, optional = _base_type(hints[field.name])

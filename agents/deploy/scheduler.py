@@ -23,6 +23,10 @@ Do no harm: a `NonFiniteGuard` on the optimizer skips any update whose
 gradients are not all finite and the learning rate is backed off, so a NaN/inf
 loss never reaches the weights.
 
+The module passes 500 lines on purpose: `TuningScheduler` mirrors the
+environment's control loop step for step and reads best whole; its pieces
+live beside it (`optimizer_hparams`, `losses`, `guard`, `schedule_plot`).
+
 Example:
     >>> sched = policy.scheduler(optimizer, total_steps=3000)  # doctest: +SKIP
     >>> for x, y in loader:  # doctest: +SKIP
@@ -98,7 +102,6 @@ def decisions_per_run(policy: Any) -> int:
     except (TypeError, ValueError):
         return DEFAULT_DECISIONS_PER_RUN
     return value if value >= 1 else DEFAULT_DECISIONS_PER_RUN
-
 
 
 def _check_step(step: Any) -> int | None:
@@ -194,7 +197,9 @@ class TuningScheduler(LRScheduler):
         groups = optimizer.param_groups
         # Controlled and present: in the bundle's space and readable in every group.
         self.controlled: tuple[str, ...] = tuple(
-            name for name in self.space.names if all(read_hparam(g, name) is not None for g in groups)
+            name
+            for name in self.space.names
+            if all(read_hparam(g, name) is not None for g in groups)
         )
         self.base: dict[str, list[float]] = {
             name: [read_hparam(g, name) for g in groups]  # type: ignore[misc]
@@ -469,7 +474,11 @@ class TuningScheduler(LRScheduler):
         steps = [h["step"] for h in self.history]
         lrs = [h["hyperparameters"].get("learning_rate", float("nan")) for h in self.history]
         step = user_step if user_step is not None else self._last_logged_step
-        if step is not None and self._last_logged_step is not None and step < self._last_logged_step:
+        if (
+            step is not None
+            and self._last_logged_step is not None
+            and step < self._last_logged_step
+        ):
             step = None  # wandb would drop it: join the user's next row instead
         tracking.line_plot(
             self.wandb_run,

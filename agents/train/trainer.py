@@ -252,5 +252,3 @@ def train(
                 env.close()
         tracker.finish()
     return bundle_dir
-
-

@@ -99,7 +99,6 @@ def test_benchmark_command_line_quick(tmp_path, monkeypatch, capsys):
 def test_pbt_joins_quick_mode_when_ray_is_installed(monkeypatch):
     import importlib.util
 
-
     parser = argparse.ArgumentParser()
     benchmark_cli.register(parser.add_subparsers())
     quick = parser.parse_args(["benchmark", "--quick"])

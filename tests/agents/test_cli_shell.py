@@ -36,7 +36,11 @@ def test_version(capsys):
 def test_python_dash_m_agents_is_the_cli():
     out = subprocess.run(
         [sys.executable, "-m", "agents", "--version"],
-        capture_output=True, text=True, timeout=120, env=_env(), cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+        cwd=REPO,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("hpo-rl ")
@@ -51,7 +55,12 @@ def test_help_imports_no_heavy_library():
         "{'torch', 'wandb', 'ray', 'stable_baselines3', 'matplotlib', 'sklearn'}))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=_env(), cwd=REPO
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+        cwd=REPO,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -96,12 +105,27 @@ def test_schedule_prints_its_result_last(tmp_path):
     bundle = random_tuning_policy(seed=3).save(tmp_path / "bundle")
     out = subprocess.run(
         [
-            sys.executable, "-m", "agents", "schedule", "--policy", str(bundle),
-            "--task", "sinusoid_mlp:heldout", "--out", str(tmp_path / "out"),
+            sys.executable,
+            "-m",
+            "agents",
+            "schedule",
+            "--policy",
+            str(bundle),
+            "--task",
+            "sinusoid_mlp:heldout",
+            "--out",
+            str(tmp_path / "out"),
         ],  # offline W&B by default, no WANDB_SILENT in the environment
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
-        env=_env(WANDB_DIR=str(tmp_path), WANDB_CACHE_DIR=str(tmp_path / "c"),
-                 WANDB_CONFIG_DIR=str(tmp_path / "cfg"), WANDB_DATA_DIR=str(tmp_path / "d")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+        env=_env(
+            WANDB_DIR=str(tmp_path),
+            WANDB_CACHE_DIR=str(tmp_path / "c"),
+            WANDB_CONFIG_DIR=str(tmp_path / "cfg"),
+            WANDB_DATA_DIR=str(tmp_path / "d"),
+        ),
         cwd=REPO,
     )
     assert out.returncode == 0, out.stdout[-3000:]

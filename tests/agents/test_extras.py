@@ -32,7 +32,9 @@ def test_require_names_the_extra():
 
 @pytest.mark.slow  # a fresh interpreter: seconds
 def test_deploy_works_without_any_extra():
-    code = BLOCK_EXTRAS + """
+    code = (
+        BLOCK_EXTRAS
+        + """
 import torch
 from agents import TuningPolicy
 from hpo_env.errors import MissingExtraError
@@ -52,6 +54,7 @@ except MissingExtraError as exc:
     print("sb3:", exc)
 print("ok", len(sched.history))
 """
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
@@ -65,10 +68,17 @@ print("ok", len(sched.history))
 
 @pytest.mark.slow
 def test_cli_command_without_its_extra_is_one_line(tmp_path):
-    code = BLOCK_EXTRAS + "from agents.cli import main; sys.exit(main(['train', '--preset', 'smoke']))"
+    code = (
+        BLOCK_EXTRAS + "from agents.cli import main; sys.exit(main(['train', '--preset', 'smoke']))"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
     )
     assert out.returncode == 2, out.stderr[-3000:]
     lines = out.stderr.strip().splitlines()

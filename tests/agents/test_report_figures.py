@@ -19,8 +19,14 @@ def _result():
             "robustness_factor": 1.25,
         },
         "records": [
-            {"label": "policy", "task": t, "sweep_lr": None, "kind": "main",
-             "hparams": {"learning_rate": [[0.1, 0.05, 0.02]]}, "val_curve": [[1.0, 0.5, 0.4]]}
+            {
+                "label": "policy",
+                "task": t,
+                "sweep_lr": None,
+                "kind": "main",
+                "hparams": {"learning_rate": [[0.1, 0.05, 0.02]]},
+                "val_curve": [[1.0, 0.5, 0.4]],
+            }
             for t in TASKS
         ],
     }

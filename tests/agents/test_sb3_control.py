@@ -16,6 +16,8 @@ from tests.agents.test_scheduler_fixtures import (
 )
 
 ACTIONS = np.array([[-1.0, 1.0], [1.0, -1.0], [0.5, 0.5], [-0.5, 0.0], [0.0, 1.0]], np.float32)
+
+
 def _small() -> dict:
     # Fresh each time: SB3 adds keys to the policy_kwargs dict it is given.
     return {"seed": 0, "device": "cpu", "policy_kwargs": {"net_arch": [8]}}
@@ -47,7 +49,15 @@ def _expected(callback, n_updates, interval):
     "make",
     [
         lambda: A2C("MlpPolicy", "CartPole-v1", n_steps=8, ent_coef=0.01, **_small()),
-        lambda: PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, n_epochs=1, ent_coef=0.01, **_small()),
+        lambda: PPO(
+            "MlpPolicy",
+            "CartPole-v1",
+            n_steps=16,
+            batch_size=16,
+            n_epochs=1,
+            ent_coef=0.01,
+            **_small(),
+        ),
     ],
     ids=["a2c", "ppo"],
 )
@@ -63,8 +73,15 @@ def test_on_policy_updates_use_the_decided_lr_and_ent_coef(make):
 
 def test_sac_updates_use_the_decided_lr_and_its_own_ent_coef_tensor():
     model = SAC(
-        "MlpPolicy", "Pendulum-v1", learning_starts=0, train_freq=2, gradient_steps=1,
-        batch_size=8, buffer_size=256, ent_coef=0.05, **_small(),
+        "MlpPolicy",
+        "Pendulum-v1",
+        learning_starts=0,
+        train_freq=2,
+        gradient_steps=1,
+        batch_size=8,
+        buffer_size=256,
+        ent_coef=0.05,
+        **_small(),
     )
     used = _record_what_train_uses(
         model, lambda m: m.actor.optimizer, lambda m: float(m.ent_coef_tensor)
@@ -79,7 +96,10 @@ def test_sac_updates_use_the_decided_lr_and_its_own_ent_coef_tensor():
 @pytest.mark.parametrize(
     ("make", "match"),
     [
-        (lambda: DQN("MlpPolicy", "CartPole-v1", learning_starts=0, **_small()), "no entropy coefficient"),
+        (
+            lambda: DQN("MlpPolicy", "CartPole-v1", learning_starts=0, **_small()),
+            "no entropy coefficient",
+        ),
         (lambda: SAC("MlpPolicy", "Pendulum-v1", ent_coef="auto", **_small()), "tunes it itself"),
     ],
     ids=["dqn", "sac-auto"],

@@ -3,7 +3,6 @@ tensor losses read once per decision; the non-finite guard; wandb steps; the plo
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
@@ -45,7 +44,7 @@ def _run(sched_kwargs=None, n_steps=12, as_tensor=False, opt_cls=torch.optim.SGD
 
 
 def test_is_a_torch_lr_scheduler_and_fits_a_generic_loop(tmp_path):
-    sched, model, opt = _run()
+    sched, _, opt = _run()
     assert isinstance(sched, LRScheduler)
     assert sched.optimizer is opt
     assert sched.base_lrs == [0.05] and opt.param_groups[0]["initial_lr"] == 0.05
@@ -139,7 +138,9 @@ def test_tensor_losses_are_read_once_per_decision_and_decide_like_floats():
         tensors, _, _ = _run(as_tensor=True)
     assert str(tensors.history) == str(floats.history)
 
-    sched = TuningScheduler(MlpStandInPolicy(), torch.optim.SGD(_model().parameters(), lr=0.05), 12, 4)
+    sched = TuningScheduler(
+        MlpStandInPolicy(), torch.optim.SGD(_model().parameters(), lr=0.05), 12, 4
+    )
     _CountingTensor.reads = 0
     for i in range(12):
         sched.step(torch.tensor(1.0 + i).as_subclass(_CountingTensor))
@@ -225,7 +226,9 @@ def _drive(sched, n, step_of=None):
 
 def test_wandb_uses_the_users_step_and_never_creates_one():
     run = _Run()
-    sched = TuningScheduler(MlpStandInPolicy(), torch.optim.SGD(_model().parameters(), lr=0.05), 8, 4, wandb_run=run)
+    sched = TuningScheduler(
+        MlpStandInPolicy(), torch.optim.SGD(_model().parameters(), lr=0.05), 8, 4, wandb_run=run
+    )
     # No step of the user's: every row rides along (commit=False), none is created.
     assert [c for _, _, c in run.logged] == [False]
     _drive(sched, 8)
@@ -233,15 +236,21 @@ def test_wandb_uses_the_users_step_and_never_creates_one():
     assert "schedule/learning_rate_plot" in run.logged[-1][0]
 
     run = _Run()
-    sched = TuningScheduler(MlpStandInPolicy(), torch.optim.SGD(_model().parameters(), lr=0.05), 8, 4, wandb_run=run)
+    sched = TuningScheduler(
+        MlpStandInPolicy(), torch.optim.SGD(_model().parameters(), lr=0.05), 8, 4, wandb_run=run
+    )
     _drive(sched, 8, step_of=lambda i: 10 * (i + 1))
     assert [s for _, s, _ in run.logged] == [None, 40, 80, 80]  # the plot joins the last row
 
     counter = {"step": 0}
     run = _Run()
     sched = TuningScheduler(
-        MlpStandInPolicy(), torch.optim.SGD(_model().parameters(), lr=0.05), 8, 4,
-        wandb_run=run, step_fn=lambda: counter["step"],
+        MlpStandInPolicy(),
+        torch.optim.SGD(_model().parameters(), lr=0.05),
+        8,
+        4,
+        wandb_run=run,
+        step_fn=lambda: counter["step"],
     )
     counter["step"] = 10
     _drive(sched, 4)  # decision at the user's step 10
@@ -251,7 +260,9 @@ def test_wandb_uses_the_users_step_and_never_creates_one():
     assert "schedule/learning_rate_plot" in run.logged[-1][0]
 
     run = _Run()
-    sched = TuningScheduler(MlpStandInPolicy(), torch.optim.SGD(_model().parameters(), lr=0.05), 8, 4, wandb_run=run)
+    sched = TuningScheduler(
+        MlpStandInPolicy(), torch.optim.SGD(_model().parameters(), lr=0.05), 8, 4, wandb_run=run
+    )
     _drive(sched, 5, step_of=lambda i: i)
     sched.close(step=7)  # stopped before the last decision: close() logs the plot
     assert run.logged[-1][1] == 7 and "schedule/learning_rate_plot" in run.logged[-1][0]
@@ -264,7 +275,9 @@ def test_plot_has_a_title_log_axes_and_the_users_start_rate(tmp_path, monkeypatc
     import agents.deploy.schedule_plot as schedule_plot
 
     figures = []
-    monkeypatch.setattr(schedule_plot, "atomic_savefig", lambda fig, path, **kw: figures.append(fig))
+    monkeypatch.setattr(
+        schedule_plot, "atomic_savefig", lambda fig, path, **kw: figures.append(fig)
+    )
     sched, _, _ = _run()
     sched.plot(tmp_path / "s.png")
     ax_lr, ax_loss = figures[0].axes

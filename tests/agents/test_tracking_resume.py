@@ -51,7 +51,10 @@ def test_train_kill_and_resume_keep_one_wandb_run(tmp_path: Path):
     args = ["--preset", "smoke", "--out-dir", str(out), "--wandb-mode", "offline"]
     proc = subprocess.Popen(
         [*cli_prefix(), *args, "--total-timesteps", "4096", "--distribution", TINY_DISTRIBUTION],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 300
@@ -66,7 +69,11 @@ def test_train_kill_and_resume_keep_one_wandb_run(tmp_path: Path):
     run_id = (out / RUN_ID_FILE).read_text().strip()
     resumed = subprocess.run(
         [*cli_prefix(), "--resume", str(out), "--progress-bar", "false"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stdout.strip().splitlines()[-1].startswith("policy bundle written to")
