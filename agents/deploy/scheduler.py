@@ -221,7 +221,7 @@ class TuningScheduler(LRScheduler):
         # torch's LRScheduler state: the user's own start rates, before any decision.
         for group in groups:
             group.setdefault("initial_lr", group["lr"])
-        self.base_lrs: list[float] = [float(g["initial_lr"]) for g in groups]
+        self.base_lrs: list[float | Tensor] = [float(g["initial_lr"]) for g in groups]
         # Group 0's values as float32 [1] tensors: the environment's arithmetic, bit for bit.
         self.values: dict[str, Tensor] = {
             name: torch.tensor([self.base[name][0]], dtype=torch.float32)
@@ -271,7 +271,7 @@ class TuningScheduler(LRScheduler):
     # -- torch's counters -------------------------------------------------------
 
     @property
-    def last_epoch(self) -> int:  # type: ignore[override]
+    def last_epoch(self) -> int:
         """Updates recorded so far (torch's name for a scheduler's step count)."""
         return self.steps_done
 
@@ -286,7 +286,7 @@ class TuningScheduler(LRScheduler):
 
     # -- the loop ---------------------------------------------------------------
 
-    def step(  # type: ignore[override]
+    def step(
         self,
         loss: float | Tensor | None = None,
         val_loss: float | Tensor | None = None,
@@ -493,11 +493,11 @@ class TuningScheduler(LRScheduler):
 
     # -- torch scheduler conventions ----------------------------------------------
 
-    def get_last_lr(self) -> list[float]:
-        """The learning rate of every param group, as last set."""
+    def get_last_lr(self) -> list[float | Tensor]:
+        """The learning rate of every param group, as last set (floats)."""
         return [float(g["lr"]) for g in self.optimizer.param_groups]
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | Tensor]:
         """The learning rates in effect (the policy, not a formula, sets the next ones)."""
         return self.get_last_lr()
 
@@ -573,7 +573,7 @@ class TuningScheduler(LRScheduler):
         """
         from agents.deploy.schedule_plot import plot_history
 
-        return plot_history(self.history, path, start_lrs=self.base_lrs)
+        return plot_history(self.history, path, start_lrs=[float(x) for x in self.base_lrs])
 
     def close(self, step: int | None = None) -> None:
         """End of training: log the schedule's plot to ``wandb_run`` unless the last
