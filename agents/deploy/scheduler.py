@@ -118,6 +118,8 @@ class TuningScheduler(LRScheduler):
     Call ``step(loss)`` once after every ``optimizer.step()``; call `close` when
     training ends (it logs the schedule's plot to ``wandb_run`` if the last
     decision has not, and detaches the non-finite guard from the optimizer).
+    In Lightning, return it as ``{"scheduler": sched, "interval": "step"}`` and
+    override ``LightningModule.lr_scheduler_step`` to call ``scheduler.step(loss)``.
 
     Args:
         policy: The tuning policy (`agents.policy.TuningPolicy` or anything `PolicyLike`).
@@ -310,8 +312,8 @@ class TuningScheduler(LRScheduler):
         if loss is None:
             raise TypeError(
                 "TuningScheduler.step needs this update's training loss: call sched.step(loss) "
-                "after optimizer.step() (Lightning: return the scheduler with "
-                '"interval": "step", "monitor": "<train loss key>", "reduce_on_plateau": True)'
+                "after optimizer.step() (Lightning: override LightningModule.lr_scheduler_step "
+                "to call scheduler.step(loss))"
             )
         checked = check_loss(loss, "loss")
         checked_val = None if val_loss is None else check_loss(val_loss, "val_loss")

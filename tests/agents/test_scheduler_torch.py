@@ -73,26 +73,23 @@ def test_lightning_drives_it_as_a_step_scheduler():
         def __init__(self):
             super().__init__()
             self.net = torch.nn.Linear(4, 1)
+            self.last_loss = None
 
         def training_step(self, batch, batch_idx):
             (x,) = batch
             loss = self.net(x).square().mean()
-            self.log("train_loss", loss, on_step=True)
+            self.last_loss = loss.detach()
             return loss
 
         def configure_optimizers(self):
             opt = torch.optim.SGD(self.parameters(), lr=0.05)
             sched = TuningScheduler(policy, opt, total_steps=8, control_interval=2)
             seen.append(sched)
-            return {
-                "optimizer": opt,
-                "lr_scheduler": {
-                    "scheduler": sched,
-                    "interval": "step",
-                    "monitor": "train_loss",
-                    "reduce_on_plateau": True,  # Lightning then passes the loss to step()
-                },
-            }
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+        def lr_scheduler_step(self, scheduler, metric):
+            # Lightning steps schedulers without arguments; this one needs the loss.
+            scheduler.step(self.last_loss)
 
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(32, 4)), 4)
     trainer = lightning.Trainer(
