@@ -63,6 +63,7 @@ def test_is_a_torch_lr_scheduler_and_fits_a_generic_loop(tmp_path):
     assert again.last_epoch == state["epoch"] and again.get_last_lr() == state["lr"]
 
 
+@pytest.mark.slow  # importing Lightning takes seconds
 def test_lightning_drives_it_as_a_step_scheduler():
     lightning = pytest.importorskip("lightning")
 
