@@ -48,3 +48,20 @@ def test_ray_map_failure_leaves_no_unhandled_error(ray_session, capfd):
     gc.collect()
     time.sleep(2.0)  # Ray reports unhandled errors from a background thread
     assert "Unhandled error" not in capfd.readouterr().err
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_failing_worker_calls_leave_no_unhandled_error(ray_session, capfd):
+    from agents.common.ray_backend import RayVecEnv
+    from tests.agents.test_ray_backend import KWARGS
+
+    env = RayVecEnv(2, [1, 1], seed=5, vec_env_kwargs=KWARGS, num_cpus_per_worker=0)
+    try:
+        with pytest.raises(AttributeError, match="no attribute 'nope'"):
+            env.get_attr("nope")  # both workers fail; the second error used to go unread
+    finally:
+        env.close()
+    gc.collect()
+    time.sleep(2.0)
+    assert "Unhandled error" not in capfd.readouterr().err
