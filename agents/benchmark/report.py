@@ -197,10 +197,21 @@ def _as_float(values: Sequence[Any]) -> list[float]:
     return [float("nan") if v is None else float(v) for v in values]
 
 
+MAX_PANEL_COLUMNS = 4
+"""Task panels per row of the schedule and loss figures."""
+
+
 def make_figures(
-    result: Mapping[str, Any], out_dir: str | os.PathLike[str], n_tasks: int = 2
+    result: Mapping[str, Any], out_dir: str | os.PathLike[str], n_tasks: int | None = None
 ) -> list[Path]:
-    """Write `FIGURES` into ``out_dir``; returns their paths."""
+    """Write `FIGURES` into ``out_dir``; returns their paths.
+
+    Args:
+        result: `run_benchmark` output.
+        out_dir: Folder for the PNGs.
+        n_tasks: Draw the schedule and loss panels of the first ``n_tasks`` tasks
+            only (the figure's title then says which subset); None draws every task.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -209,16 +220,29 @@ def make_figures(
     out = Path(out_dir)
     summary, records = result["summary"], result["records"]
     methods = summary["methods"]
-    tasks = summary["task_names"][:n_tasks]
+    all_tasks = list(summary["task_names"])
+    tasks = all_tasks if n_tasks is None else all_tasks[:n_tasks]
+    scope = (
+        f"all {len(all_tasks)} tasks"
+        if len(tasks) == len(all_tasks)
+        else f"{len(tasks)} of {len(all_tasks)} tasks (the first in results.json)"
+    )
     order = [m for m in method_order(methods) if m != "best_of_grid"]
     paths = []
+    n_cols = max(1, min(MAX_PANEL_COLUMNS, len(tasks)))
+    n_rows = max(1, math.ceil(len(tasks) / n_cols))
 
     for filename, key, ylabel in (
         ("lr_schedules.png", "lr", "learning rate"),
         ("loss_curves.png", "val", "validation objective"),
     ):
-        fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
-        for ax, task in zip(axes[0], tasks):
+        fig, axes = plt.subplots(
+            n_rows, n_cols, figsize=(4.5 * n_cols, 3.4 * n_rows + 0.6), squeeze=False
+        )
+        fig.suptitle(f"{ylabel} per decision, first seed: {scope}", fontsize=11)
+        for ax in axes.flat[len(tasks) :]:
+            ax.set_visible(False)
+        for ax, task in zip(axes.flat, tasks):
             runs = dict(_main_records(records, task))
             oracle = _oracle_record(records, task, summary["tasks"][task]["oracle_lr"])
             if oracle is not None:
@@ -239,10 +263,10 @@ def make_figures(
                     style = {"linestyle": "--", "color": "grey"}
                 ax.plot(range(1, len(values[0]) + 1), _as_float(values[0]), label=label, **style)
             ax.set_yscale("log")
-            ax.set_title(f"{task}, first seed", fontsize=10)
+            ax.set_title(task, fontsize=9)
             ax.set_xlabel("decision")
             ax.set_ylabel(ylabel)
-        axes[0][0].legend(fontsize=8)
+        axes[0][0].legend(fontsize=7)
         fig.tight_layout()
         _save(fig, out / filename)
         plt.close(fig)

@@ -33,8 +33,12 @@ BENCHMARKS = {
 }
 
 
+COMMAND = "bench"
+SUMMARY = "speed benchmarks (ratios measured side by side)"
+
+
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("bench", help="speed benchmarks (ratios measured side by side)")
+    parser = subparsers.add_parser(COMMAND, help=SUMMARY)
     parser.add_argument("which", choices=sorted(BENCHMARKS), help="which benchmark to run")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (seconds, for CI)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the sampled tasks")

@@ -23,14 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from agents.benchmark.config import FULL_BENCHMARK, QUICK_BENCHMARK, BenchmarkConfig
+from agents.common.tracking import MODES as WANDB_MODES
 
-WANDB_MODES = ("disabled", "offline", "online")
+COMMAND = "benchmark"
+SUMMARY = "the policy vs baselines on held-out tasks and seeds (tables, figures, targets)"
+DEFAULT_WANDB_MODE = "offline"
+"""As ``train`` and ``schedule``: no account needed, ``wandb sync`` later."""
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "benchmark",
-        help="the policy vs baselines on held-out tasks and seeds (tables, figures, targets)",
+        COMMAND,
+        help=SUMMARY,
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     parser.add_argument(
@@ -71,8 +75,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--wandb-mode",
         choices=WANDB_MODES,
-        default="disabled",
-        help="log to W&B (default: disabled)",
+        default=DEFAULT_WANDB_MODE,
+        help="Weights & Biases mode; offline needs no account (``wandb sync`` later) "
+        f"(default: {DEFAULT_WANDB_MODE})",
     )
     parser.add_argument(
         "--backend", choices=("local", "ray"), default="local", help="where work items run"
@@ -124,6 +129,12 @@ def methods_from_args(args: argparse.Namespace) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agents.common.extras import require_extras
+
+    require_extras(
+        "hpo-rl benchmark",
+        {"sklearn": "train", "tqdm": "train", "stable_baselines3": "train", "matplotlib": "plot"},
+    )
     config = config_from_args(args)
     out = Path(args.out or ("runs/benchmark-quick" if args.quick else "runs/benchmark"))
     result = run_and_report(
@@ -142,7 +153,7 @@ def run_and_report(
     config: BenchmarkConfig,
     policy: Any = "default",
     out_dir: str | Path = "runs/benchmark",
-    wandb_mode: str = "disabled",
+    wandb_mode: str = DEFAULT_WANDB_MODE,
     tasks: Sequence[Any] | None = None,
     progress: bool = True,
     stream: Any = None,
@@ -154,7 +165,7 @@ def run_and_report(
         config: The protocol (`FULL_BENCHMARK`, `QUICK_BENCHMARK` or your own).
         policy: Bundle name or path, or a policy object.
         out_dir: Folder for results.json, results.md and the figures.
-        wandb_mode: ``disabled`` (default), ``offline`` or ``online``.
+        wandb_mode: ``offline`` (default), ``online`` or ``disabled``.
         tasks: Task objects instead of ``config.tasks``.
         progress: Show a progress bar.
         stream: Where to print (default stdout).
@@ -185,12 +196,13 @@ def run_and_report(
     print(markdown_report(result).split("## Targets")[0].rstrip(), file=stream)
     print("\nTargets:", file=stream)
     print(format_targets(result["summary"]), file=stream)
+    if wandb_mode != "disabled":
+        log_to_wandb(result, files, out_dir, wandb_mode)
+    # The result line comes last: nothing (wandb included) prints after it.
     print(
         f"\nwrote {', '.join(str(p) for p in files.values())} ({result['wall_s']:.0f} s)",
         file=stream,
     )
-    if wandb_mode != "disabled":
-        log_to_wandb(result, files, out_dir, wandb_mode)
     result["files"] = {name: str(path) for name, path in files.items()}
     return result
 

@@ -8,7 +8,10 @@ the rest of `agents` works without it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -35,11 +38,15 @@ def _import_ray() -> Any:
     return ray
 
 
+QUIET_ENV = "HPO_RL_QUIET"
+"""``1``: libraries started here keep their own output to errors (the CLI sets it)."""
+
+
 def ensure_ray(
     address: str | None = None,
     num_cpus: int | None = None,
     object_store_memory: int | None = LOCAL_OBJECT_STORE_BYTES,
-    log_to_driver: bool = True,
+    log_to_driver: bool | None = None,
 ) -> None:
     """Connect to Ray unless already connected.
 
@@ -49,7 +56,9 @@ def ensure_ray(
             else is passed to `ray.init` (e.g. "ray://head:10001").
         num_cpus: CPUs of a local Ray (None: all cores). Ignored when joining.
         object_store_memory: bytes of object store for a local Ray (None: Ray's default).
-        log_to_driver: forward workers' stdout/stderr to this process.
+        log_to_driver: forward workers' stdout/stderr to this process. None: yes,
+            unless ``HPO_RL_QUIET=1`` (set by the ``hpo-rl`` CLI unless
+            ``--verbose``), which also keeps Ray's own driver logging to errors.
 
     If Ray is already initialised (e.g. by a test fixture or the caller) it is
     used as is, whatever the arguments.
@@ -57,6 +66,12 @@ def ensure_ray(
     ray = _import_ray()
     if ray.is_initialized():
         return
+    quiet = os.environ.get(QUIET_ENV) == "1"
+    if log_to_driver is None:
+        log_to_driver = not quiet
+    # Workers' logs (Tune's checkpoint lines) and the driver's INFO/WARNING lines
+    # would otherwise interleave with the command's output and follow its result.
+    logging_kwargs: dict[str, Any] = {"logging_level": logging.ERROR} if quiet else {}
     if address is None:
         if num_cpus is not None and num_cpus < 1:
             raise ValueError(f"num_cpus must be >= 1 to start a local Ray, got {num_cpus=}")
@@ -65,6 +80,7 @@ def ensure_ray(
             include_dashboard=False,
             object_store_memory=object_store_memory,
             log_to_driver=log_to_driver,
+            **logging_kwargs,
         )
     else:
         if num_cpus is not None:
@@ -73,7 +89,7 @@ def ensure_ray(
                 "the cluster's own resources apply",
                 stacklevel=2,
             )
-        ray.init(address=address, log_to_driver=log_to_driver)
+        ray.init(address=address, log_to_driver=log_to_driver, **logging_kwargs)
 
 
 
@@ -128,8 +144,7 @@ def ray_map(
             try:
                 results[i] = ray.get(ref)
             except Exception as exc:
-                for other in pending:
-                    ray.cancel(other)
+                settle(ray, pending, cancel=True)
                 add_note = getattr(exc, "add_note", None)  # Python >= 3.11
                 if add_note is not None:
                     add_note(f"while running work item {i} of {len(items)}: {items[i]!r:.200}")
@@ -138,6 +153,27 @@ def ray_map(
         if progress is not None:
             progress(done_count, len(items))
     return results
+
+
+def settle(ray: Any, refs: Sequence[Any], cancel: bool = False) -> None:
+    """Read (and drop) the outcome of every ref, cancelling them first if asked.
+
+    Ray prints an "Unhandled error" traceback for each failed task whose result
+    nobody retrieved, when its ref is garbage collected (mid-pytest, or after the
+    CLI's result line). After the first failure has been raised, the others are
+    read here so that they count as handled.
+    """
+    if cancel:
+        for ref in refs:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref)
+    for ref in refs:
+        with contextlib.suppress(Exception):
+            ray.get(ref, timeout=SETTLE_TIMEOUT_S)
+
+
+SETTLE_TIMEOUT_S = 30.0
+"""How long `settle` waits for each abandoned task to end (cancelled ones end at once)."""
 
 
 def default_local_cpus(n_workers: int, cpus_per_worker: float = 1.0) -> int:

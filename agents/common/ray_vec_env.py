@@ -37,6 +37,7 @@ from agents.common.ray_backend import (
     _import_ray,
     default_local_cpus,
     ensure_ray,
+    settle,
 )
 from agents.common.threads import configure_threads
 
@@ -242,10 +243,14 @@ class RayVecEnv(VecEnv):
                 f"(cluster resources: {ray.cluster_resources()}); use fewer workers"
             ) from exc
         except ray.exceptions.RayActorError as exc:
+            settle(ray, refs)
             raise RuntimeError(
                 f"a Ray worker died while {what} ({exc}); its episodes are lost: restart "
                 "training from the last checkpoint (hpo-rl train --resume)"
             ) from exc
+        except Exception:
+            settle(ray, refs)
+            raise
 
     def _by_worker(self, indices: VecEnvIndices) -> dict[int, list[int]]:
         """{worker: [local indices]} in order of first appearance."""

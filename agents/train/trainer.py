@@ -20,7 +20,7 @@ from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
 from agents.common.files import atomic_write_text
 from agents.common.threads import configure_threads
-from agents.common.tracking import Tracker
+from agents.common.tracking import Tracker, persistent_run_id
 from agents.common.validation import apply_overrides
 from agents.train.callbacks import TrackerOutputFormat, _Trainer, make_callbacks
 from agents.train.checkpoints import (
@@ -47,8 +47,6 @@ from hpo_env.errors import ConfigError, RunDirectoryError
 
 RESUMABLE_FIELDS = ("total_timesteps", "wandb_mode", "progress_bar", "wandb_name", "device")
 """Fields ``--resume`` may change; every other field must stay what config.json says."""
-
-
 
 
 def make_train_env(config: TrainConfig, seed: int | None = None) -> Any:
@@ -175,6 +173,8 @@ def train(
     }
 
     tracker = Tracker()
+    # One wandb run per run directory: --resume (after a kill too) continues it.
+    run_id = persistent_run_id(run_dir)
     tracker.start(
         {
             **config.to_dict(),
@@ -186,6 +186,8 @@ def train(
         dir=run_dir,
         name=config.wandb_name,
         job_type="meta-train",
+        id=run_id,
+        resume="allow",
     )
     trainer = _Trainer(config, run_dir, tracker, progress)
     env: Any = None
@@ -253,5 +255,3 @@ def train(
                 env.close()
         tracker.finish()
     return bundle_dir
-
-

@@ -33,7 +33,13 @@ TASKS = [TinyTaskWithDefaults(), TinyTaskWithDefaults(name="tiny_b", dim=5, defa
 def test_benchmark_writes_results_report_and_figures(tmp_path):
     stream = io.StringIO()
     result = run_and_report(
-        TINY, policy=StandInPolicy(), out_dir=tmp_path, tasks=TASKS, progress=False, stream=stream
+        TINY,
+        policy=StandInPolicy(),
+        out_dir=tmp_path,
+        tasks=TASKS,
+        progress=False,
+        stream=stream,
+        wandb_mode="disabled",
     )
     data = json.loads((tmp_path / "results.json").read_text())
     assert {"config", "policy", "seeds", "summary", "records", "items", "wall_s"} <= set(data)
@@ -92,7 +98,6 @@ def test_benchmark_command_line_quick(tmp_path, monkeypatch, capsys):
 
 def test_pbt_joins_quick_mode_when_ray_is_installed(monkeypatch):
     import importlib.util
-
 
     parser = argparse.ArgumentParser()
     benchmark_cli.register(parser.add_subparsers())

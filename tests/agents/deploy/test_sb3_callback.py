@@ -99,6 +99,7 @@ def test_a2c_with_a_real_policy_and_default_interval():
         "MlpPolicy",
         "CartPole-v1",
         n_steps=8,
+        ent_coef=0.01,  # 0 (the default) is left alone: see test_sb3_control.py
         seed=0,
         device="cpu",
         policy_kwargs={"net_arch": [16]},

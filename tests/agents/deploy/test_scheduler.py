@@ -259,7 +259,7 @@ class _RecordingRun:
     def __init__(self):
         self.logged: list[tuple[dict, int | None]] = []
 
-    def log(self, metrics, step=None):
+    def log(self, metrics, step=None, commit=None):
         self.logged.append((dict(metrics), step))
 
 
@@ -270,12 +270,13 @@ def test_wandb_logging_and_plot(tmp_path):
     sched = random_tuning_policy().scheduler(opt, total_steps=20, control_interval=5, wandb_run=run)
     _train(model, opt, sched, 20, val_every=10)
     logged = [m for m, _ in run.logged]
-    assert len(logged) == 5
-    assert all("schedule/learning_rate" in m for m in logged)
+    # 5 decisions, then the plot at the last one (no close() needed).
+    assert len(logged) == 6 and "schedule/learning_rate_plot" in logged[-1]
+    assert all("schedule/learning_rate" in m for m in logged[:5])
     assert sum("schedule/val_loss" in m for m in logged) == 2
     sched.close()
     sched.close()
-    assert len(run.logged) == 6 and "schedule/learning_rate_plot" in run.logged[-1][0]
+    assert len(run.logged) == 6
     out = sched.plot(tmp_path / "sub" / "schedule.png")
     assert out.endswith("schedule.png")
     assert (tmp_path / "sub" / "schedule.png").read_bytes()[:4] == b"\x89PNG"
