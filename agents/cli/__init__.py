@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "agents.cli.schedule",
     "agents.cli.benchmark",
     "agents.cli.bench",
+    "agents.cli.transfer",
 )
 
 
