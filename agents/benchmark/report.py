@@ -75,7 +75,7 @@ def markdown_report(result: Mapping[str, Any]) -> str:
         "",
         "Ratio = final validation objective / the best-of-grid oracle's on the same task and seed "
         "(lower is better; IQM over all (task, seed) pairs, 95% stratified-bootstrap CI). "
-        "Win rate = fraction of pairs where the policy ends strictly lower (ties count half). "
+        "Win rate = fraction of pairs where the policy ends strictly lower (a tie is not a win; ties and losses are counted in the JSON). "
         f"Robust = fraction of robustness-sweep runs ending within {factor}x of the oracle.",
         "",
         "| Method | Compute | IQM ratio [95% CI] | Median ratio | Policy wins vs it [95% CI] "
@@ -284,7 +284,7 @@ def make_figures(
     ax.axhline(0.8, color="tab:green", linestyle="--", label="target vs constant (80%)")
     ax.axhline(0.6, color="tab:orange", linestyle="--", label="target vs cosine (60%)")
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("policy win rate (ties = 1/2)")
+    ax.set_ylabel("policy strict win rate (ties are not wins)")
     ax.set_title("Policy vs each baseline on held-out (task, seed) pairs")
     ax.legend(fontsize=8)
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")

@@ -16,17 +16,18 @@ def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.asarray(kept.mean(axis=axis))
 
 
-def win_scores(policy: np.ndarray, baseline: np.ndarray) -> np.ndarray:
-    """1 where the policy's final objective is strictly lower, 0.5 on ties, 0 otherwise."""
+def strict_wins(policy: np.ndarray, baseline: np.ndarray, rtol: float | None = None) -> np.ndarray:
+    """1.0 where the policy's final objective is strictly lower (beyond `TIE_RTOL`), else 0.0.
+
+    A tie is not half a win: ties and losses both score 0 here, and
+    `strict_win_tie_loss` reports the three counts apart.
+    """
     policy, baseline = np.asarray(policy, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
     if policy.shape != baseline.shape:
         raise ValueError(f"expected equal shapes, got {policy.shape} and {baseline.shape}")
-    return np.where(policy < baseline, 1.0, np.where(policy == baseline, 0.5, 0.0))
-
-
-def win_rate(policy: np.ndarray, baseline: np.ndarray) -> float:
-    """Fraction of (task, seed) pairs where the policy ends lower (ties count half)."""
-    return float(win_scores(policy, baseline).mean())
+    rtol = TIE_RTOL if rtol is None else rtol
+    tie = np.abs(policy - baseline) <= rtol * np.maximum(np.abs(policy), np.abs(baseline))
+    return np.where(~tie & (policy < baseline), 1.0, 0.0)
 
 
 def bootstrap_ci(

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from agents.benchmark.config import BenchmarkConfig
-from agents.benchmark.stats import bootstrap_ci, iqm, win_scores
+from agents.benchmark.stats import bootstrap_ci, iqm, strict_win_tie_loss, strict_wins
 from hpo_env.errors import ConfigError
 
 TARGETS = (
@@ -122,7 +122,7 @@ def summarize(records: Sequence[Mapping[str, Any]], config: BenchmarkConfig) -> 
             "final": final.tolist(),
         }
         if label != "policy":
-            wins = win_scores(policy_table, final)
+            wins = strict_wins(policy_table, final)
             entry["win_rate_policy_vs"] = float(wins.mean())
             entry["win_rate_policy_vs_ci"] = list(
                 bootstrap_ci(wins, np.mean, config.n_bootstrap, config.bootstrap_seed)
@@ -130,6 +130,8 @@ def summarize(records: Sequence[Mapping[str, Any]], config: BenchmarkConfig) -> 
             entry["win_rate_policy_vs_per_task"] = {
                 t: float(w.mean()) for t, w in zip(task_names, wins)
             }
+            counts = strict_win_tie_loss(policy_table, final)
+            entry.update(ties_policy_vs=counts["ties"], losses_policy_vs=counts["losses"])
         per_method[label] = entry
 
     # Robustness sweep: every (task, sweep lr, seed) run of a method vs the oracle on that (task, seed).

@@ -100,12 +100,12 @@ def evaluate_heldout(
 
     A run wins if its final validation objective is lower (a diverged run's
     objective is its divergence bound, so diverging loses; both diverged is a
-    tie, counted 0.5). Returns flat metrics (``policy/*``, ``constant/*``,
+    tie, which is not a win: wins are strict). Returns flat metrics (``policy/*``, ``constant/*``,
     ``win_rate``) plus ``per_task`` details. ``baseline_cache`` (task name ->
     result) keeps the constant runs between calls: they do not depend on the
     policy, and they are half the cost.
     """
-    from agents.benchmark.stats import win_scores
+    from agents.benchmark.stats import strict_wins
     from agents.controllers.learned import PolicyController
     from agents.controllers.rollout import rollout
     from agents.controllers.schedules import ConstantController
@@ -129,7 +129,7 @@ def evaluate_heldout(
             "constant": cache[key],
         }
         ours, base = runs["policy"].final_objective, runs["constant"].final_objective
-        task_wins = win_scores(ours, base)
+        task_wins = strict_wins(ours, base)
         wins.append(task_wins)
         per_task[task.name] = {"family": task.family, "win_rate": float(task_wins.mean())}
         for method, result in runs.items():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from agents.benchmark.config import BenchmarkConfig
-from agents.benchmark.stats import bootstrap_ci, iqm, win_rate, win_scores
+from agents.benchmark.stats import bootstrap_ci, iqm, strict_wins
 from agents.benchmark.work import grid_lrs_for, sweep_lrs_for
 from agents.controllers.learned import PolicyController
 from agents.controllers.rollout import StackedController, rollout
@@ -20,13 +20,13 @@ def test_iqm_is_the_mean_of_the_middle_half():
     )
 
 
-def test_win_rate_counts_ties_half():
+def test_strict_wins_never_count_a_tie():
     policy = np.array([[1.0, 2.0], [3.0, 5.0]])
     baseline = np.array([[2.0, 2.0], [1.0, 6.0]])
-    np.testing.assert_array_equal(win_scores(policy, baseline), [[1.0, 0.5], [0.0, 1.0]])
-    assert win_rate(policy, baseline) == pytest.approx(2.5 / 4)
+    # Strict: the tie scores 0, like a loss (never half a win).
+    np.testing.assert_array_equal(strict_wins(policy, baseline), [[1.0, 0.0], [0.0, 1.0]])
     with pytest.raises(ValueError, match="equal shapes"):
-        win_scores(policy, baseline[0])
+        strict_wins(policy, baseline[0])
 
 
 def test_bootstrap_ci_is_reproducible_and_covers_the_estimate():
@@ -128,7 +128,9 @@ def test_summarize_on_hand_made_records():
     assert not summary["tasks"]["a"]["oracle_at_grid_edge"]
     m = summary["methods"]
     np.testing.assert_allclose(m["policy"]["ratio"], [[1.05, 0.9], [1.05, 0.9]])
-    assert m["constant_default"]["win_rate_policy_vs"] == pytest.approx(0.75)  # win, tie, win, tie
+    # win, tie, win, tie: strict wins count 2 of 4 (a tie is not half a win)
+    assert m["constant_default"]["win_rate_policy_vs"] == pytest.approx(0.5)
+    assert m["constant_default"]["ties_policy_vs"] == 2 and m["constant_default"]["losses_policy_vs"] == 0
     assert m["cosine"]["win_rate_policy_vs"] == pytest.approx(0.5)
     assert m["best_of_grid"]["iqm_ratio"] == 1.0 and m["best_of_grid"]["win_rate_policy_vs"] == 0.5
     assert m["policy"]["robustness"] == pytest.approx(0.5)  # 1.2 <= 1.25, 5.0 is not
