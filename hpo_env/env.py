@@ -37,6 +37,11 @@ class HPOEnv(gym.Env[np.ndarray, np.ndarray]):
     to the hyperparameters, trains ``task.updates_per_step`` inner updates and
     returns the new observation and the validation progress as reward.
 
+    ``device`` (``cpu`` default, ``cuda``, ``cuda:N``, ``auto``; `hpo_env.device`) is
+    where the run computes; observations and rewards are CPU values whatever it is.
+    ``val_fraction`` is the share of the validation set the reward measures between
+    an episode's first and last decision (`hpo_env.episodes.DEFAULT_VAL_FRACTION`).
+
     Reset options: ``task`` (a `Task` or a name the distribution knows),
     ``run_seed`` (the run's seed, otherwise drawn from the env's RNG) and
     ``val_every`` (validation cadence seen by the observation; 0 = never).
