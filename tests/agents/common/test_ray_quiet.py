@@ -53,7 +53,7 @@ def test_ray_map_failure_leaves_no_unhandled_error(ray_session, capfd):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_failing_worker_calls_leave_no_unhandled_error(ray_session, capfd):
-    from agents.common.ray_backend import RayVecEnv
+    from agents.common.ray_vec_env import RayVecEnv
     from tests.agents.common.test_ray_backend import KWARGS
 
     env = RayVecEnv(2, [1, 1], seed=5, vec_env_kwargs=KWARGS, num_cpus_per_worker=0)

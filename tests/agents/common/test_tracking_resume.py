@@ -3,6 +3,7 @@ a deployed scheduler's rows and plot in a real offline run."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -24,7 +25,9 @@ def test_run_id_is_made_once_per_run_directory(tmp_path: Path):
 
 
 def _offline_ids(root: Path) -> list[str]:
-    return sorted(p.name.rsplit("-", 1)[-1] for p in root.glob("wandb/offline-run-*"))
+    # offline-run-<date>_<time>-<id>, plus "-<n>" when two runs start in the same second.
+    names = (p.name for p in root.glob("wandb/offline-run-*"))
+    return sorted(re.match(r"offline-run-\d{8}_\d{6}-([^-]+)", n).group(1) for n in names)
 
 
 @pytest.mark.slow
@@ -43,8 +46,8 @@ def test_offline_resume_continues_the_same_run(wandb_env: Path):  # noqa: F811
 @pytest.mark.slow
 def test_train_kill_and_resume_keep_one_wandb_run(tmp_path: Path):
     from agents.train.checkpoints import checkpoint_dirs
-    from tests.agents.train.test_trainer import REPO, child_env, cli_prefix
     from tests.agents.support.train_distribution import TINY_DISTRIBUTION
+    from tests.agents.train.test_trainer import REPO, child_env, cli_prefix
 
     out = tmp_path / "run"
     env = {**child_env(tmp_path), "WANDB_MODE": "offline"}
