@@ -112,8 +112,9 @@ def test_inputs_are_checked_with_the_expected_type():
     with pytest.raises(TypeError, match="step must be a non-negative int"):
         sched.step(1.0, step=-1)
     assert sched.steps_done == 4  # nothing invalid was recorded
-    sched.step(np.float32(0.5))
-    sched.step(np.array([0.5]))
+    with pytest.warns(UserWarning, match="more than total_steps"):  # budget was 4
+        sched.step(np.float32(0.5))
+        sched.step(np.array([0.5]))
     assert sched.steps_done == 6
 
 
