@@ -8,12 +8,15 @@ the gradients (``p.grad = None``: every ``torch.optim`` optimizer skips a
 parameter without a gradient, so weights, momenta and Adam's step counts stay
 as they were) and tells its owner, who backs the learning rate off.
 
-Cost: one fused max-abs reduction per device and dtype, and one host sync per
-update (like ``torch.amp.GradScaler``'s inf check); free on CPU.
+Cost: one fused norm per device and dtype and one host sync per update (like
+``torch.amp.GradScaler``'s inf check): about 3% of a small MLP's step on one CPU
+thread (`agents.perf.overhead`); ``skip_nonfinite=False`` on the scheduler
+turns it off.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -24,16 +27,18 @@ from torch import Tensor
 def all_finite(grads: list[Tensor]) -> bool:
     """Whether every element of every tensor is finite (one sync per device and dtype).
 
-    The max-abs norm is used rather than the 2-norm: it is NaN or inf exactly when
-    an element is, and cannot overflow on large finite gradients.
+    One fused 2-norm per bucket, summed, read once: ~50 us for a 26k-parameter MLP
+    on one CPU thread (the max-abs norm, which cannot overflow, measured 6x slower).
+    A gradient whose norm overflows its dtype (above ~1e19 per element in float32)
+    counts as non-finite: an update that large is divergence anyway.
     """
     buckets: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
     for g in grads:
         dense = g.coalesce().values() if g.is_sparse else g
         buckets.setdefault((dense.device, dense.dtype), []).append(dense)
     for tensors in buckets.values():
-        norms = torch._foreach_norm(tensors, float("inf"))
-        if not bool(torch.stack(norms).isfinite().all()):
+        total = torch.stack(torch._foreach_norm(tensors)).sum()
+        if not math.isfinite(total.item()):
             return False
     return True
 

@@ -32,6 +32,7 @@ def _result():
     }
 
 
+@pytest.mark.slow  # draws four matplotlib figures
 @pytest.mark.parametrize(("n_tasks", "scope"), [(None, "all 5 tasks"), (2, "2 of 5 tasks")])
 def test_schedule_and_loss_figures_cover_the_tasks(tmp_path, monkeypatch, n_tasks, scope):
     figures = {}
