@@ -97,3 +97,13 @@ def test_iqm_and_ci_agree_with_rliable() -> None:
     # Different random draws: the ends agree up to bootstrap noise (a few % of the width).
     assert low == pytest.approx(theirs_low, abs=0.1 * width)
     assert high == pytest.approx(theirs_high, abs=0.1 * width)
+
+
+def test_saturated_losses_are_floored_and_tie() -> None:
+    from agents.benchmark.transfer.summary import OBJECTIVE_FLOOR, _table
+
+    objectives = {"policy": {"wine": [0.0, 1e-5, 0.5]}}
+    table = _table(objectives, "policy", ["wine"])
+    assert table.tolist() == [[OBJECTIVE_FLOOR, OBJECTIVE_FLOOR, 0.5]]
+    counts = strict_win_tie_loss(table[0, :2], np.array([OBJECTIVE_FLOOR, 0.0 + OBJECTIVE_FLOOR]))
+    assert counts["ties"] == 2
