@@ -93,9 +93,8 @@ def run_command(args: argparse.Namespace) -> int:
     A `HpoRlError` (something the user can fix) becomes one line on stderr and
     exit code 2; any other exception is a bug and keeps its traceback.
     """
-    from hpo_env.errors import HpoRlError
-
     from agents.common.threads import configure_threads
+    from hpo_env.errors import HpoRlError
 
     quiet_libraries(bool(getattr(args, "verbose", False)))
     configure_threads()

@@ -18,18 +18,23 @@ Example::
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agents.benchmark.transfer.protocol import TransferConfig, run_transfer
-from agents.benchmark.transfer.suite import SPLITS
+if TYPE_CHECKING:
+    from agents.benchmark.transfer.protocol import TransferConfig
 
-__all__ = ["config_from_args", "register", "run", "run_transfer"]
+__all__ = ["config_from_args", "register", "run"]
+
+COMMAND = "transfer"
+SUMMARY = "the policy vs practitioners' schedules on unseen plain-PyTorch runs"
+SPLITS = ("validation", "test")
+"""The transfer suite's splits (`agents.benchmark.transfer.suite.SPLITS`; a test checks they agree)."""
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "transfer",
-        help="the policy vs practitioners' schedules on unseen plain-PyTorch runs",
+        COMMAND,
+        help=SUMMARY,
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     parser.add_argument(
@@ -71,6 +76,8 @@ def register(subparsers: Any) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TransferConfig:
     """The settings the command line asks for."""
+    from agents.benchmark.transfer.protocol import TransferConfig
+
     seeds = args.seeds if args.seeds is not None else (2 if args.quick else 5)
     out = args.out or f"runs/transfer-{args.split}{'-quick' if args.quick else ''}"
     return TransferConfig(
@@ -86,6 +93,8 @@ def config_from_args(args: argparse.Namespace) -> TransferConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agents.benchmark.transfer.protocol import run_transfer
+
     config = config_from_args(args)
     run_transfer(config)
     if args.rl:
