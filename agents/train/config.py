@@ -52,8 +52,9 @@ class TrainConfig:
     """PPO optimisation epochs per rollout."""
     learning_rate: float = 3e-4
     """Adam step size of the PPO agent (not of the base runs)."""
-    gamma: float = 0.99
-    """Discount factor."""
+    gamma: float = 1.0
+    """Discount factor. 1: the return is the final validation objective (the reward
+    telescopes), so early gains are worth no more than the result they lead to."""
     gae_lambda: float = 0.95
     """GAE lambda."""
     clip_range: float = 0.2
@@ -76,7 +77,7 @@ class TrainConfig:
     """Task distribution: a name registered under the ``hpo_env.distributions``
     entry points, or ``module:factory`` (called with ``split=`` and the
     distribution kwargs)."""
-    control_weight: float | None = 0.25
+    control_weight: float | None = 0.15
     """Share of control (CartPole-style) tasks in the distribution; None keeps the
     distribution's own default."""
     hparams: tuple[str, ...] = tuple(DEFAULT_HPARAMS)
