@@ -242,7 +242,8 @@ SMOKE = TrainConfig(
 supervised tasks only (control tasks are an order of magnitude slower per step)."""
 
 DEFAULT = TrainConfig()
-"""About 8 minutes on 2 CPU cores (measured 7.5 min); makes the shipped bundle."""
+"""About 8 minutes of one CPU core (measured: 7-8 CPU-minutes with deploy-length
+episodes, gamma=1 and the overfitting families); makes the shipped bundle."""
 
 FULL = TrainConfig(
     total_timesteps=1_000_000,
