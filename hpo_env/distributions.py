@@ -13,10 +13,6 @@ from hpo_env.protocol import TaskSampler
 ENTRY_POINT_GROUP = "hpo_env.distributions"
 
 
-def available_distributions() -> list[str]:
-    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
-
-
 def resolve_sampler(
     distribution: str | TaskSampler, split: str = "train", **kwargs: Any
 ) -> TaskSampler:

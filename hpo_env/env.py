@@ -7,9 +7,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from hpo_env.distributions import resolve_sampler, resolve_task
-from hpo_env.episodes import DEFAULT_VAL_EVERY_CHOICES, EpisodeEngine
+from hpo_env.episodes import DEFAULT_VAL_EVERY_CHOICES, DEFAULT_VAL_FRACTION, EpisodeEngine
 from hpo_env.features import FeatureExtractor
 from hpo_env.protocol import TaskSampler
 from hpo_env.reward import RewardConfig
@@ -55,12 +56,22 @@ class HPOEnv(gym.Env[np.ndarray, np.ndarray]):
         hparams: Sequence[str] | HyperparameterSpace = DEFAULT_HPARAMS,
         reward_config: RewardConfig | None = None,
         val_every_choices: Sequence[int] = DEFAULT_VAL_EVERY_CHOICES,
+        val_fraction: float = DEFAULT_VAL_FRACTION,
+        device: str | torch.device = "cpu",
         distribution_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.sampler = resolve_sampler(distribution, split=split, **(distribution_kwargs or {}))
         self.space = build_space(hparams)
-        self.engine = EpisodeEngine(self.sampler, self.space, 1, reward_config, val_every_choices)
+        self.engine = EpisodeEngine(
+            self.sampler,
+            self.space,
+            1,
+            reward_config,
+            val_every_choices,
+            val_fraction=val_fraction,
+            device=device,
+        )
         self.observation_space = FeatureExtractor.observation_space(self.space)
         self.action_space = self.space.action_space()
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from hpo_env.stats import StepStats
@@ -48,8 +49,15 @@ class BatchedRun(Protocol):
         """
         ...
 
-    def evaluate(self) -> Tensor:
-        """Validation objective of every run, float32 [B]; lower is better, > 0."""
+    def evaluate(self, fraction: float = 1.0) -> Tensor:
+        """Validation objective of every run, float32 [B] on the CPU; lower is better, > 0.
+
+        ``fraction`` < 1 measures it on a fixed subsample of that share of the
+        validation set (the same examples or episodes at every call, nested: a
+        larger fraction's subsample contains a smaller one's); 1.0 is the full set.
+        A run may also offer ``evaluate_prefixes(fractions) -> [F, B]``, several
+        fractions from one pass (see `hpo_env.interval.evaluate_fractions`).
+        """
         ...
 
     def reset_runs(self, indices: Sequence[int], seeds: Sequence[int]) -> None:
@@ -79,8 +87,9 @@ class Task(Protocol):
         """Inner updates per control decision (K)."""
         ...
 
-    def build(self, seeds: Sequence[int]) -> BatchedRun:
-        """B = len(seeds) runs; run i is determined by ``seeds[i]``."""
+    def build(self, seeds: Sequence[int], device: str | torch.device = "cpu") -> BatchedRun:
+        """B = len(seeds) runs computing on ``device`` (see `hpo_env.device`); run i is
+        determined by ``seeds[i]``. Whatever the device, the run's results are on the CPU."""
         ...
 
 

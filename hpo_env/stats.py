@@ -33,6 +33,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+RL_LOSS_OFFSET = 0.05
+"""The "loss" of an RL run is ``1 + RL_LOSS_OFFSET - normalised return``: the offset
+keeps it > 0 when the policy is perfect, so log-ratios stay finite. The control
+family's training runs and the deployed SB3 callback both use this one value."""
+
 _TENSOR_FIELDS = (
     "train_loss",
     "train_loss_std",
@@ -99,10 +104,6 @@ class StepStats:
         fields = {name: getattr(self, name)[runs] for name in _TENSOR_FIELDS}
         hparams = {k: v[runs] for k, v in self.hparams.items()}
         return StepStats(n_updates=self.n_updates, hparams=hparams, **fields)
-
-    def select(self, index: int) -> StepStats:
-        """The statistics of run ``index`` alone, as a B=1 `StepStats`."""
-        return self.slice(slice(index, index + 1))
 
     @staticmethod
     def cat(items: list[StepStats]) -> StepStats:

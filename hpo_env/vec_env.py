@@ -8,6 +8,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnv,
     VecEnvIndices,
@@ -17,7 +18,7 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 
 from hpo_env.distributions import resolve_sampler, resolve_task
 from hpo_env.env import DEFAULT_HPARAMS, build_space
-from hpo_env.episodes import DEFAULT_VAL_EVERY_CHOICES, EpisodeEngine
+from hpo_env.episodes import DEFAULT_VAL_EVERY_CHOICES, DEFAULT_VAL_FRACTION, EpisodeEngine
 from hpo_env.features import FeatureExtractor
 from hpo_env.protocol import Task, TaskSampler
 from hpo_env.reward import RewardConfig
@@ -46,6 +47,8 @@ class HPOVecEnv(VecEnv):
         hparams: Sequence[str] | HyperparameterSpace = DEFAULT_HPARAMS,
         reward_config: RewardConfig | None = None,
         val_every_choices: Sequence[int] = DEFAULT_VAL_EVERY_CHOICES,
+        val_fraction: float = DEFAULT_VAL_FRACTION,
+        device: str | torch.device = "cpu",
         task: Task | str | None = None,
         distribution_kwargs: dict[str, Any] | None = None,
     ) -> None:
@@ -54,7 +57,13 @@ class HPOVecEnv(VecEnv):
         self.sampler = resolve_sampler(distribution, split=split, **(distribution_kwargs or {}))
         self.space = build_space(hparams)
         self.engine = EpisodeEngine(
-            self.sampler, self.space, num_envs, reward_config, val_every_choices
+            self.sampler,
+            self.space,
+            num_envs,
+            reward_config,
+            val_every_choices,
+            val_fraction=val_fraction,
+            device=device,
         )
         self.fixed_task = resolve_task(self.sampler, task) if task is not None else None
         self.split = split
@@ -162,6 +171,14 @@ def make_vec_env(num_envs: int, seed: int = 0, split: str = "train", **kwargs: A
     """An SB3 `VecEnv` of ``num_envs`` sub-environments that are one batched run.
 
     Keyword arguments go to `HPOVecEnv` (``distribution``, ``hparams``,
-    ``reward_config``, ``val_every_choices``, ``task``, ``distribution_kwargs``).
+    ``reward_config``, ``val_every_choices``, ``val_fraction``, ``device``, ``task``,
+    ``distribution_kwargs``). ``device`` (``cpu`` default, ``cuda``, ``cuda:N``,
+    ``auto``) is where the batched runs compute; observations and rewards are CPU
+    NumPy arrays whatever it is.
+
+    Example:
+        >>> env = make_vec_env(2, device="cpu")  # doctest: +SKIP
+        >>> env.engine.device  # doctest: +SKIP
+        device(type='cpu')
     """
     return HPOVecEnv(num_envs, seed=seed, split=split, **kwargs)

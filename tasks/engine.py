@@ -18,6 +18,7 @@ draw comes from a generator seeded by ``derive_seed(seeds[i], stream)``:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -86,6 +87,17 @@ class SupervisedSpec(Protocol):
     def initial_hparams(self, seed: int) -> dict[str, float]: ...
 
 
+def subsample_size(fraction: float, n: int) -> int:
+    """Examples in a ``fraction`` of a set of ``n``: ``ceil(fraction * n)``, at least 1.
+
+    Raises:
+        ValueError: unless 0 < fraction <= 1.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"a validation fraction must be in (0, 1], got {fraction=}")
+    return max(1, min(n, math.ceil(fraction * n)))
+
+
 def batched_loss(kind: str, output: Tensor, target: Tensor) -> Tensor:
     """Per-run mean loss [B] of ``output`` [B, n, out] against ``target`` [B, n(, m)]."""
     b, n = output.shape[0], output.shape[1]
@@ -140,26 +152,38 @@ class EpochSampler:
 class SupervisedBatchedRun:
     """B runs of one supervised task; implements `hpo_env.protocol.BatchedRun`.
 
+    All state (parameters, optimizer, data, minibatch order) lives on ``device``;
+    the random draws are made on the CPU and copied there, so a run is the same
+    on every device up to float rounding. What the protocol returns (statistics,
+    validation, hyperparameters) is on the CPU.
+
     Args:
         spec: The task (network, loss, optimizer, batch size, data and hparam draws).
         seeds: One non-negative integer per run.
+        device: Where the runs compute (a resolved device, see `hpo_env.device`).
     """
 
-    def __init__(self, spec: SupervisedSpec, seeds: Sequence[int]):
+    def __init__(
+        self, spec: SupervisedSpec, seeds: Sequence[int], device: torch.device | str = "cpu"
+    ):
         seeds = [int(s) for s in seeds]
         if not seeds:
             raise ValueError("a batched run needs at least one seed, got an empty sequence")
         self.spec = spec
         self.seeds = seeds
+        self.device = torch.device(device)
         b = len(seeds)
         self._n_params = n_params(spec.net)
-        self.theta = torch.zeros(b, self._n_params)
+        self.theta = torch.zeros(b, self._n_params, device=self.device)
         self._optimizer: BatchedOptimizer = make_batched_optimizer(
-            spec.optimizer, b, (self._n_params,)
+            spec.optimizer, b, (self._n_params,), device=self.device
         )
-        self._hparams = {name: torch.zeros(b, dtype=torch.float64) for name in SUPERVISED_HPARAMS}
-        self._prev_grad = torch.zeros(b, self._n_params)
-        self._has_prev_grad = torch.zeros(b, dtype=torch.bool)
+        self._hparams = {
+            name: torch.zeros(b, dtype=torch.float64, device=self.device)
+            for name in SUPERVISED_HPARAMS
+        }
+        self._prev_grad = torch.zeros(b, self._n_params, device=self.device)
+        self._has_prev_grad = torch.zeros(b, dtype=torch.bool, device=self.device)
         self._samplers: list[EpochSampler] = [None] * b  # type: ignore[list-item]
         self._pos = np.zeros(b, dtype=np.int64)
         self._data_ready = False
@@ -173,19 +197,24 @@ class SupervisedBatchedRun:
         if not self._data_ready:
             b = self.n_runs
             first = datas[0]
+            dev = self.device
             self._n_train = first.x_train.shape[0]
-            self._x_train = first.x_train.new_zeros(b, *first.x_train.shape)
-            self._y_train = first.y_train.new_zeros(b, *first.y_train.shape)
-            self._x_val = first.x_val.new_zeros(b, *first.x_val.shape)
-            self._y_val = first.y_val.new_zeros(b, *first.y_val.shape)
+            self._x_train = first.x_train.new_zeros(b, *first.x_train.shape, device=dev)
+            self._y_train = first.y_train.new_zeros(b, *first.y_train.shape, device=dev)
+            self._x_val = first.x_val.new_zeros(b, *first.x_val.shape, device=dev)
+            self._y_val = first.y_val.new_zeros(b, *first.y_val.shape, device=dev)
             sampler = EpochSampler(self._n_train, spec.batch_size, 0)
             self._epoch_len = sampler.n_batches * spec.batch_size
             # Each run's current epoch, pre-shuffled: a minibatch is then a slice (no copy)
             # whenever the runs sit at the same position, which is the common case.
-            self._x_epoch = first.x_train.new_zeros(b, self._epoch_len, *first.x_train.shape[1:])
-            self._y_epoch = first.y_train.new_zeros(b, self._epoch_len, *first.y_train.shape[1:])
-            self._row_offsets = (torch.arange(b) * self._epoch_len).unsqueeze(1)
-            self._batch_arange = torch.arange(spec.batch_size)
+            self._x_epoch = first.x_train.new_zeros(
+                b, self._epoch_len, *first.x_train.shape[1:], device=dev
+            )
+            self._y_epoch = first.y_train.new_zeros(
+                b, self._epoch_len, *first.y_train.shape[1:], device=dev
+            )
+            self._row_offsets = (torch.arange(b, device=dev) * self._epoch_len).unsqueeze(1)
+            self._batch_arange = torch.arange(spec.batch_size, device=dev)
             self._data_ready = True
         for i, seed, data in zip(indices, seeds, datas, strict=True):
             for name, store in (
@@ -216,8 +245,8 @@ class SupervisedBatchedRun:
 
     def _shuffle_epochs(self, indices: list[int]) -> None:
         """Start a new epoch for runs ``indices``: one gather for all of them."""
-        perms = torch.stack([self._samplers[i].epoch() for i in indices])
-        index = torch.tensor(indices)
+        perms = torch.stack([self._samplers[i].epoch() for i in indices]).to(self.device)
+        index = torch.tensor(indices, device=self.device)
         rows = (perms + (index * self._n_train).unsqueeze(1)).reshape(-1)
         x = self._x_train.view(-1, *self._x_train.shape[2:]).index_select(0, rows)
         y = self._y_train.view(-1, *self._y_train.shape[2:]).index_select(0, rows)
@@ -240,13 +269,13 @@ class SupervisedBatchedRun:
         return SUPERVISED_HPARAMS
 
     def get_hyperparameters(self) -> dict[str, Tensor]:
-        return {name: value.float() for name, value in self._hparams.items()}
+        return {name: value.float().cpu() for name, value in self._hparams.items()}
 
     def set_hyperparameters(self, values: Mapping[str, Tensor]) -> None:
         for name, value in values.items():
             if name not in self._hparams:
                 raise unknown_name_error("hyperparameter", name, SUPERVISED_HPARAMS)
-            tensor = torch.as_tensor(value, dtype=torch.float64).reshape(-1)
+            tensor = torch.as_tensor(value, dtype=torch.float64).reshape(-1).to(self.device)
             if tensor.shape[0] not in (1, self.n_runs):
                 raise ValueError(
                     f"{name} must have shape [{self.n_runs}] (one value per run), "
@@ -264,7 +293,8 @@ class SupervisedBatchedRun:
             x = self._x_epoch[:, first : first + bs]
             y = self._y_epoch[:, first : first + bs]
         else:  # runs reset mid-epoch sit at different positions
-            rows = torch.from_numpy(self._pos).unsqueeze(1) + self._batch_arange + self._row_offsets
+            pos = torch.from_numpy(self._pos).to(self.device)
+            rows = pos.unsqueeze(1) + self._batch_arange + self._row_offsets
             rows = rows.reshape(-1)
             b = self.n_runs
             x = self._x_epoch.view(-1, *self._x_epoch.shape[2:]).index_select(0, rows)
@@ -305,7 +335,7 @@ class SupervisedBatchedRun:
         if n_updates < 1:
             raise ValueError(f"n_updates must be >= 1, got {n_updates}")
         theta_start = self.theta.clone()
-        losses = torch.empty(n_updates, self.n_runs)
+        losses = torch.empty(n_updates, self.n_runs, device=self.device)
         grad = self._prev_grad
         for k in range(n_updates):
             losses[k], grad = self._update()
@@ -316,21 +346,55 @@ class SupervisedBatchedRun:
         self._prev_grad = grad
         self._has_prev_grad[:] = True
         update_ratio = (self.theta - theta_start).norm(dim=1) / (theta_start.norm(dim=1) + 1e-12)
+        # One stacked copy to the CPU (one device sync) for all [B] statistics.
+        summary = torch.stack(
+            (
+                losses.mean(0),
+                losses.std(0, correction=0),
+                losses[0],
+                grad_norm,
+                cosine,
+                update_ratio,
+            )
+        ).cpu()
         return StepStats(
-            train_loss=losses.mean(0),
-            train_loss_std=losses.std(0, correction=0),
-            train_loss_first=losses[0],
-            grad_norm=grad_norm,
-            grad_cosine=cosine,
-            update_ratio=update_ratio,
+            train_loss=summary[0],
+            train_loss_std=summary[1],
+            train_loss_first=summary[2],
+            grad_norm=summary[3],
+            grad_cosine=summary[4],
+            update_ratio=summary[5],
             n_updates=n_updates,
             hparams=self.get_hyperparameters(),
         )
 
+    def evaluate(self, fraction: float = 1.0) -> Tensor:
+        """Validation loss of every run, float32 [B] on the CPU.
+
+        Args:
+            fraction: Share of each run's validation set to use: its first
+                ``ceil(fraction * N_val)`` examples, a fixed random subsample (the set
+                is a random draw per run), the same at every call. 1.0 is the full set.
+        """
+        return self.evaluate_prefixes((fraction,))[0]
+
     @torch.no_grad()
-    def evaluate(self) -> Tensor:
-        out = self.spec.net.forward(split_params(self.spec.net, self.theta), self._x_val)
-        return batched_loss(self.spec.loss, out, self._y_val).float()
+    def evaluate_prefixes(self, fractions: Sequence[float]) -> Tensor:
+        """`evaluate` at several ``fractions`` from one forward pass, float32 [F, B] on the CPU.
+
+        The subsamples are nested prefixes of the validation set, so the largest
+        one's forward pass serves them all (e.g. the full set the controller sees
+        and the subsample the reward compares with, at the cost of the full set).
+        """
+        n_val = self._x_val.shape[1]
+        sizes = [subsample_size(f, n_val) for f in fractions]
+        largest = max(sizes)
+        params = split_params(self.spec.net, self.theta)
+        out = self.spec.net.forward(params, self._x_val[:, :largest])
+        losses = [
+            batched_loss(self.spec.loss, out[:, :n], self._y_val[:, :n]).float() for n in sizes
+        ]
+        return torch.stack(losses).cpu()
 
     def reset_runs(self, indices: Sequence[int], seeds: Sequence[int]) -> None:
         indices = [int(i) for i in indices]

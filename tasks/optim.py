@@ -73,8 +73,14 @@ class BatchedOptimizer(Protocol):
 class BatchedSGD:
     """SGD with momentum and (L2) weight decay, like ``torch.optim.SGD`` run by run."""
 
-    def __init__(self, n_runs: int, shape: Sequence[int], dtype: torch.dtype = torch.float32):
-        self.momentum_buffer = torch.zeros(n_runs, *shape, dtype=dtype)
+    def __init__(
+        self,
+        n_runs: int,
+        shape: Sequence[int],
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ):
+        self.momentum_buffer = torch.zeros(n_runs, *shape, dtype=dtype, device=device)
 
     def step(
         self, params: Tensor, grads: Tensor, lr: Tensor, momentum: Tensor, weight_decay: Tensor
@@ -119,11 +125,12 @@ class BatchedAdam:
         dtype: torch.dtype = torch.float32,
         *,
         decoupled_weight_decay: bool = False,
+        device: torch.device | str | None = None,
     ):
         self.decoupled_weight_decay = decoupled_weight_decay
-        self.exp_avg = torch.zeros(n_runs, *shape, dtype=dtype)
-        self.exp_avg_sq = torch.zeros(n_runs, *shape, dtype=dtype)
-        self.steps = torch.zeros(n_runs, dtype=torch.float64)
+        self.exp_avg = torch.zeros(n_runs, *shape, dtype=dtype, device=device)
+        self.exp_avg_sq = torch.zeros(n_runs, *shape, dtype=dtype, device=device)
+        self.steps = torch.zeros(n_runs, dtype=torch.float64, device=device)
 
     def step(
         self, params: Tensor, grads: Tensor, lr: Tensor, momentum: Tensor, weight_decay: Tensor
@@ -161,9 +168,15 @@ class BatchedRMSprop:
     ``torch.optim.RMSprop`` run by run; ``momentum`` is RMSprop's momentum (0 by default
     in torch, where the momentum buffer is neither used nor updated)."""
 
-    def __init__(self, n_runs: int, shape: Sequence[int], dtype: torch.dtype = torch.float32):
-        self.square_avg = torch.zeros(n_runs, *shape, dtype=dtype)
-        self.momentum_buffer = torch.zeros(n_runs, *shape, dtype=dtype)
+    def __init__(
+        self,
+        n_runs: int,
+        shape: Sequence[int],
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ):
+        self.square_avg = torch.zeros(n_runs, *shape, dtype=dtype, device=device)
+        self.momentum_buffer = torch.zeros(n_runs, *shape, dtype=dtype, device=device)
 
     def step(
         self, params: Tensor, grads: Tensor, lr: Tensor, momentum: Tensor, weight_decay: Tensor
@@ -193,15 +206,22 @@ class BatchedRMSprop:
 
 
 def make_batched_optimizer(
-    name: str, n_runs: int, shape: Sequence[int], dtype: torch.dtype = torch.float32
+    name: str,
+    n_runs: int,
+    shape: Sequence[int],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
 ) -> BatchedOptimizer:
-    """``"sgd"``, ``"adam"``, ``"adamw"`` or ``"rmsprop"`` for ``n_runs`` parameter tensors of ``shape``."""
+    """``"sgd"``, ``"adam"``, ``"adamw"`` or ``"rmsprop"`` for ``n_runs`` parameter tensors
+    of ``shape`` (state on ``device``, default CPU)."""
     if name == "sgd":
-        return BatchedSGD(n_runs, shape, dtype)
+        return BatchedSGD(n_runs, shape, dtype, device)
     if name in ("adam", "adamw"):
-        return BatchedAdam(n_runs, shape, dtype, decoupled_weight_decay=name == "adamw")
+        return BatchedAdam(
+            n_runs, shape, dtype, decoupled_weight_decay=name == "adamw", device=device
+        )
     if name == "rmsprop":
-        return BatchedRMSprop(n_runs, shape, dtype)
+        return BatchedRMSprop(n_runs, shape, dtype, device)
     raise ValueError(f"unknown optimizer {name!r}, expected one of {list(OPTIMIZERS)}")
 
 

@@ -43,11 +43,6 @@ class BenchmarkConfig:
     """Run seeds per task: ``eval_seeds(n_seeds, seed_offset)``, never used in meta-training."""
     seed_offset: int = BENCHMARK_SEED_OFFSET
     """Offset into the evaluation seeds (use another to get a disjoint evaluation set)."""
-    methods: tuple[str, ...] = ()
-    """Baselines from `agents.baselines.available_methods` to run; empty = all registered."""
-    plugins: tuple[str, ...] = ()
-    """Modules imported first, which may `agents.baselines.register_method` more methods
-    (e.g. Population Based Training over Ray Tune)."""
     grid_size: int = 19
     """Constant learning rates of the best-of-grid oracle (its compute multiple)."""
     grid_decades: tuple[float, float] = (-2.5, 2.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from agents.controllers.adaptive import HypergradientController, PlateauController
@@ -15,7 +15,7 @@ from agents.controllers.schedules import (
     ScheduleController,
     StepDecaySchedule,
 )
-from hpo_env.errors import unknown_name_error
+from hpo_env.errors import ConfigError, unknown_name_error
 
 ControllerFactory = Callable[[Any], Any]
 """``factory(task) -> Controller``; module-level so that it pickles (Ray workers)."""
@@ -43,9 +43,9 @@ class MethodSpec:
 
     def __post_init__(self) -> None:
         if (self.factory is None) == (self.runner is None):
-            raise ValueError(f"method {self.name!r} needs exactly one of factory or runner")
+            raise ConfigError(f"method {self.name!r} needs exactly one of factory or runner")
         if not (math.isfinite(self.compute_multiple) and self.compute_multiple > 0):
-            raise ValueError(f"compute_multiple must be > 0, got {self.compute_multiple!r}")
+            raise ConfigError(f"compute_multiple must be > 0, got {self.compute_multiple!r}")
 
 
 def make_constant_default(task: Any) -> ConstantController:
@@ -71,69 +71,42 @@ def make_hypergradient(task: Any) -> HypergradientController:
 RESERVED_METHODS = ("policy", "best_of_grid")
 """Names the protocol itself produces (the policy, and the grid oracle)."""
 
-_METHODS: dict[str, MethodSpec] = {}
+DEFAULT_METHODS: tuple[MethodSpec, ...] = (
+    MethodSpec(
+        "constant_default",
+        make_constant_default,
+        description="constant at the start values (task defaults; SB3-style lr and ent_coef on control tasks)",
+    ),
+    MethodSpec("cosine", make_cosine, description="half-cosine decay to 0 from the start lr"),
+    MethodSpec("step_decay", make_step_decay, description="x0.1 at 50% and 75% of the budget"),
+    MethodSpec(
+        "plateau", make_plateau, description="ReduceLROnPlateau(factor 0.5, patience 2) on validation"
+    ),
+    MethodSpec(
+        "hypergradient",
+        make_hypergradient,
+        description="multiplicative hypergradient descent on interval gradient cosines",
+    ),
+)
+"""The baselines of `run_benchmark` unless it is given others."""
 
 
-def register_method(
-    name: str,
-    factory: ControllerFactory | None = None,
-    *,
-    runner: MethodRunner | None = None,
-    compute_multiple: float = 1.0,
-    in_sweep: bool = True,
-    description: str = "",
-    overwrite: bool = False,
-) -> MethodSpec:
-    """Add a benchmark method (e.g. Population Based Training from `agents.ray_backend`).
+def select_methods(names: Sequence[str], available: Sequence[MethodSpec]) -> list[MethodSpec]:
+    """The methods called ``names`` among ``available`` (for the CLI's ``--methods``)."""
+    by_name = {m.name: m for m in available}
+    for name in names:
+        if name not in by_name:
+            raise unknown_name_error("method", name, by_name)
+    return [by_name[name] for name in names]
 
-    Args:
-        name: Label in reports; not one of `RESERVED_METHODS`.
-        factory: ``factory(task) -> Controller``, module-level (it is pickled to workers).
-        runner: Instead of a factory, ``runner(task, seeds, *, val_every,
-            initial_lr, initial_hparams) -> RolloutResult``.
-        compute_multiple: Compute relative to one run, shown in the report.
-        in_sweep: Include it in the robustness sweep.
-        description: One line for the report.
-        overwrite: Replace an existing method of that name.
-    """
-    if not isinstance(name, str) or not name or name in RESERVED_METHODS:
-        raise ValueError(
-            f"method name must be a non-empty string not in {RESERVED_METHODS}, got {name!r}"
+
+def check_methods(methods: Sequence[MethodSpec]) -> None:
+    """Distinct names, none reserved by the protocol."""
+    names = [m.name for m in methods]
+    bad = [n for n in names if n in RESERVED_METHODS]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if bad or dup:
+        raise ConfigError(
+            f"method names must be distinct and not in {RESERVED_METHODS}, got reserved {bad} "
+            f"and duplicated {dup}"
         )
-    if name in _METHODS and not overwrite:
-        raise ValueError(
-            f"method {name!r} is already registered; pass overwrite=True to replace it"
-        )
-    spec = MethodSpec(name, factory, runner, compute_multiple, in_sweep, description)
-    _METHODS[name] = spec
-    return spec
-
-
-def get_method(name: str) -> MethodSpec:
-    if name not in _METHODS:
-        raise unknown_name_error("method", name, _METHODS)
-    return _METHODS[name]
-
-
-def available_methods() -> list[str]:
-    """Registered method names, in registration order."""
-    return list(_METHODS)
-
-
-register_method(
-    "constant_default",
-    make_constant_default,
-    description="constant at the start values (task defaults; SB3-style lr and ent_coef on control tasks)",
-)
-register_method("cosine", make_cosine, description="half-cosine decay to 0 from the start lr")
-register_method("step_decay", make_step_decay, description="x0.1 at 50% and 75% of the budget")
-register_method(
-    "plateau", make_plateau, description="ReduceLROnPlateau(factor 0.5, patience 2) on validation"
-)
-register_method(
-    "hypergradient",
-    make_hypergradient,
-    description="multiplicative hypergradient descent on interval gradient cosines",
-)
-
-

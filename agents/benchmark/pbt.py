@@ -26,12 +26,11 @@ lowest objective at the end, with its lineage's full curve.
   each member trains ``control_steps // population_size`` intervals (at least
   one). The curves after a member's budget are NaN.
 
-As a benchmark plugin, importing this module registers the method ``pbt``
-(`DEFAULT_PBT`): ``hpo-rl benchmark --plugin agents.pbt``. Call
-`register_pbt_method` again to register other settings.
+As a benchmark method: ``run_benchmark(config, methods=[*DEFAULT_METHODS,
+pbt_method()])``, or ``hpo-rl benchmark --pbt on``.
 
 Example:
-    >>> from agents.pbt import PBTConfig, pbt_rollout
+    >>> from agents.benchmark.pbt import PBTConfig, pbt_rollout
     >>> result = pbt_rollout(task, seeds=[1, 2], config=PBTConfig(population_size=4))  # doctest: +SKIP
     >>> result.final_objective  # doctest: +SKIP
 """
@@ -54,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
+from agents.common.threads import configure_threads
 from agents.common.validation import check_field_types
 from hpo_env.errors import ConfigError
 from hpo_env.interval import run_interval
@@ -166,7 +166,7 @@ def _trainable_class() -> type:
         """One population member: one run of the task (B=1) and its lineage's history."""
 
         def setup(self, config: dict[str, Any]) -> None:
-            torch.set_num_threads(1)  # members share the machine's cores
+            configure_threads(1)  # members share the machine's cores
             task = config["task"]
             self.k = int(task.updates_per_step)
             self.reward_config = config.get("reward_config") or RewardConfig()
@@ -457,13 +457,6 @@ def pbt_rollout(
     )
 
 
-def pbt_final_objectives(
-    task: Any, seeds: Sequence[int], config: PBTConfig = DEFAULT_PBT
-) -> list[float]:
-    """Final objectives of PBT's best member per seed (see `pbt_rollout`)."""
-    return [float(v) for v in pbt_rollout(task, seeds, config).final_objective]
-
-
 # ----------------------------------------------------------------------------- benchmark hook
 
 
@@ -493,18 +486,16 @@ class PBTRunner:
         )
 
 
-def register_pbt_method(
-    config: PBTConfig = DEFAULT_PBT, name: str = "pbt", in_sweep: bool = False
-) -> Any:
-    """Register PBT with `agents.baselines.register_method` (replacing an earlier one).
+def pbt_method(config: PBTConfig = DEFAULT_PBT, name: str = "pbt", in_sweep: bool = False) -> Any:
+    """PBT as a benchmark method (`agents.benchmark.methods.MethodSpec`).
 
     Left out of the robustness sweep by default: each sweep start would cost
     another population per seed.
     """
-    from agents.benchmark.methods import register_method
+    from agents.benchmark.methods import MethodSpec
 
     spread = config.init_spread_decades
-    return register_method(
+    return MethodSpec(
         name,
         runner=PBTRunner(config),
         compute_multiple=config.compute_multiple(),
@@ -514,9 +505,4 @@ def register_pbt_method(
             f"start lr x 10^[-{spread:g}, {spread:g}], {config.accounting} accounting "
             f"({config.compute_multiple():g}x a run's compute)"
         ),
-        overwrite=True,
     )
-
-
-# Importing the module is the plugin contract (`agents.evaluation.import_plugins`).
-register_pbt_method()

@@ -75,7 +75,7 @@ def markdown_report(result: Mapping[str, Any]) -> str:
         "",
         "Ratio = final validation objective / the best-of-grid oracle's on the same task and seed "
         "(lower is better; IQM over all (task, seed) pairs, 95% stratified-bootstrap CI). "
-        "Win rate = fraction of pairs where the policy ends strictly lower (ties count half). "
+        "Win rate = fraction of pairs where the policy ends strictly lower (a tie is not a win; ties and losses are counted in the JSON). "
         f"Robust = fraction of robustness-sweep runs ending within {factor}x of the oracle.",
         "",
         "| Method | Compute | IQM ratio [95% CI] | Median ratio | Policy wins vs it [95% CI] "
@@ -197,10 +197,21 @@ def _as_float(values: Sequence[Any]) -> list[float]:
     return [float("nan") if v is None else float(v) for v in values]
 
 
+MAX_PANEL_COLUMNS = 4
+"""Task panels per row of the schedule and loss figures."""
+
+
 def make_figures(
-    result: Mapping[str, Any], out_dir: str | os.PathLike[str], n_tasks: int = 2
+    result: Mapping[str, Any], out_dir: str | os.PathLike[str], n_tasks: int | None = None
 ) -> list[Path]:
-    """Write `FIGURES` into ``out_dir``; returns their paths."""
+    """Write `FIGURES` into ``out_dir``; returns their paths.
+
+    Args:
+        result: `run_benchmark` output.
+        out_dir: Folder for the PNGs.
+        n_tasks: Draw the schedule and loss panels of the first ``n_tasks`` tasks
+            only (the figure's title then says which subset); None draws every task.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -209,16 +220,29 @@ def make_figures(
     out = Path(out_dir)
     summary, records = result["summary"], result["records"]
     methods = summary["methods"]
-    tasks = summary["task_names"][:n_tasks]
+    all_tasks = list(summary["task_names"])
+    tasks = all_tasks if n_tasks is None else all_tasks[:n_tasks]
+    scope = (
+        f"all {len(all_tasks)} tasks"
+        if len(tasks) == len(all_tasks)
+        else f"{len(tasks)} of {len(all_tasks)} tasks (the first in results.json)"
+    )
     order = [m for m in method_order(methods) if m != "best_of_grid"]
     paths = []
+    n_cols = max(1, min(MAX_PANEL_COLUMNS, len(tasks)))
+    n_rows = max(1, math.ceil(len(tasks) / n_cols))
 
     for filename, key, ylabel in (
         ("lr_schedules.png", "lr", "learning rate"),
         ("loss_curves.png", "val", "validation objective"),
     ):
-        fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
-        for ax, task in zip(axes[0], tasks):
+        fig, axes = plt.subplots(
+            n_rows, n_cols, figsize=(4.5 * n_cols, 3.4 * n_rows + 0.6), squeeze=False
+        )
+        fig.suptitle(f"{ylabel} per decision, first seed: {scope}", fontsize=11)
+        for ax in axes.flat[len(tasks) :]:
+            ax.set_visible(False)
+        for ax, task in zip(axes.flat, tasks):
             runs = dict(_main_records(records, task))
             oracle = _oracle_record(records, task, summary["tasks"][task]["oracle_lr"])
             if oracle is not None:
@@ -239,10 +263,10 @@ def make_figures(
                     style = {"linestyle": "--", "color": "grey"}
                 ax.plot(range(1, len(values[0]) + 1), _as_float(values[0]), label=label, **style)
             ax.set_yscale("log")
-            ax.set_title(f"{task}, first seed", fontsize=10)
+            ax.set_title(task, fontsize=9)
             ax.set_xlabel("decision")
             ax.set_ylabel(ylabel)
-        axes[0][0].legend(fontsize=8)
+        axes[0][0].legend(fontsize=7)
         fig.tight_layout()
         _save(fig, out / filename)
         plt.close(fig)
@@ -260,7 +284,7 @@ def make_figures(
     ax.axhline(0.8, color="tab:green", linestyle="--", label="target vs constant (80%)")
     ax.axhline(0.6, color="tab:orange", linestyle="--", label="target vs cosine (60%)")
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("policy win rate (ties = 1/2)")
+    ax.set_ylabel("policy strict win rate (ties are not wins)")
     ax.set_title("Policy vs each baseline on held-out (task, seed) pairs")
     ax.legend(fontsize=8)
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")

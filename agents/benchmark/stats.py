@@ -16,17 +16,18 @@ def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.asarray(kept.mean(axis=axis))
 
 
-def win_scores(policy: np.ndarray, baseline: np.ndarray) -> np.ndarray:
-    """1 where the policy's final objective is strictly lower, 0.5 on ties, 0 otherwise."""
+def strict_wins(policy: np.ndarray, baseline: np.ndarray, rtol: float | None = None) -> np.ndarray:
+    """1.0 where the policy's final objective is strictly lower (beyond `TIE_RTOL`), else 0.0.
+
+    A tie is not half a win: ties and losses both score 0 here, and
+    `strict_win_tie_loss` reports the three counts apart.
+    """
     policy, baseline = np.asarray(policy, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
     if policy.shape != baseline.shape:
         raise ValueError(f"expected equal shapes, got {policy.shape} and {baseline.shape}")
-    return np.where(policy < baseline, 1.0, np.where(policy == baseline, 0.5, 0.0))
-
-
-def win_rate(policy: np.ndarray, baseline: np.ndarray) -> float:
-    """Fraction of (task, seed) pairs where the policy ends lower (ties count half)."""
-    return float(win_scores(policy, baseline).mean())
+    rtol = TIE_RTOL if rtol is None else rtol
+    tie = np.abs(policy - baseline) <= rtol * np.maximum(np.abs(policy), np.abs(baseline))
+    return np.where(~tie & (policy < baseline), 1.0, 0.0)
 
 
 def bootstrap_ci(
@@ -66,5 +67,101 @@ def bootstrap_ci(
     return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
 
 
+TIE_RTOL = 1e-9
+"""Two final objectives tie when they differ by at most this relative amount."""
 
 
+def _paired(policy: np.ndarray, baseline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from hpo_env.errors import ConfigError
+
+    policy, baseline = np.asarray(policy, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
+    if policy.shape != baseline.shape or policy.size == 0:
+        raise ConfigError(
+            f"expected two non-empty arrays of equal shape (one value per task and seed), "
+            f"got {policy.shape} and {baseline.shape}"
+        )
+    if not (np.isfinite(policy).all() and np.isfinite(baseline).all()):
+        raise ConfigError(
+            "expected finite objectives; map a diverged run to a finite penalty first "
+            "(the transfer loop uses first_val * 100)"
+        )
+    return policy, baseline
+
+
+def strict_win_tie_loss(
+    policy: np.ndarray, baseline: np.ndarray, rtol: float = TIE_RTOL
+) -> dict[str, int]:
+    """Counts of pairs the policy wins (strictly lower), ties, and loses.
+
+    A tie is ``|p - b| <= rtol * max(|p|, |b|)`` and is *not* half a win: the
+    three counts are reported apart (unlike `win_scores`).
+
+    Example:
+        >>> strict_win_tie_loss(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 1.0]))
+        {'wins': 1, 'ties': 1, 'losses': 1, 'n': 3}
+    """
+    policy, baseline = _paired(policy, baseline)
+    tie = np.abs(policy - baseline) <= rtol * np.maximum(np.abs(policy), np.abs(baseline))
+    wins = int(np.sum(~tie & (policy < baseline)))
+    ties = int(np.sum(tie))
+    return {
+        "wins": wins,
+        "ties": ties,
+        "losses": int(policy.size) - wins - ties,
+        "n": int(policy.size),
+    }
+
+
+def stratified_bootstrap_ci(
+    table: np.ndarray,
+    statistic: Any = iqm,
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI with seeds resampled *within* each task (rliable's
+    ``StratifiedBootstrap``: the task set is fixed, each task keeps its seed count).
+
+    Args:
+        table: [n_tasks, n_seeds] values (e.g. policy / baseline ratios).
+        statistic: A numpy reduction taking ``axis`` (`iqm`, ``np.median``, ``np.mean``),
+            applied to each resample's flattened values.
+        n_boot: Number of resamples.
+        seed: Seed of the numpy generator.
+        confidence: Coverage of the interval.
+    """
+    from hpo_env.errors import ConfigError
+
+    table = np.asarray(table, dtype=np.float64)
+    if table.ndim != 2 or table.size == 0:
+        raise ConfigError(f"expected a non-empty [tasks, seeds] table, got shape {table.shape}")
+    if not 0 < confidence < 1 or n_boot < 1:
+        raise ConfigError(
+            f"expected 0 < confidence < 1 and n_boot >= 1, got {confidence=}, {n_boot=}"
+        )
+    rng = np.random.default_rng(seed)
+    n_tasks, n_seeds = table.shape
+    seed_idx = rng.integers(0, n_seeds, size=(n_boot, n_tasks, n_seeds))
+    samples = table[np.arange(n_tasks)[None, :, None], seed_idx].reshape(n_boot, -1)
+    stats = np.asarray(statistic(samples, axis=-1), dtype=np.float64)
+    alpha = (1.0 - confidence) / 2.0
+    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
+
+
+def ratio_summary(
+    policy: np.ndarray, baseline: np.ndarray, n_boot: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """Strict win/tie/loss counts and the IQM of ``policy / baseline`` with a
+    stratified bootstrap 95% CI, over [tasks, seeds] tables of final objectives."""
+    policy, baseline = _paired(policy, baseline)
+    if policy.ndim != 2:
+        raise ValueError(f"expected [tasks, seeds] tables, got shape {policy.shape}")
+    ratios = policy / baseline
+    counts = strict_win_tie_loss(policy, baseline)
+    return {
+        **counts,
+        "win_rate": counts["wins"] / counts["n"],
+        "iqm_ratio": float(iqm(ratios.ravel())),
+        "iqm_ratio_ci": list(stratified_bootstrap_ci(ratios, iqm, n_boot=n_boot, seed=seed)),
+        "median_ratio": float(np.median(ratios)),
+    }

@@ -7,6 +7,8 @@ import argparse
 import importlib
 from typing import Any
 
+from hpo_env.errors import ConfigError
+
 BENCHMARKS = {
     "engine": (
         "agents.perf.engine",
@@ -31,16 +33,35 @@ BENCHMARKS = {
 }
 
 
+COMMAND = "bench"
+SUMMARY = "speed benchmarks (ratios measured side by side)"
+
+
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("bench", help="speed benchmarks (ratios measured side by side)")
+    parser = subparsers.add_parser(COMMAND, help=SUMMARY)
     parser.add_argument("which", choices=sorted(BENCHMARKS), help="which benchmark to run")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (seconds, for CI)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the sampled tasks")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="engine only: where batched runs compute (cpu, cuda, cuda:N, auto)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     module_name, func_name, _ = BENCHMARKS[args.which]
+    kwargs: dict[str, Any] = {"quick": args.quick, "seed": args.seed}
+    if args.which == "engine":
+        from agents.train.config import PRESETS
+
+        kwargs.update(device=args.device, presets=PRESETS)
+    elif args.device != "cpu":
+        raise ConfigError(
+            f"--device applies to `hpo-rl bench engine` only, got --device {args.device!r} "
+            f"for `bench {args.which}`"
+        )
     func = getattr(importlib.import_module(module_name), func_name)
-    func(quick=args.quick, seed=args.seed)
+    func(**kwargs)
     return 0

@@ -23,14 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from agents.benchmark.config import FULL_BENCHMARK, QUICK_BENCHMARK, BenchmarkConfig
+from agents.common.tracking import MODES as WANDB_MODES
 
-WANDB_MODES = ("disabled", "offline", "online")
+COMMAND = "benchmark"
+SUMMARY = "the policy vs baselines on held-out tasks and seeds (tables, figures, targets)"
+DEFAULT_WANDB_MODE = "offline"
+"""As ``train`` and ``schedule``: no account needed, ``wandb sync`` later."""
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "benchmark",
-        help="the policy vs baselines on held-out tasks and seeds (tables, figures, targets)",
+        COMMAND,
+        help=SUMMARY,
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     parser.add_argument(
@@ -53,21 +57,17 @@ def register(subparsers: Any) -> None:
         "--tasks", nargs="+", default=None, help="task names (default: every held-out task)"
     )
     parser.add_argument(
-        "--methods", nargs="+", default=None, help="baselines to run (default: all registered)"
-    )
-    parser.add_argument(
-        "--plugin",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import MODULE first; it may register more methods (e.g. PBT); repeatable",
+        "--methods",
+        nargs="+",
+        default=None,
+        help="baselines to run (default: constant_default cosine step_decay plateau hypergradient)",
     )
     parser.add_argument(
         "--pbt",
         choices=("auto", "on", "off"),
         default="auto",
-        help="add the Population Based Training baseline (Ray Tune, 4x compute; plugin "
-        "agents.pbt). auto: in --quick mode when the ray extra is installed (default: auto)",
+        help="add the Population Based Training baseline (Ray Tune, 4x compute). "
+        "auto: in --quick mode when the ray extra is installed (default: auto)",
     )
     parser.add_argument(
         "--val-every", type=int, default=None, help="validation cadence seen by controllers"
@@ -75,8 +75,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--wandb-mode",
         choices=WANDB_MODES,
-        default="disabled",
-        help="log to W&B (default: disabled)",
+        default=DEFAULT_WANDB_MODE,
+        help="Weights & Biases mode; offline needs no account (``wandb sync`` later) "
+        f"(default: {DEFAULT_WANDB_MODE})",
     )
     parser.add_argument(
         "--backend", choices=("local", "ray"), default="local", help="where work items run"
@@ -90,8 +91,6 @@ def register(subparsers: Any) -> None:
     )
     parser.set_defaults(func=run)
 
-
-PBT_PLUGIN = "agents.benchmark.pbt"
 
 
 def wants_pbt(choice: str, quick: bool) -> bool:
@@ -112,19 +111,30 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         overrides["n_seeds"] = args.seeds
     if args.tasks:
         overrides["tasks"] = tuple(args.tasks)
-    if args.methods:
-        overrides["methods"] = tuple(args.methods)
-    plugins = list(args.plugin)
-    if wants_pbt(args.pbt, args.quick) and PBT_PLUGIN not in plugins:
-        plugins.append(PBT_PLUGIN)
-    if plugins:
-        overrides["plugins"] = tuple(plugins)
     if args.val_every is not None:
         overrides["val_every"] = args.val_every
     return dataclasses.replace(base, **overrides)
 
 
+def methods_from_args(args: argparse.Namespace) -> list[Any]:
+    """The baselines named on the command line (the names map to objects here, at the edge)."""
+    from agents.benchmark.methods import DEFAULT_METHODS, select_methods
+
+    methods = select_methods(args.methods, DEFAULT_METHODS) if args.methods else list(DEFAULT_METHODS)
+    if wants_pbt(args.pbt, args.quick):
+        from agents.benchmark.pbt import pbt_method
+
+        methods.append(pbt_method())
+    return methods
+
+
 def run(args: argparse.Namespace) -> int:
+    from agents.common.extras import require_extras
+
+    require_extras(
+        "hpo-rl benchmark",
+        {"sklearn": "train", "tqdm": "train", "stable_baselines3": "train", "matplotlib": "plot"},
+    )
     config = config_from_args(args)
     out = Path(args.out or ("runs/benchmark-quick" if args.quick else "runs/benchmark"))
     result = run_and_report(
@@ -133,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=out,
         wandb_mode=args.wandb_mode,
         progress=not args.no_progress,
+        methods=methods_from_args(args),
     )
     not_met = [t for t in result["summary"]["targets"] if t["status"] != "MET"]
     return 1 if args.strict and not_met else 0
@@ -142,10 +153,11 @@ def run_and_report(
     config: BenchmarkConfig,
     policy: Any = "default",
     out_dir: str | Path = "runs/benchmark",
-    wandb_mode: str = "disabled",
+    wandb_mode: str = DEFAULT_WANDB_MODE,
     tasks: Sequence[Any] | None = None,
     progress: bool = True,
     stream: Any = None,
+    methods: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark, write the report files, print the summary, log to W&B.
 
@@ -153,10 +165,12 @@ def run_and_report(
         config: The protocol (`FULL_BENCHMARK`, `QUICK_BENCHMARK` or your own).
         policy: Bundle name or path, or a policy object.
         out_dir: Folder for results.json, results.md and the figures.
-        wandb_mode: ``disabled`` (default), ``offline`` or ``online``.
+        wandb_mode: ``offline`` (default), ``online`` or ``disabled``.
         tasks: Task objects instead of ``config.tasks``.
         progress: Show a progress bar.
         stream: Where to print (default stdout).
+        methods: Baselines as `agents.benchmark.methods.MethodSpec` objects (default: the
+            protocol's `DEFAULT_METHODS`).
 
     Returns:
         The `run_benchmark` result, plus ``"files"``: name -> path written.
@@ -169,17 +183,26 @@ def run_and_report(
 
         raise unknown_name_error("wandb mode", wandb_mode, list(WANDB_MODES))
     stream = stream or sys.stdout
-    result = run_benchmark(config, policy=policy, tasks=tasks, progress=progress)
+    from agents.benchmark.methods import DEFAULT_METHODS
+
+    result = run_benchmark(
+        config,
+        policy=policy,
+        tasks=tasks,
+        progress=progress,
+        methods=DEFAULT_METHODS if methods is None else methods,
+    )
     files = write_report(result, out_dir)
     print(markdown_report(result).split("## Targets")[0].rstrip(), file=stream)
     print("\nTargets:", file=stream)
     print(format_targets(result["summary"]), file=stream)
+    if wandb_mode != "disabled":
+        log_to_wandb(result, files, out_dir, wandb_mode)
+    # The result line comes last: nothing (wandb included) prints after it.
     print(
         f"\nwrote {', '.join(str(p) for p in files.values())} ({result['wall_s']:.0f} s)",
         file=stream,
     )
-    if wandb_mode != "disabled":
-        log_to_wandb(result, files, out_dir, wandb_mode)
     result["files"] = {name: str(path) for name, path in files.items()}
     return result
 

@@ -13,14 +13,10 @@ schedule on a log axis) and prints one line::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import math
 import os
-from collections.abc import Iterator
 from typing import Any, Literal
-
-import torch
 
 from agents.common.files import atomic_savefig
 from agents.common.validation import (
@@ -60,17 +56,25 @@ class ScheduleConfig:
             raise ConfigError(f"val_every must be >= 0 (0: only at the end), got {self.val_every=}")
 
 
+COMMAND = "schedule"
+SUMMARY = "run the tuning policy on a task's plain torch twin next to a constant learning rate"
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "schedule",
-        help="run the tuning policy on a task's plain torch twin next to a constant learning rate",
+        COMMAND,
+        help=SUMMARY,
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    add_config_arguments(parser, ScheduleConfig, ScheduleConfig())
+    add_config_arguments(parser, ScheduleConfig, ScheduleConfig(), default_label="default")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from agents.common.extras import require_extras
+
+    # The tasks' data (scikit-learn's digits) and the comparison's figure.
+    require_extras("hpo-rl schedule", {"sklearn": "train", "matplotlib": "plot"})
     config = apply_overrides(ScheduleConfig(), overrides_from_args(args, ScheduleConfig))
     result = run_schedule(config)
     print(result["summary"])
@@ -128,7 +132,8 @@ def _train(
             val_steps.append(step + 1)
             val_losses.append(val)
         if sched is not None:
-            sched.step(value, val_loss=val)
+            # The update count is the wandb step: rows line up with the run's own.
+            sched.step(value, val_loss=val, step=step + 1)
     if sched is not None:
         sched.close()
     return {"train": train_losses, "lr": lrs, "val_steps": val_steps, "val": val_losses}
@@ -186,20 +191,12 @@ def run_schedule(config: ScheduleConfig) -> dict[str, Any]:
 
     task = _supervised_task(config.task)
     policy = TuningPolicy.load(config.policy)
-    with single_thread():
+    from agents.common.threads import torch_threads
+
+    with torch_threads(1):
         return _compare(config, task, policy, Tracker)
 
 
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """One torch intra-op thread for the duration: the twins' ops are tiny, and on a
-    busy 2-core machine a second thread spin-waiting made them ~20x slower (measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _compare(config: ScheduleConfig, task: Any, policy: Any, tracker_cls: Any) -> dict[str, Any]:

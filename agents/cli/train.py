@@ -15,14 +15,17 @@ import sys
 from typing import Any
 
 from agents.common.validation import add_config_arguments, overrides_from_args
-from agents.train.config import PRESETS, TrainConfig, get_preset
-from hpo_env.errors import unknown_name_error
+
+COMMAND = "train"
+SUMMARY = "meta-train a tuning policy with PPO across a task distribution"
 
 
 def register(subparsers: Any) -> None:
+    from agents.train.config import PRESETS, TrainConfig
+
     parser = subparsers.add_parser(
-        "train",
-        help="meta-train a tuning policy with PPO across a task distribution",
+        COMMAND,
+        help=SUMMARY,
         description=(
             "Meta-train a hyperparameter-control policy with PPO. Writes OUT_DIR/config.json, "
             "OUT_DIR/checkpoints/, OUT_DIR/eval.jsonl and the policy bundle OUT_DIR/bundle/. "
@@ -41,19 +44,29 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         default=None,
         help="continue the run in DIR from its last checkpoint (its config.json is reused; "
-        "only --total-timesteps, --wandb-mode, --wandb-name and --progress-bar may change)",
+        "only --total-timesteps, --wandb-mode, --wandb-name, --progress-bar and --device may change)",
     )
     add_config_arguments(parser, TrainConfig, defaults=PRESETS["default"])
     parser.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def config_from_args(args: argparse.Namespace) -> Any:
+    from agents.train.config import PRESETS, TrainConfig, get_preset
+    from hpo_env.errors import unknown_name_error
+
     if args.preset not in PRESETS:
         raise unknown_name_error("preset", args.preset, list(PRESETS))
     return get_preset(args.preset, **overrides_from_args(args, TrainConfig))
 
 
 def run(args: argparse.Namespace) -> int:
+    from agents.common.extras import require_extras
+
+    require_extras(
+        "hpo-rl train",
+        {"stable_baselines3": "train", "sklearn": "train", "tqdm": "train"},
+    )
+    from agents.train.config import PRESETS, TrainConfig
     from agents.train.trainer import train
 
     command = " ".join(sys.argv)
@@ -77,11 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     subcommand modules; errors are reported like the ``hpo-rl`` CLI does.
     """
 
-    from agents.cli import configure_threads, run_command
+    from agents.cli import add_verbose_flag, run_command
 
-    configure_threads()
     parser = argparse.ArgumentParser(prog="hpo-rl")
-    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    register(subparsers)
+    add_verbose_flag(subparsers.choices["train"])
     return run_command(parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)]))
 
 

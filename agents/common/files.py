@@ -1,12 +1,14 @@
-"""Atomic file writes: a crash or a kill mid-write leaves the previous file intact."""
+"""Atomic file writes (a crash or a kill mid-write leaves the previous file intact) and
+the one JSON sanitiser."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +64,20 @@ def atomic_savefig(fig: Any, path: str | os.PathLike[str], **savefig_kwargs: Any
     """Save a matplotlib figure atomically (format from the file suffix, PNG by default)."""
     fmt = Path(path).suffix.lstrip(".") or "png"
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, **savefig_kwargs))
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as strict JSON data, recursively: NaN/inf floats become None, tuples
+    lists, numpy/torch scalars and arrays Python numbers and lists, and any other
+    object its ``repr`` (so metadata of any kind can be recorded)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy / torch
+        return json_safe(value.tolist())
+    return repr(value)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
 import tempfile
 import urllib.parse
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 MODES = ("online", "offline", "disabled")
+RUN_ID_FILE = "wandb_run_id"
+"""File in a run directory holding the wandb run id, so a resumed run continues it."""
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 REACHABILITY_TIMEOUT_S = 3.0
 """How long an online start waits for a TCP connection to the server before
@@ -84,6 +87,26 @@ def _server_reachable(base_url: str, timeout: float = REACHABILITY_TIMEOUT_S) ->
             return None
     except OSError as exc:
         return f"cannot reach {host}:{port} ({exc})"
+
+
+def persistent_run_id(run_dir: str | os.PathLike[str]) -> str:
+    """The wandb run id of ``run_dir``: the one stored there, or a new one stored now.
+
+    Written before wandb starts, so a run killed at any moment resumes under the
+    same id (``wandb.init(id=..., resume="allow")``); offline runs of one id
+    then sync into one online run.
+    """
+    from agents.common.files import atomic_write_text
+
+    path = Path(run_dir) / RUN_ID_FILE
+    with contextlib.suppress(OSError):
+        stored = path.read_text().strip()
+        if stored.isalnum():
+            return stored
+    run_id = secrets.token_hex(4)  # wandb's own ids are 8 lowercase alphanumerics too
+    with contextlib.suppress(OSError):  # an unwritable dir: tracking degrades later anyway
+        atomic_write_text(path, run_id + "\n")
+    return run_id
 
 
 class Tracker:
@@ -142,7 +165,8 @@ class Tracker:
             project: wandb project.
             dir: parent of the ``wandb/`` directory the run writes.
             name: run name (None: wandb picks one).
-            **init_kwargs: passed to ``wandb.init`` (e.g. ``group``, ``tags``).
+            **init_kwargs: passed to ``wandb.init`` (e.g. ``group``, ``tags``; ``id``
+                with ``resume="allow"`` to continue a run, see `persistent_run_id`).
         """
         _check_mode(mode)
         self.dir = Path(dir)
@@ -189,7 +213,10 @@ class Tracker:
     ) -> str | None:
         try:
             import wandb
-
+        except ModuleNotFoundError:
+            self.run = None
+            return 'wandb is not installed (pip install "hpo-rl[train]")'
+        try:
             settings = wandb.Settings(
                 console="off",  # leave stdout/stderr (and the progress bar) alone
                 init_timeout=60,
@@ -237,10 +264,6 @@ class Tracker:
         if self.run is None or not metrics:
             return
         self._call("log", self.run.log, dict(metrics), step=step)
-
-    def update_config(self, values: Mapping[str, Any]) -> None:
-        if self.run is not None:
-            self._call("config update", self.run.config.update, dict(values), allow_val_change=True)
 
     def summary(self, values: Mapping[str, Any]) -> None:
         """Set run summary values (the numbers shown in the runs table)."""
@@ -312,15 +335,26 @@ class Tracker:
 # -- helpers for user-supplied runs (no wandb import needed by callers) -----------
 
 
-def log_to_run(run: Any, metrics: Mapping[str, Any], step: int | None = None) -> bool:
-    """``run.log(metrics, step=step)`` that never raises; returns whether it worked.
+def _log_kwargs(step: int | None, commit: bool | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"step": step}
+    if commit is not None:  # only when asked: wandb's own default otherwise
+        kwargs["commit"] = commit
+    return kwargs
 
-    ``run`` may be None (nothing is logged).
+
+def log_to_run(
+    run: Any, metrics: Mapping[str, Any], step: int | None = None, commit: bool | None = None
+) -> bool:
+    """``run.log(metrics, step=step, commit=commit)`` that never raises; returns whether it worked.
+
+    ``run`` may be None (nothing is logged). ``commit=False`` adds the metrics to
+    the run's current row without creating a step (they are written with the
+    caller's next committed ``log``, or when the run finishes).
     """
     if run is None or not metrics:
         return False
     try:
-        run.log(dict(metrics), step=step)
+        run.log(dict(metrics), **_log_kwargs(step, commit))
     except Exception as exc:
         warnings.warn(
             f"wandb tracking: log failed ({type(exc).__name__}: {exc})",
@@ -353,6 +387,7 @@ def line_plot(
     title: str = "",
     xname: str = "x",
     step: int | None = None,
+    commit: bool | None = None,
 ) -> bool:
     """A line plot on ``run``: one line (``ys`` a sequence) or several (a mapping
     of line name to values). Never raises; returns whether it worked."""
@@ -369,7 +404,7 @@ def line_plot(
         else:
             table = wandb.Table(data=[[x, y] for x, y in zip(xs, ys)], columns=[xname, key])
             plot = wandb.plot.line(table, xname, key, title=title)
-        run.log({key: plot}, step=step)
+        run.log({key: plot}, **_log_kwargs(step, commit))
     except Exception as exc:
         warnings.warn(
             f"wandb tracking: line plot failed ({type(exc).__name__}: {exc})",

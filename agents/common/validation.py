@@ -117,21 +117,34 @@ def _parse_bool(text: str) -> bool:
 
 
 def add_config_arguments(
-    parser: argparse.ArgumentParser, cls: type, defaults: Any | None = None
+    parser: argparse.ArgumentParser,
+    cls: type,
+    defaults: Any | None = None,
+    default_label: str = "preset",
 ) -> None:
     """One ``--field-name`` option per field; values left unset are not reported.
 
     Tuples take several values (``--seeds 1 2 3``); booleans take true/false.
+
+    Args:
+        parser: The (sub)command's parser.
+        cls: The config dataclass.
+        defaults: The instance whose values the help shows.
+        default_label: What those values are called in the help: ``"preset"`` for a
+            command with presets (``train``), ``"default"`` for one without.
     """
     docs = field_docs(cls)
     hints = _resolved_types(cls)
-    group = parser.add_argument_group(f"{cls.__name__} fields (override the preset)")
+    title = f"{cls.__name__} fields" + (
+        " (override the preset)" if default_label == "preset" else ""
+    )
+    group = parser.add_argument_group(title)
     for field in dataclasses.fields(cls):
         tp, optional = _base_type(hints[field.name])
         default = getattr(defaults, field.name) if defaults is not None else None
         help_text = docs.get(field.name, "")
         if defaults is not None:
-            help_text += f" (preset: {default!r})"
+            help_text += f" ({default_label}: {default!r})"
         kwargs: dict[str, Any] = {
             "dest": field.name,
             "default": argparse.SUPPRESS,

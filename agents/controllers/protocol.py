@@ -54,9 +54,11 @@ class Controller(Protocol):
 
 
 class PolicyLike(Protocol):
-    """The surface of `agents.policy.TuningPolicy` that evaluation uses."""
+    """What a controller, a scheduler or a callback needs from a tuning policy
+    (`agents.policy.TuningPolicy` has it; ``metadata`` may be empty)."""
 
     space: HyperparameterSpace
+    metadata: Mapping[str, Any]
 
     def feature_extractor(self, n_runs: int) -> FeatureExtractor: ...
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from agents.common.files import json_safe
 from agents.controllers.protocol import Controller, RolloutContext
 from hpo_env.interval import run_interval, validation_seen
 from hpo_env.protocol import Task
@@ -78,25 +79,7 @@ class RolloutResult:
             "diverged": self.diverged.astype(bool).tolist(),
             "diverged_at": self.diverged_at.astype(int).tolist(),
         }
-        return _nan_to_none(out)
-
-
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, list):
-        return [_nan_to_none(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    return value
-
-
-def task_default_hparams(task: Task) -> dict[str, float] | None:
-    """``task.default_hparams()`` if the task defines it, else None."""
-    method = getattr(task, "default_hparams", None)
-    if method is None:
-        return None
-    return {str(k): float(v) for k, v in dict(method()).items()}
+        return json_safe(out)
 
 
 def rollout(

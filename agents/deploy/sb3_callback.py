@@ -1,8 +1,8 @@
 """`TuningCallback`: a deployed tuning policy controlling a stable-baselines3 run.
 
-It schedules the learning rate and the entropy coefficient of an on-policy
-run (PPO, A2C) from that run's own statistics, following the conventions of
-the control task family the policy was meta-trained on (`tasks.control`):
+It schedules the learning rate and the entropy coefficient of an actor-critic
+run (PPO, A2C, SAC) from that run's own statistics, following the conventions
+of the control task family the policy was meta-trained on (`tasks.control`):
 
 - one *update* is one rollout followed by ``model.train()``; a decision comes
   before the first update and after every ``control_interval`` updates;
@@ -16,10 +16,19 @@ the control task family the policy was meta-trained on (`tasks.control`):
   ``train()``; ``update_ratio`` compares the actor's parameters around the
   interval's updates; progress is ``num_timesteps / total_timesteps``.
 
-SB3 re-applies ``lr_schedule(progress)`` to its optimizer at every ``train()``
-and reads ``ent_coef`` directly, so the callback replaces ``model.lr_schedule``
-with a `ControlledValue` and sets ``model.ent_coef``; it never edits the
-optimizer itself.
+SB3 re-applies ``lr_schedule(progress)`` to its optimizers at every ``train()``
+and reads the entropy coefficient directly (PPO / A2C: ``model.ent_coef``; SAC
+with a fixed coefficient: its own tensor ``model.ent_coef_tensor``), so the
+callback replaces ``model.lr_schedule`` with a `ControlledValue` and writes the
+coefficient where the algorithm reads it; it never edits an optimizer itself.
+
+What it will not control, it refuses in one line or leaves alone:
+
+- an algorithm without an entropy coefficient (DQN, TD3, DDPG) or SAC with
+  ``ent_coef="auto"`` (SAC tunes it itself): `ConfigError` at ``learn()``;
+- an entropy coefficient of 0 (PPO's and A2C's default) lies outside the
+  policy's log-scale range: it stays 0 (one warning) and the policy controls
+  the learning rate alone.
 
 Differences from meta-training worth knowing: the gradient SB3 leaves in
 ``.grad`` is that of the last minibatch's full loss (policy gradient plus the
@@ -37,20 +46,27 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
 
+from agents.common.extras import require
+from agents.controllers.protocol import PolicyLike
 from agents.deploy.run_stats import StatsTracker
-from agents.deploy.scheduler import PolicyLike, decisions_per_run
+from agents.deploy.scheduler import decisions_per_run
+from hpo_env.errors import ConfigError
+from hpo_env.stats import RL_LOSS_OFFSET
 
-LOSS_OFFSET = 0.05
-"""Added to ``1 - normalised return`` so the objective stays > 0; the control
-family's ``tasks.control.learner.LOSS_OFFSET`` (agents may not import tasks
-here: a test checks the two agree)."""
+# stable-baselines3 is the `train` extra: a clear one-line error names it when missing.
+BaseCallback = require(
+    "stable_baselines3.common.callbacks", extra="train", purpose="TuningCallback"
+).BaseCallback
+
+LOSS_OFFSET = RL_LOSS_OFFSET
+"""Added to ``1 - normalised return`` so the objective stays > 0, as in the control family."""
 
 _VALUE_PREFIXES = ("value_net", "mlp_extractor.value_net", "vf_features_extractor")
 
@@ -78,8 +94,27 @@ def actor_parameters(policy: torch.nn.Module) -> list[torch.nn.Parameter]:
     ]
 
 
-class TuningCallback(BaseCallback):
-    """Schedules an on-policy SB3 run's learning rate and entropy coefficient.
+def _rollout_size(model: Any) -> int:
+    """Environment steps per rollout (one update): ``n_steps`` or ``train_freq``, times envs."""
+    n_envs = int(getattr(model, "n_envs", 1) or 1)
+    if hasattr(model, "n_steps"):
+        return int(model.n_steps) * n_envs
+    train_freq = getattr(model, "train_freq", None)
+    frequency = getattr(train_freq, "frequency", 1)
+    unit = str(getattr(getattr(train_freq, "unit", None), "value", "step"))
+    # Episodes have no fixed length: count one step per episode (more decisions, not fewer).
+    return max(1, int(frequency)) * n_envs if unit == "step" else n_envs
+
+
+def _actor_of(model: Any) -> list[torch.nn.Parameter]:
+    actor = getattr(model, "actor", None)  # SAC/TD3 keep a separate actor network
+    if isinstance(actor, torch.nn.Module):
+        return [p for p in actor.parameters() if p.requires_grad]
+    return actor_parameters(model.policy)
+
+
+class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
+    """Schedules an SB3 actor-critic run's learning rate and entropy coefficient.
 
     Args:
         policy: The tuning policy (`agents.policy.TuningPolicy` or anything `PolicyLike`).
@@ -137,23 +172,16 @@ class TuningCallback(BaseCallback):
     # -- SB3 hooks ------------------------------------------------------------------
 
     def _on_training_start(self) -> None:
-        model: Any = self.model  # an OnPolicyAlgorithm (PPO, A2C); checked below
-        if not hasattr(model, "ent_coef") or not isinstance(
-            getattr(model, "ent_coef", None), (int, float)
-        ):
-            raise TypeError(
-                f"TuningCallback controls on-policy runs with a float ent_coef (PPO, A2C), "
-                f"got {type(model).__name__} with ent_coef={getattr(model, 'ent_coef', None)!r}"
-            )
+        model: Any = self.model
+        start = {"learning_rate": float(model.lr_schedule(model._current_progress_remaining))}
+        if "entropy_coef" in self.space.names:
+            entropy = self._entropy_start(model)
+            if entropy is not None:
+                start["entropy_coef"] = entropy
         total = int(model._total_timesteps)
-        per_rollout = int(model.n_steps) * int(model.n_envs)
         if self.requested_interval is None:
-            n_rollouts = max(1, math.ceil((total - model.num_timesteps) / per_rollout))
+            n_rollouts = max(1, math.ceil((total - model.num_timesteps) / _rollout_size(model)))
             self.control_interval = max(1, n_rollouts // decisions_per_run(self.tuning_policy))
-        start = {
-            "learning_rate": float(model.lr_schedule(model._current_progress_remaining)),
-            "entropy_coef": float(model.ent_coef),
-        }
         self.values = {
             name: torch.tensor([start[name]], dtype=torch.float32)
             for name in self.space.names
@@ -161,10 +189,46 @@ class TuningCallback(BaseCallback):
         }
         self.schedule = ControlledValue(start["learning_rate"])
         model.lr_schedule = self.schedule
-        self.tracker = StatsTracker(actor_parameters(model.policy))
+        self.tracker = StatsTracker(_actor_of(model))
         self.features = self.tuning_policy.feature_extractor(1)
         self.last_obs = self.features.reset(dict(self.values)).numpy()
         self._decide(self.last_obs, loss=float("nan"))
+
+    def _entropy_start(self, model: Any) -> float | None:
+        """The run's entropy coefficient if the callback can control it, None to leave
+        it alone (0); raises where the algorithm has none or tunes it itself."""
+        name = type(model).__name__
+        value = getattr(model, "ent_coef", None)
+        if value is None:
+            raise ConfigError(
+                f"TuningCallback cannot control {name}: it has no entropy coefficient and the "
+                "policy was meta-trained to set one (use PPO, A2C or SAC)"
+            )
+        if isinstance(value, str):
+            raise ConfigError(
+                f"TuningCallback cannot control {name} with ent_coef={value!r}: {name} tunes it "
+                "itself; pass a fixed ent_coef (e.g. 0.01) for the callback to control it"
+            )
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"TuningCallback: {name}.ent_coef must be a number, got {value!r}")
+        spec = self.space["entropy_coef"]
+        if spec.log and value <= 0:
+            warnings.warn(
+                f"{name} ent_coef={value} is left as you set it: the policy's entropy_coef range is "
+                f"[{spec.low:g}, {spec.high:g}] on a log scale; pass e.g. ent_coef=0.01 for the "
+                "callback to control it (it now controls the learning rate only)",
+                stacklevel=3,
+            )
+            return None
+        return float(value)
+
+    def _write_entropy(self, value: float) -> None:
+        model: Any = self.model
+        model.ent_coef = value
+        tensor = getattr(model, "ent_coef_tensor", None)
+        if isinstance(tensor, torch.Tensor):  # SAC with a fixed coefficient reads this
+            with torch.no_grad():
+                tensor.fill_(value)
 
     def _on_rollout_start(self) -> None:
         # Right after model.train() (or at the very start): close the update.
@@ -227,7 +291,7 @@ class TuningCallback(BaseCallback):
         if "learning_rate" in self.values:
             self.schedule.value = float(self.values["learning_rate"][0])
         if "entropy_coef" in self.values:
-            self.model.ent_coef = float(self.values["entropy_coef"][0])  # type: ignore[attr-defined]
+            self._write_entropy(float(self.values["entropy_coef"][0]))
         hyperparameters = {name: float(v[0]) for name, v in self.values.items()}
         entry = {
             "num_timesteps": int(self.model.num_timesteps),

@@ -1,7 +1,9 @@
 """`TuningScheduler`: a deployed tuning policy driving a plain PyTorch optimizer.
 
-It follows the ``torch.optim.lr_scheduler`` conventions (``step``,
-``get_last_lr``, ``state_dict`` / ``load_state_dict``) and reproduces the
+It is a ``torch.optim.lr_scheduler.LRScheduler`` (``isinstance`` holds;
+``last_epoch``, ``base_lrs``, ``get_last_lr``, ``state_dict`` /
+``load_state_dict`` behave as torch documents them) whose ``step`` takes the
+update's loss, like ``ReduceLROnPlateau.step(metrics)``. It reproduces the
 environment's control loop on one run:
 
 - the first decision is made at construction, before any update, from the
@@ -17,11 +19,19 @@ environment); every other group is moved by the same factor (log-scale
 hyperparameters) or offset (linear ones) from its own starting value, clipped
 to the bundle's bounds.
 
+Do no harm: a `NonFiniteGuard` on the optimizer skips any update whose
+gradients are not all finite and the learning rate is backed off, so a NaN/inf
+loss never reaches the weights.
+
+The module passes 500 lines on purpose: `TuningScheduler` mirrors the
+environment's control loop step for step and reads best whole; its pieces
+live beside it (`optimizer_hparams`, `losses`, `guard`, `schedule_plot`).
+
 Example:
     >>> sched = policy.scheduler(optimizer, total_steps=3000)  # doctest: +SKIP
     >>> for x, y in loader:  # doctest: +SKIP
     ...     loss = loss_fn(model(x), y); optimizer.zero_grad(); loss.backward(); optimizer.step()
-    ...     sched.step(loss.item())
+    ...     sched.step(loss)
 """
 
 from __future__ import annotations
@@ -29,34 +39,41 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.optim.lr_scheduler import LRScheduler
 
-from agents.common.files import atomic_savefig
+from agents.controllers.protocol import PolicyLike
+from agents.deploy.guard import NonFiniteGuard
+from agents.deploy.losses import PendingLosses, check_loss
+from agents.deploy.optimizer_hparams import (
+    clip_to_spec,
+    read_hparam,
+    spec_change,
+    spec_move,
+    write_hparam,
+    write_hyperparameters,
+)
 from agents.deploy.run_stats import StatsTracker
-from hpo_env.features import FeatureExtractor
-from hpo_env.space import HyperparameterSpace, HyperparameterSpec
+from hpo_env.space import HyperparameterSpace
+
+__all__ = [
+    "BACKOFF_FACTOR",
+    "DEFAULT_DECISIONS_PER_RUN",
+    "PolicyLike",
+    "TuningScheduler",
+    "decisions_per_run",
+    "write_hyperparameters",
+]
 
 DEFAULT_DECISIONS_PER_RUN = 50
 """Decisions per run when the policy's metadata does not say how many it was trained with."""
 BACKOFF_FACTOR = 10.0
-"""A non-finite loss divides the learning rate by this (once per control interval)."""
-
-
-@runtime_checkable
-class PolicyLike(Protocol):
-    """What a scheduler needs from a tuning policy (`agents.policy.TuningPolicy` has it)."""
-
-    space: HyperparameterSpace
-    metadata: Mapping[str, Any]
-
-    def feature_extractor(self, n_runs: int) -> FeatureExtractor: ...
-
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray: ...
+"""A non-finite loss or gradient divides the learning rate by this (once per control interval)."""
 
 
 def decisions_per_run(policy: Any) -> int:
@@ -75,88 +92,22 @@ def decisions_per_run(policy: Any) -> int:
     return value if value >= 1 else DEFAULT_DECISIONS_PER_RUN
 
 
-# -- reading and writing canonical hyperparameters in optimizer param groups --------
-
-
-def _read(group: Mapping[str, Any], name: str) -> float | None:
-    """A group's value of canonical hyperparameter ``name``; None where it has none."""
-    if name == "learning_rate":
-        value = group.get("lr")
-    elif name == "momentum":
-        if "momentum" in group:
-            value = group["momentum"]
-        elif "betas" in group:  # Adam-style: beta1 is the momentum
-            value = group["betas"][0]
-        else:
-            return None
-    elif name == "weight_decay":
-        value = group.get("weight_decay")
-    else:  # entropy_coef and friends belong to RL trainers, not optimizers
+def _check_step(step: Any) -> int | None:
+    if step is None:
         return None
-    if value is None:
-        return None
-    return float(value)
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+        raise TypeError(f"step must be a non-negative int (your own step counter), got {step!r}")
+    return int(step)
 
 
-def _write(group: dict[str, Any], name: str, value: float) -> None:
-    if name == "learning_rate":
-        key = "lr"
-    elif name == "momentum" and "momentum" not in group:
-        betas = group["betas"]
-        if isinstance(betas[0], Tensor):
-            betas[0].fill_(value)
-        else:
-            group["betas"] = (value, *tuple(betas)[1:])
-        return
-    else:
-        key = name
-    if isinstance(group[key], Tensor):  # tensor lr (capturable / fused optimizers)
-        group[key].fill_(value)
-    else:
-        group[key] = value
+class TuningScheduler(LRScheduler):
+    """Sets an optimizer's hyperparameters from a tuning policy; a torch ``LRScheduler``.
 
-
-def write_hyperparameters(optimizer: torch.optim.Optimizer, values: Mapping[str, float]) -> None:
-    """Set canonical hyperparameters (``learning_rate``, ``momentum``, ``weight_decay``)
-    in every param group that has them; others are ignored.
-
-    Raises:
-        ValueError: a value is not finite.
-    """
-    for name, value in values.items():
-        if not math.isfinite(float(value)):
-            raise ValueError(f"{name} must be finite, got {value!r}")
-        for group in optimizer.param_groups:
-            if _read(group, name) is not None:
-                _write(group, name, float(value))
-
-
-def _clip(spec: HyperparameterSpec, value: float) -> float:
-    """`HyperparameterSpec.clip` on a Python float (NaN goes to the lower bound)."""
-    if math.isnan(value):
-        return spec.low
-    return min(max(value, spec.low), spec.high)
-
-
-def _spec_ratio(spec: HyperparameterSpec, new: float, start: float) -> float:
-    """Factor (log specs) or offset (linear specs) taking ``start`` to ``new``."""
-    if spec.log:
-        return new / _clip(spec, start)
-    return new - start
-
-
-def _spec_move(spec: HyperparameterSpec, base: float, change: float) -> float:
-    if spec.log:
-        if base == 0.0:  # a group with e.g. weight_decay=0 keeps it off
-            return 0.0
-        return _clip(spec, base * change)
-    return _clip(spec, base + change)
-
-
-class TuningScheduler:
-    """Sets an optimizer's hyperparameters from a tuning policy, like an LR scheduler.
-
-    Call ``step(loss)`` once after every ``optimizer.step()``.
+    Call ``step(loss)`` once after every ``optimizer.step()``; call `close` when
+    training ends (it logs the schedule's plot to ``wandb_run`` if the last
+    decision has not, and detaches the non-finite guard from the optimizer).
+    In Lightning, return it as ``{"scheduler": sched, "interval": "step"}`` and
+    override ``LightningModule.lr_scheduler_step`` to call ``scheduler.step(loss)``.
 
     Args:
         policy: The tuning policy (`agents.policy.TuningPolicy` or anything `PolicyLike`).
@@ -168,15 +119,26 @@ class TuningScheduler:
         deterministic: Use the policy's mean action (True) or sample (the policy's
             sampling RNG is not part of `state_dict`).
         wandb_run: A wandb run to log the hyperparameters and the interval's losses
-            to at every decision (keys ``schedule/*``, with ``schedule/step``; no
-            explicit wandb step, so the user's own step counting is untouched),
-            and the learning-rate plot on `close`.
+            to at every decision (keys ``schedule/*``, with ``schedule/step``), and
+            the learning-rate plot at the last decision (or on `close`). Logged at
+            your step when you give one (``step(loss, step=...)`` or ``step_fn``);
+            without one, with ``commit=False``: the values join your next
+            ``run.log`` row and the scheduler never creates a wandb step itself.
+        step_fn: Returns your current wandb step (e.g. ``lambda: global_step``);
+            used when ``step()`` gets no ``step=``.
+        skip_nonfinite: Skip optimizer updates whose gradients are not all finite
+            and back the learning rate off (`NonFiniteGuard`; one host sync per
+            update). False leaves the optimizer untouched.
 
     Attributes:
         history: One dict per decision: ``step``, ``hyperparameters`` (group 0's
             values now in effect), ``lrs`` (every group's), ``loss`` (the interval's
             mean training loss, NaN for the first decision) and ``val_loss``.
         last_obs: The latest observation the policy acted on, float32 [1, D].
+        base_lrs: Every group's learning rate before the policy's first decision.
+        last_epoch: Updates recorded so far (``step`` calls), as torch counts them.
+        n_backoffs: Learning-rate back-offs (non-finite losses or gradients).
+        n_skipped: Optimizer updates skipped for non-finite gradients.
 
     Raises:
         TypeError: ``optimizer`` is not a ``torch.optim.Optimizer``.
@@ -192,7 +154,12 @@ class TuningScheduler:
         *,
         deterministic: bool = True,
         wandb_run: Any | None = None,
+        step_fn: Callable[[], int] | None = None,
+        skip_nonfinite: bool = True,
     ) -> None:
+        # LRScheduler.__init__ is not called on purpose: it takes a scheduling step
+        # at once, with no loss; here the first decision is the policy's, before any
+        # update. The attributes torch's schedulers expose are set below instead.
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}; "
@@ -206,21 +173,26 @@ class TuningScheduler:
             raise ValueError(
                 f"total_steps must be a positive int (the run's update budget), got {total_steps!r}"
             )
+        if step_fn is not None and not callable(step_fn):
+            raise TypeError(f"step_fn must be a callable returning an int, got {step_fn!r}")
         self.policy = policy
         self.optimizer = optimizer
         self.total_steps = int(total_steps)
         self.control_interval = self._resolve_interval(control_interval)
         self.deterministic = deterministic
         self.wandb_run = wandb_run
+        self.step_fn = step_fn
         self.space: HyperparameterSpace = policy.space
 
         groups = optimizer.param_groups
         # Controlled and present: in the bundle's space and readable in every group.
         self.controlled: tuple[str, ...] = tuple(
-            name for name in self.space.names if all(_read(g, name) is not None for g in groups)
+            name
+            for name in self.space.names
+            if all(read_hparam(g, name) is not None for g in groups)
         )
         self.base: dict[str, list[float]] = {
-            name: [_read(g, name) for g in groups]  # type: ignore[misc]
+            name: [read_hparam(g, name) for g in groups]  # type: ignore[misc]
             for name in self.controlled
         }
         for name, values in self.base.items():
@@ -236,26 +208,35 @@ class TuningScheduler:
                 "the scheduler will only change the other hyperparameters it holds",
                 stacklevel=2,
             )
+        # torch's LRScheduler state: the user's own start rates, before any decision.
+        for group in groups:
+            group.setdefault("initial_lr", group["lr"])
+        self.base_lrs: list[float | Tensor] = [float(g["initial_lr"]) for g in groups]
         # Group 0's values as float32 [1] tensors: the environment's arithmetic, bit for bit.
         self.values: dict[str, Tensor] = {
             name: torch.tensor([self.base[name][0]], dtype=torch.float32)
             for name in self.controlled
         }
         self.steps_done = 0
+        self._step_count = 1  # torch counts the constructor's step
         self.history: list[dict[str, Any]] = []
         self.n_backoffs = 0
-        self._interval_val: float | None = None
+        self._pending = PendingLosses()
+        self._interval_val: float | Tensor | None = None
         self._backed_off_in_interval = False
         self._warned_nonfinite = False
         self._warned_overrun = False
-        self._closed = False
+        self._warned_step_order = False
+        self._last_logged_step: int | None = None
+        self._plot_logged = False
 
         self.tracker = StatsTracker(optimizer)
         self.features = policy.feature_extractor(1)
         with torch.inference_mode():
             self.last_obs = self.features.reset(dict(self.values)).numpy()
             self._decide(self.last_obs)
-        self._record(loss=float("nan"), val_loss=float("nan"))
+        self._record(loss=float("nan"), val_loss=float("nan"), user_step=self._user_step(None))
+        self.guard = NonFiniteGuard(optimizer, self._on_skipped_update) if skip_nonfinite else None
 
     def _resolve_interval(self, control_interval: int | None) -> int:
         if control_interval is None:
@@ -277,23 +258,61 @@ class TuningScheduler:
             )
         return int(control_interval)
 
+    # -- torch's counters -------------------------------------------------------
+
+    @property
+    def last_epoch(self) -> int:
+        """Updates recorded so far (torch's name for a scheduler's step count)."""
+        return self.steps_done
+
+    @last_epoch.setter
+    def last_epoch(self, value: int) -> None:
+        self.steps_done = int(value)
+
+    @property
+    def n_skipped(self) -> int:
+        """Optimizer updates the non-finite guard skipped."""
+        return 0 if self.guard is None else self.guard.n_skipped
+
     # -- the loop ---------------------------------------------------------------
 
-    def step(self, loss: float | Tensor, val_loss: float | Tensor | None = None) -> None:
+    def step(
+        self,
+        loss: float | Tensor | None = None,
+        val_loss: float | Tensor | None = None,
+        *,
+        step: int | None = None,
+    ) -> None:
         """Record one update; every ``control_interval`` calls, let the policy decide.
 
         Args:
-            loss: This update's minibatch loss (computed before ``optimizer.step()``).
+            loss: This update's minibatch loss (computed before ``optimizer.step()``):
+                a float or a one-element tensor, also one that requires grad or lives
+                on an accelerator (read once per decision, not once per update).
             val_loss: A validation loss measured now, if any (any cadence; the latest
                 one of an interval is the interval's).
+            step: Your own step counter, for wandb (default: ``step_fn()`` if given).
+
+        Raises:
+            TypeError: No loss, or a loss / step of the wrong type (e.g. a string).
+            ValueError: A tensor loss with more than one element.
         """
-        loss = float(loss)
-        if not math.isfinite(loss):
-            self._back_off(loss)
-        self.tracker.record(loss)
-        if val_loss is not None:
-            self._interval_val = float(val_loss)
+        if loss is None:
+            raise TypeError(
+                "TuningScheduler.step needs this update's training loss: call sched.step(loss) "
+                "after optimizer.step() (Lightning: override LightningModule.lr_scheduler_step "
+                "to call scheduler.step(loss))"
+            )
+        checked = check_loss(loss, "loss")
+        checked_val = None if val_loss is None else check_loss(val_loss, "val_loss")
+        user_step = _check_step(step)
+        if isinstance(checked, float) and not math.isfinite(checked):
+            self._back_off(f"non-finite training loss ({checked})")
+        self._pending.append(checked)
+        if checked_val is not None:
+            self._interval_val = checked_val
         self.steps_done += 1
+        self._step_count += 1
         if self.steps_done > self.total_steps and not self._warned_overrun:
             self._warned_overrun = True
             warnings.warn(
@@ -301,20 +320,39 @@ class TuningScheduler:
                 "the policy now sees progress=1 (pass the run's real budget as total_steps)",
                 stacklevel=2,
             )
-        if self.tracker.n_recorded >= self.control_interval:
-            self._end_interval()
+        if self.tracker.n_recorded + len(self._pending) >= self.control_interval:
+            self._end_interval(self._user_step(user_step))
+
+    def _flush_pending(self) -> None:
+        """Read the interval's losses (one transfer per device) into the tracker."""
+        val_pending = isinstance(self._interval_val, Tensor)
+        if val_pending:
+            self._pending.append(self._interval_val)  # type: ignore[arg-type]
+        values = self._pending.read()
+        if val_pending:
+            self._interval_val = values.pop()
+        if any(not math.isfinite(v) for v in values):
+            bad = next(v for v in values if not math.isfinite(v))
+            self._back_off(f"non-finite training loss ({bad})")
+        for v in values:
+            self.tracker.record(v)
 
     @torch.inference_mode()  # no autograd bookkeeping: ~20% off a decision (measured)
-    def _end_interval(self) -> None:
+    def _end_interval(self, user_step: int | None) -> None:
+        self._flush_pending()
         progress = self.steps_done / self.total_steps
-        stats = self.tracker.end_interval(self.values, progress, self._interval_val)
+        val = None if self._interval_val is None else float(self._interval_val)
+        stats = self.tracker.end_interval(self.values, progress, val)
         obs = self.features.observe(stats)
         self.last_obs = obs.numpy()
         self._decide(self.last_obs)
-        val = self._interval_val
         self._interval_val = None
         self._backed_off_in_interval = False
-        self._record(loss=float(stats.train_loss[0]), val_loss=float("nan") if val is None else val)
+        self._record(
+            loss=float(stats.train_loss[0]),
+            val_loss=float("nan") if val is None else val,
+            user_step=user_step,
+        )
 
     def _decide(self, obs: np.ndarray) -> None:
         action = np.asarray(
@@ -330,8 +368,11 @@ class TuningScheduler:
         self.values.update(new)
         self._apply_to_optimizer()
 
+    def _on_skipped_update(self) -> None:
+        self._back_off("non-finite gradient: the optimizer update was skipped")
+
     @torch.inference_mode()
-    def _back_off(self, loss: float) -> None:
+    def _back_off(self, what: str) -> None:
         if self._backed_off_in_interval or "learning_rate" not in self.values:
             return
         self._backed_off_in_interval = True
@@ -343,29 +384,39 @@ class TuningScheduler:
         if not self._warned_nonfinite:
             self._warned_nonfinite = True
             warnings.warn(
-                f"non-finite training loss ({loss}) at step {self.steps_done + 1}: the learning rate "
-                f"was cut {BACKOFF_FACTOR:g}x (from {old:.3g} to {float(self.values['learning_rate'][0]):.3g}, "
+                f"{what} at step {self.steps_done + 1}: the learning rate was cut "
+                f"{BACKOFF_FACTOR:g}x (from {old:.3g} to {float(self.values['learning_rate'][0]):.3g}, "
                 f"at most once per {self.control_interval} steps); if the model's parameters are "
                 "already non-finite, restore a checkpoint",
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def _apply_to_optimizer(self) -> None:
         for name in self.controlled:
             spec = self.space[name]
             value0 = float(self.values[name][0])
-            change = _spec_ratio(spec, value0, self.base[name][0])
+            change = spec_change(spec, value0, self.base[name][0])
             for i, group in enumerate(self.optimizer.param_groups):
                 # Group 0 holds the environment's float32 value; the float64 clamp only
                 # keeps its rounding (e.g. 0.99 -> 0.99000001) inside the bounds.
                 value = (
-                    _clip(spec, value0) if i == 0 else _spec_move(spec, self.base[name][i], change)
+                    clip_to_spec(spec, value0)
+                    if i == 0
+                    else spec_move(spec, self.base[name][i], change)
                 )
                 if not math.isfinite(value):  # unreachable by construction; never write NaN
                     continue
-                _write(group, name, value)
+                write_hparam(group, name, value)
+        self._last_lr = self.get_last_lr()
 
-    def _record(self, loss: float, val_loss: float) -> None:
+    # -- history and wandb ------------------------------------------------------------
+
+    def _user_step(self, step: int | None) -> int | None:
+        if step is not None or self.step_fn is None:
+            return step
+        return _check_step(self.step_fn())
+
+    def _record(self, loss: float, val_loss: float, user_step: int | None) -> None:
         entry = {
             "step": self.steps_done,
             "hyperparameters": {name: float(v[0]) for name, v in self.values.items()},
@@ -374,39 +425,90 @@ class TuningScheduler:
             "val_loss": val_loss,
         }
         self.history.append(entry)
-        if self.wandb_run is not None:
-            from agents.common import tracking  # the one module that talks to wandb
+        if self.wandb_run is None:
+            return
+        metrics: dict[str, float] = {f"schedule/{k}": float(v[0]) for k, v in self.values.items()}
+        if math.isfinite(loss):
+            metrics["schedule/train_loss"] = loss
+        if math.isfinite(val_loss):
+            metrics["schedule/val_loss"] = val_loss
+        metrics["schedule/step"] = self.steps_done
+        self._log(metrics, user_step)
+        if self.steps_done >= self.total_steps and not self._plot_logged:
+            self._log_plot(user_step)  # the last decision: the schedule is complete
 
-            metrics: dict[str, float] = {
-                f"schedule/{k}": float(v[0]) for k, v in self.values.items()
-            }
-            if math.isfinite(loss):
-                metrics["schedule/train_loss"] = loss
-            if math.isfinite(val_loss):
-                metrics["schedule/val_loss"] = val_loss
-            metrics["schedule/step"] = self.steps_done
-            # No explicit wandb step: the user's own logging may count steps differently.
-            tracking.log_to_run(self.wandb_run, metrics)
+    def _log(self, metrics: dict[str, Any], user_step: int | None) -> None:
+        from agents.common import tracking  # the one module that talks to wandb
+
+        if user_step is None:
+            # No step of the user's: ride along with their next row, never create one.
+            tracking.log_to_run(self.wandb_run, metrics, commit=False)
+            return
+        if self._last_logged_step is not None and user_step < self._last_logged_step:
+            if not self._warned_step_order:
+                self._warned_step_order = True
+                warnings.warn(
+                    f"TuningScheduler: step={user_step} is below the step already logged "
+                    f"({self._last_logged_step}); wandb would drop it, so it is not logged "
+                    "(pass a step that never decreases)",
+                    stacklevel=4,
+                )
+            return
+        self._last_logged_step = user_step
+        tracking.log_to_run(self.wandb_run, metrics, step=user_step)
+
+    def _log_plot(self, user_step: int | None) -> None:
+        from agents.common import tracking
+
+        self._plot_logged = True
+        steps = [h["step"] for h in self.history]
+        lrs = [h["hyperparameters"].get("learning_rate", float("nan")) for h in self.history]
+        step = user_step if user_step is not None else self._last_logged_step
+        if (
+            step is not None
+            and self._last_logged_step is not None
+            and step < self._last_logged_step
+        ):
+            step = None  # wandb would drop it: join the user's next row instead
+        tracking.line_plot(
+            self.wandb_run,
+            "schedule/learning_rate_plot",
+            steps,
+            lrs,
+            title="learning rate set by the tuning policy",
+            xname="step",
+            step=step,
+            commit=None if step is not None else False,
+        )
 
     # -- torch scheduler conventions ----------------------------------------------
 
-    def get_last_lr(self) -> list[float]:
-        """The learning rate of every param group, as last set."""
+    def get_last_lr(self) -> list[float | Tensor]:
+        """The learning rate of every param group, as last set (floats)."""
         return [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def get_lr(self) -> list[float | Tensor]:
+        """The learning rates in effect (the policy, not a formula, sets the next ones)."""
+        return self.get_last_lr()
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to continue identically (save it with ``torch.save``)."""
+        self._flush_pending()  # device losses of the interval so far, as floats
+        interval_val = self._interval_val
         return {
             "total_steps": self.total_steps,
             "control_interval": self.control_interval,
             "steps_done": self.steps_done,
+            "base_lrs": list(self.base_lrs),
             "controlled": list(self.controlled),
             "base": {k: list(v) for k, v in self.base.items()},
             "values": {k: float(v[0]) for k, v in self.values.items()},
-            "interval_val": self._interval_val,
+            "interval_val": None if interval_val is None else float(interval_val),
             "backed_off_in_interval": self._backed_off_in_interval,
             "n_backoffs": self.n_backoffs,
             "warned_nonfinite": self._warned_nonfinite,
+            "plot_logged": self._plot_logged,
+            "last_logged_step": self._last_logged_step,
             "features": self.features.state_dict(),
             "tracker": self.tracker.state_dict(),
             "history": [dict(h) for h in self.history],
@@ -430,14 +532,20 @@ class TuningScheduler:
         self.total_steps = int(state["total_steps"])
         self.control_interval = int(state["control_interval"])
         self.steps_done = int(state["steps_done"])
+        self._step_count = self.steps_done + 1
         self.base = {k: [float(x) for x in v] for k, v in state["base"].items()}
+        if "base_lrs" in state:
+            self.base_lrs = [float(x) for x in state["base_lrs"]]
         self.values = {
             k: torch.tensor([float(v)], dtype=torch.float32) for k, v in state["values"].items()
         }
+        self._pending = PendingLosses()
         self._interval_val = state["interval_val"]
         self._backed_off_in_interval = bool(state["backed_off_in_interval"])
         self.n_backoffs = int(state["n_backoffs"])
         self._warned_nonfinite = bool(state["warned_nonfinite"])
+        self._plot_logged = bool(state.get("plot_logged", False))
+        self._last_logged_step = state.get("last_logged_step")
         self.features.load_state_dict(state["features"])
         self.tracker.load_state_dict(state["tracker"])
         self.history = [dict(h) for h in state["history"]]
@@ -447,60 +555,32 @@ class TuningScheduler:
     # -- reporting ------------------------------------------------------------------
 
     def plot(self, path: str | os.PathLike[str]) -> str:
-        """Write a PNG of the schedule (learning rates, log axis) and the losses.
+        """Write a PNG of the schedule (learning rates on a log axis, your start rate
+        dashed) over the losses (log axis). Needs the ``plot`` extra (matplotlib).
 
         Returns:
             The path written (atomically: a temporary file renamed into place).
         """
-        import matplotlib
+        from agents.deploy.schedule_plot import plot_history
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        return plot_history(self.history, path, start_lrs=[float(x) for x in self.base_lrs])
 
-        steps = [h["step"] for h in self.history]
-        fig, (ax_lr, ax_loss) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-        lrs = np.array([h["lrs"] for h in self.history])
-        for i in range(lrs.shape[1]):
-            ax_lr.step(steps, lrs[:, i], where="post", label=f"group {i}")
-        ax_lr.set_yscale("log")
-        ax_lr.set_ylabel("learning rate")
-        if lrs.shape[1] > 1:
-            ax_lr.legend()
-        ax_loss.plot(
-            steps[1:], [h["loss"] for h in self.history[1:]], label="train (interval mean)"
-        )
-        val = [(h["step"], h["val_loss"]) for h in self.history if math.isfinite(h["val_loss"])]
-        if val:
-            ax_loss.plot(*zip(*val), "o-", label="validation")
-        ax_loss.set_xlabel("step")
-        ax_loss.set_ylabel("loss")
-        ax_loss.legend()
-        fig.tight_layout()
-        path = os.fspath(path)
-        try:
-            atomic_savefig(fig, path, dpi=100)
-        finally:
-            plt.close(fig)
-        return path
+    def close(self, step: int | None = None) -> None:
+        """End of training: log the schedule's plot to ``wandb_run`` unless the last
+        decision already did, and detach the non-finite guard from the optimizer.
 
-    def close(self) -> None:
-        """Log the schedule's plot to ``wandb_run`` (once); safe to call repeatedly."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.wandb_run is not None:
-            from agents.common import tracking
+        Safe to call repeatedly. Call it when a run stops before ``total_steps``
+        (otherwise the plot reaches wandb at the last decision by itself).
 
-            steps = [h["step"] for h in self.history]
-            lrs = [h["hyperparameters"].get("learning_rate", float("nan")) for h in self.history]
-            tracking.line_plot(
-                self.wandb_run,
-                "schedule/learning_rate_plot",
-                steps,
-                lrs,
-                title="learning rate set by the tuning policy",
-                xname="step",
-            )
+        Args:
+            step: Your wandb step for the plot (default: ``step_fn()``, else the
+                last step logged, else ``commit=False``: it joins your next row or
+                the run's final one).
+        """
+        if self.guard is not None:
+            self.guard.remove()
+        if self.wandb_run is not None and not self._plot_logged:
+            self._log_plot(self._user_step(_check_step(step)))
 
     def __repr__(self) -> str:
         values = {k: f"{float(v[0]):.3g}" for k, v in self.values.items()}

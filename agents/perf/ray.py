@@ -34,7 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.common.ray_backend import RayVecEnv, ensure_ray
+from agents.common.ray_backend import ensure_ray
+from agents.common.ray_vec_env import RayVecEnv
+from agents.common.threads import configure_threads
 from hpo_env import make_vec_env
 
 DEFAULT_TASK = "digits_mlp"
@@ -141,7 +143,7 @@ def run_ray_bench(
     envs: dict[str, Any] = {}
     worker_start: dict[str, float] = {}
     try:
-        torch.set_num_threads(1)  # the trainer's local backend (TrainConfig.torch_threads=1)
+        configure_threads(1)  # the trainer's local backend (TrainConfig.torch_threads=1)
         envs["local"] = make_vec_env(n_envs, seed=seed, **kwargs)
         envs["local"].reset()
         layouts = {"ray1": (1, n_envs), "ray2": (2, n_envs)}
@@ -167,7 +169,7 @@ def run_ray_bench(
             for name, env in envs.items():
                 rates[name].append(rollout_steps_per_second(env, n_steps, seed=seed + r))
     finally:
-        torch.set_num_threads(threads)
+        configure_threads(threads)
         for name, env in envs.items():
             if name != "local":
                 env.close()

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from agents.common.files import atomic_write_bytes, atomic_write_json
+from agents.common.files import atomic_write_bytes, atomic_write_json, json_safe
 from hpo_env import FEATURE_SPEC_VERSION, FeatureExtractor, HyperparameterSpace
 from hpo_env.errors import HpoRlError
 
@@ -92,19 +92,6 @@ class BundleShapeError(BundleError):
 
 
 # -- atomic writes -------------------------------------------------------------
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with NaN/inf floats replaced by None and tuples by lists, recursively."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        return json_safe(value.item())
-    return value
 
 
 # -- contents ------------------------------------------------------------------

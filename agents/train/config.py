@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from agents.common.validation import apply_overrides, check_field_types
 from hpo_env import DEFAULT_HPARAMS, HyperparameterSpace
+from hpo_env.device import check_device_name
 from hpo_env.distributions import resolve_sampler
 from hpo_env.errors import ConfigError, unknown_name_error
 from hpo_env.protocol import TaskSampler
@@ -109,6 +110,10 @@ class TrainConfig:
     """Ray actors for the ray backend, each holding a batched run."""
     torch_threads: int = 1
     """torch intra-op threads; 1 keeps runs reproducible and shares the machine."""
+    device: str = "cpu"
+    """Where the batched training runs compute: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``
+    (CUDA if available, else CPU). Observations and rewards reach PPO as CPU arrays
+    and the PPO agent itself stays on the CPU (its small MLPs run fastest there)."""
     progress_bar: bool = True
     """Show a tqdm progress bar with ETA on stderr."""
 
@@ -173,6 +178,9 @@ class TrainConfig:
             raise ConfigError("TrainConfig.out_dir must be a non-empty path, got ''")
         # Validates names and gives a did-you-mean for typos.
         HyperparameterSpace.from_names(self.hparams)
+        # The spelling only: whether the device exists is checked where runs are built,
+        # so a config written on a GPU machine still loads (and resumes) elsewhere.
+        check_device_name(self.device)
         if self.ray_address is not None and self.backend != "ray":
             warnings.warn(
                 f"TrainConfig.ray_address={self.ray_address!r} is ignored with backend={self.backend!r}; "
@@ -197,11 +205,6 @@ class TrainConfig:
                 f"(n_steps * n_envs = {rollout}): PPO still collects one full rollout",
                 stacklevel=3,
             )
-
-    @property
-    def rollout_size(self) -> int:
-        """Decisions collected per PPO iteration (n_steps * n_envs)."""
-        return self.n_steps * self.n_envs
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (tuples become lists)."""

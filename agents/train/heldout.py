@@ -13,7 +13,6 @@ from hpo_env import (
     FeatureExtractor,
     HyperparameterSpace,
 )
-from hpo_env.distributions import resolve_sampler
 from hpo_env.protocol import Task
 
 
@@ -24,8 +23,6 @@ def heldout_tasks(config: TrainConfig) -> list[Task]:
     training seed), so evaluations of different runs are comparable.
     """
     sampler = resolve_distribution(config, "heldout")
-    if isinstance(sampler, str):  # pragma: no cover - resolve_distribution returns samplers
-        sampler = resolve_sampler(sampler, split="heldout")
     rng = np.random.default_rng(config.eval_seeds[0])
     tasks: dict[str, Task] = {}
     for _ in range(20 * config.n_eval_tasks):
@@ -43,7 +40,7 @@ def control_info(config: TrainConfig, n_samples: int = 64) -> dict[str, Any]:
     rng = np.random.default_rng(config.seed)
     steps, updates, families = [], [], defaultdict(list)
     for _ in range(n_samples):
-        task = sampler.sample(rng)  # type: ignore[union-attr]
+        task = sampler.sample(rng)
         steps.append(int(task.control_steps))
         updates.append(int(task.updates_per_step))
         families[task.family].append(int(task.control_steps) * int(task.updates_per_step))
@@ -103,14 +100,14 @@ def evaluate_heldout(
 
     A run wins if its final validation objective is lower (a diverged run's
     objective is its divergence bound, so diverging loses; both diverged is a
-    tie, counted 0.5). Returns flat metrics (``policy/*``, ``constant/*``,
+    tie, which is not a win: wins are strict). Returns flat metrics (``policy/*``, ``constant/*``,
     ``win_rate``) plus ``per_task`` details. ``baseline_cache`` (task name ->
     result) keeps the constant runs between calls: they do not depend on the
     policy, and they are half the cost.
     """
+    from agents.benchmark.stats import strict_wins
     from agents.controllers.learned import PolicyController
     from agents.controllers.rollout import rollout
-    from agents.benchmark.stats import win_scores
     from agents.controllers.schedules import ConstantController
     from hpo_env import RewardConfig
     from hpo_env.reward import episode_return
@@ -132,7 +129,7 @@ def evaluate_heldout(
             "constant": cache[key],
         }
         ours, base = runs["policy"].final_objective, runs["constant"].final_objective
-        task_wins = win_scores(ours, base)
+        task_wins = strict_wins(ours, base)
         wins.append(task_wins)
         per_task[task.name] = {"family": task.family, "win_rate": float(task_wins.mean())}
         for method, result in runs.items():

@@ -19,7 +19,8 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
 from agents.common.files import atomic_write_text
-from agents.common.tracking import Tracker
+from agents.common.threads import configure_threads
+from agents.common.tracking import Tracker, persistent_run_id
 from agents.common.validation import apply_overrides
 from agents.train.callbacks import TrackerOutputFormat, _Trainer, make_callbacks
 from agents.train.checkpoints import (
@@ -41,18 +42,17 @@ from agents.train.heldout import control_info
 from hpo_env import (
     make_vec_env,
 )
+from hpo_env.device import resolve_device
 from hpo_env.errors import ConfigError, RunDirectoryError
 
-RESUMABLE_FIELDS = ("total_timesteps", "wandb_mode", "progress_bar", "wandb_name")
+RESUMABLE_FIELDS = ("total_timesteps", "wandb_mode", "progress_bar", "wandb_name", "device")
 """Fields ``--resume`` may change; every other field must stay what config.json says."""
-
-
 
 
 def make_train_env(config: TrainConfig, seed: int | None = None) -> Any:
     """The raw (unwrapped) training VecEnv: batched local env or Ray workers."""
     if config.backend == "ray":
-        from agents.common.ray_backend import make_ray_vec_env
+        from agents.common.ray_vec_env import make_ray_vec_env
 
         return make_ray_vec_env(config)
     return make_vec_env(
@@ -61,6 +61,7 @@ def make_train_env(config: TrainConfig, seed: int | None = None) -> Any:
         split="train",
         distribution=resolve_distribution(config, "train"),
         hparams=config.hparams,
+        device=resolve_device(config.device),
     )
 
 
@@ -157,7 +158,7 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / CONFIG_FILE, config.to_json() + "\n")
     _clean_staging(run_dir)
-    torch.set_num_threads(config.torch_threads)
+    configure_threads(config.torch_threads)
 
     checkpoint = latest_checkpoint(run_dir) if resume_dir is not None else None
     if resume_dir is not None and checkpoint is None:
@@ -172,6 +173,8 @@ def train(
     }
 
     tracker = Tracker()
+    # One wandb run per run directory: --resume (after a kill too) continues it.
+    run_id = persistent_run_id(run_dir)
     tracker.start(
         {
             **config.to_dict(),
@@ -183,6 +186,8 @@ def train(
         dir=run_dir,
         name=config.wandb_name,
         job_type="meta-train",
+        id=run_id,
+        resume="allow",
     )
     trainer = _Trainer(config, run_dir, tracker, progress)
     env: Any = None
@@ -250,5 +255,3 @@ def train(
                 env.close()
         tracker.finish()
     return bundle_dir
-
-

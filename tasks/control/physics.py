@@ -20,6 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -27,6 +28,54 @@ from hpo_env.errors import unknown_name_error
 
 Context = Mapping[str, Tensor]
 """Physics constants, name -> float64 tensor broadcastable against [B, E] (usually [B, 1])."""
+
+
+def _stack_last(parts: Sequence[Tensor]) -> Tensor:
+    """``torch.stack(parts, dim=-1)`` stored component-major: a [..., k] view of a
+    contiguous [k, ...] buffer.
+
+    Every system's state and observation is used one component at a time
+    (``unbind(-1)``), so component-major storage makes those planes contiguous, and
+    stacking along the leading dimension is a plain copy instead of an interleave
+    (measured 4x cheaper for CartPole at B x E = 65536).
+    """
+    return torch.stack(tuple(parts), dim=0).movedim(0, -1)
+
+
+class Scratch:
+    """Reusable temporaries of a step function, one buffer per name.
+
+    A batched step makes a few dozen [B, E] temporaries; allocating them afresh
+    every step costs page faults as the allocator hands large blocks back to the
+    OS and takes them again (measured: a third of CartPole's step at B x E = 65536
+    on a loaded 2-core machine). A step function given a `Scratch` writes its
+    temporaries into these buffers instead; without one it allocates as usual.
+    Only temporaries go here: what a step returns is always a fresh tensor.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, Tensor] = {}
+
+    def like(self, name: str, ref: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """The buffer ``name`` with ``ref``'s shape and device (and ``dtype``, default ``ref``'s)."""
+        dtype = ref.dtype if dtype is None else dtype
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != ref.shape or buf.dtype != dtype or buf.device != ref.device:
+            buf = torch.empty(ref.shape, dtype=dtype, device=ref.device)
+            self._buffers[name] = buf
+        return buf
+
+
+class _Fresh(Scratch):
+    """A `Scratch` that allocates every time (the pure-function default)."""
+
+    def like(self, name: str, ref: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        return torch.empty(
+            ref.shape, dtype=ref.dtype if dtype is None else dtype, device=ref.device
+        )
+
+
+_FRESH = _Fresh()
 
 
 class ControlSystem:
@@ -57,9 +106,20 @@ class ControlSystem:
         raise NotImplementedError
 
     def step_state(
-        self, state: Tensor, action: Tensor, context: Context
+        self,
+        state: Tensor,
+        action: Tensor,
+        context: Context,
+        *,
+        scratch: Scratch | None = None,
+        out: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """One step: (next_state, reward float64, terminated bool), batched over leading dims."""
+        """One step: (next_state, reward float64, terminated bool), batched over leading dims.
+
+        ``scratch`` holds reusable temporaries and ``out`` (a [state_dim, ...] buffer
+        that ``state`` does not alias) may receive the next state; systems that do not
+        use them ignore them, so callers must use the returned ``next_state``.
+        """
         raise NotImplementedError
 
     def observe(self, state: Tensor) -> Tensor:
@@ -72,10 +132,12 @@ class ControlSystem:
         floating-point action through unchanged."""
         return action
 
-    def default_context(self, n_runs: int) -> dict[str, Tensor]:
-        """The Gymnasium constants as a context of [B] float64 tensors."""
+    def default_context(
+        self, n_runs: int, device: torch.device | str | None = None
+    ) -> dict[str, Tensor]:
+        """The Gymnasium constants as a context of [B] float64 tensors on ``device``."""
         return {
-            k: torch.full((n_runs,), v, dtype=torch.float64)
+            k: torch.full((n_runs,), v, dtype=torch.float64, device=device)
             for k, v in self.context_defaults.items()
         }
 
@@ -115,27 +177,63 @@ class CartPole(ControlSystem):
         return -0.05 + 0.1 * u
 
     def step_state(
-        self, state: Tensor, action: Tensor, context: Context
+        self,
+        state: Tensor,
+        action: Tensor,
+        context: Context,
+        *,
+        scratch: Scratch | None = None,
+        out: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
+        s = _FRESH if scratch is None else scratch
         x, x_dot, theta, theta_dot = state.unbind(-1)
         gravity, length, masspole = context["gravity"], context["length"], context["masspole"]
+        force_mag = context["force_mag"]
         total_mass = masspole + context["masscart"]
         polemass_length = masspole * length
-        force = torch.where(action == 1, context["force_mag"], -context["force_mag"])
-        costheta, sintheta = torch.cos(theta), torch.sin(theta)
-        # Same operation order as Gymnasium, so rounding matches too.
-        temp = (force + polemass_length * theta_dot.square() * sintheta) / total_mass
-        thetaacc = (gravity * sintheta - costheta * temp) / (
-            length * (4.0 / 3.0 - masspole * costheta.square() / total_mass)
-        )
-        xacc = temp - polemass_length * thetaacc * costheta / total_mass
-        x = x + self.tau * x_dot
-        x_dot = x_dot + self.tau * xacc
-        theta = theta + self.tau * theta_dot
-        theta_dot = theta_dot + self.tau * thetaacc
-        next_state = torch.stack((x, x_dot, theta, theta_dot), dim=-1)
-        terminated = (x.abs() > self.x_threshold) | (theta.abs() > self.theta_threshold)
-        return next_state, torch.ones_like(x), terminated
+        # Gymnasium's operation order, so rounding matches too. Written as in-place
+        # chains over reused buffers (the step is memory-bound): a * b == b * a exactly
+        # in IEEE arithmetic, so swapping the operands of one operation is safe;
+        # regrouping several would not be, and is never done.
+        # Force: -force_mag for action 0, +force_mag for action 1 (Gymnasium's action
+        # space; other actions raise), looked up per run in one pass (a gather
+        # measured 3x cheaper than a comparison and a select on CPU).
+        table = torch.cat((-force_mag, force_mag), dim=-1).expand(*x.shape[:-1], 2)
+        index = action if action.dtype == torch.int64 else action.long()
+        force = torch.gather(table, -1, index.expand_as(x), out=s.like("force", x))
+        costheta = torch.cos(theta, out=s.like("cos", x))
+        sintheta = torch.sin(theta, out=s.like("sin", x))
+        # temp = (force + polemass_length * theta_dot**2 * sintheta) / total_mass
+        temp = torch.mul(theta_dot, theta_dot, out=s.like("temp", x))
+        temp.mul_(polemass_length).mul_(sintheta).add_(force).div_(total_mass)
+        # denom = length * (4/3 - masspole * costheta**2 / total_mass)
+        denom = torch.mul(costheta, costheta, out=s.like("denom", x))
+        denom.mul_(masspole).div_(total_mass)
+        torch.sub(state.new_tensor(4.0 / 3.0), denom, out=denom).mul_(length)
+        # thetaacc = (gravity * sintheta - costheta * temp) / denom
+        thetaacc = torch.mul(sintheta, gravity, out=s.like("thetaacc", x))
+        thetaacc.sub_(torch.mul(costheta, temp, out=force)).div_(denom)
+        # xacc = temp - polemass_length * thetaacc * costheta / total_mass
+        xacc = torch.mul(thetaacc, polemass_length, out=s.like("xacc", x))
+        xacc.mul_(costheta).div_(total_mass)
+        torch.sub(temp, xacc, out=xacc)
+        # Euler step (x + tau * x_dot, ...) straight into component-major storage.
+        planes = state.new_empty((4, *x.shape)) if out is None else out
+        for plane, value, rate in (
+            (planes[0], x, x_dot),
+            (planes[1], x_dot, xacc),
+            (planes[2], theta, theta_dot),
+            (planes[3], theta_dot, thetaacc),
+        ):
+            torch.mul(rate, self.tau, out=plane).add_(value)
+        # |x| > threshold, as two comparisons (same for every float, NaN included).
+        x, theta = planes[0], planes[2]
+        outside = s.like("outside", x, torch.bool)
+        terminated = torch.gt(x, self.x_threshold)
+        terminated.logical_or_(torch.lt(x, -self.x_threshold, out=outside))
+        terminated.logical_or_(torch.gt(theta, self.theta_threshold, out=outside))
+        terminated.logical_or_(torch.lt(theta, -self.theta_threshold, out=outside))
+        return planes.movedim(0, -1), torch.ones_like(x), terminated
 
     def observe(self, state: Tensor) -> Tensor:
         return state.float()
@@ -226,10 +324,16 @@ class Acrobot(ControlSystem):
             c["m2_lc2sq_moi"] - d2**2 / d1
         )
         ddtheta1 = -(d2 * ddtheta2 + phi1) / d1
-        return torch.stack((dtheta1, dtheta2, ddtheta1, ddtheta2), dim=-1)
+        return _stack_last((dtheta1, dtheta2, ddtheta1, ddtheta2))
 
     def step_state(
-        self, state: Tensor, action: Tensor, context: Context
+        self,
+        state: Tensor,
+        action: Tensor,
+        context: Context,
+        *,
+        scratch: Scratch | None = None,
+        out: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         torque = (action.to(torch.float64) - 1.0) * context["torque"]
         c = self._constants(context)
@@ -240,14 +344,13 @@ class Acrobot(ControlSystem):
         k4 = self._dsdt(state + dt * k3, torque, c)
         ns = state + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
         theta1, theta2, dtheta1, dtheta2 = ns.unbind(-1)
-        next_state = torch.stack(
+        next_state = _stack_last(
             (
                 _wrap_angle(theta1),
                 _wrap_angle(theta2),
                 dtheta1.clamp(-self.max_vel_1, self.max_vel_1),
                 dtheta2.clamp(-self.max_vel_2, self.max_vel_2),
-            ),
-            dim=-1,
+            )
         )
         t1, t2 = next_state[..., 0], next_state[..., 1]
         terminated = -torch.cos(t1) - torch.cos(t2 + t1) > 1.0
@@ -256,8 +359,8 @@ class Acrobot(ControlSystem):
 
     def observe(self, state: Tensor) -> Tensor:
         t1, t2, d1, d2 = state.unbind(-1)
-        return torch.stack(
-            (torch.cos(t1), torch.sin(t1), torch.cos(t2), torch.sin(t2), d1, d2), dim=-1
+        return _stack_last(
+            (torch.cos(t1), torch.sin(t1), torch.cos(t2), torch.sin(t2), d1, d2)
         ).float()
 
 
@@ -280,10 +383,16 @@ class MountainCar(ControlSystem):
 
     def initial_state(self, u: Tensor) -> Tensor:
         position = -0.6 + 0.2 * u[..., 0]
-        return torch.stack((position, torch.zeros_like(position)), dim=-1)
+        return _stack_last((position, torch.zeros_like(position)))
 
     def step_state(
-        self, state: Tensor, action: Tensor, context: Context
+        self,
+        state: Tensor,
+        action: Tensor,
+        context: Context,
+        *,
+        scratch: Scratch | None = None,
+        out: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         position, velocity = state.unbind(-1)
         push = (action.to(torch.float64) - 1.0) * context["force"]
@@ -294,7 +403,7 @@ class MountainCar(ControlSystem):
         terminated = position >= self.goal_position  # goal_velocity is 0 and velocity >= 0 there
         terminated = terminated & (velocity >= 0)
         return (
-            torch.stack((position, velocity), dim=-1),
+            _stack_last((position, velocity)),
             torch.full_like(position, -1.0),
             terminated,
         )
@@ -331,7 +440,7 @@ class Pendulum(ControlSystem):
     def initial_state(self, u: Tensor) -> Tensor:
         theta = -math.pi + 2 * math.pi * u[..., 0]
         theta_dot = -1.0 + 2.0 * u[..., 1]
-        return torch.stack((theta, theta_dot), dim=-1)
+        return _stack_last((theta, theta_dot))
 
     def action_values(self, action: Tensor) -> Tensor:
         if action.is_floating_point():  # already a torque
@@ -339,7 +448,13 @@ class Pendulum(ControlSystem):
         return action.to(torch.float64) * (4.0 / (self.n_actions - 1)) - 2.0
 
     def step_state(
-        self, state: Tensor, action: Tensor, context: Context
+        self,
+        state: Tensor,
+        action: Tensor,
+        context: Context,
+        *,
+        scratch: Scratch | None = None,
+        out: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         th, thdot = state.unbind(-1)
         g, m, length = context["g"], context["m"], context["l"]
@@ -353,14 +468,14 @@ class Pendulum(ControlSystem):
         newthdot = newthdot.clamp(-self.max_speed, self.max_speed)
         newth = th + newthdot * self.dt
         return (
-            torch.stack((newth, newthdot), dim=-1),
+            _stack_last((newth, newthdot)),
             -costs,
             torch.zeros_like(th, dtype=torch.bool),
         )
 
     def observe(self, state: Tensor) -> Tensor:
         th, thdot = state.unbind(-1)
-        return torch.stack((torch.cos(th), torch.sin(th), thdot), dim=-1).float()
+        return _stack_last((torch.cos(th), torch.sin(th), thdot)).float()
 
 
 SYSTEMS: dict[str, ControlSystem] = {
@@ -394,16 +509,30 @@ class EnvStep:
     episode_length: Tensor
 
 
+def flat_nonzero(mask: Tensor) -> Tensor:
+    """Indices [n] int64 of the True entries of ``mask``, flattened, on ``mask``'s device.
+
+    On CPU, NumPy's ``flatnonzero`` measured ~4x faster than ``torch.nonzero`` for the
+    sparse masks of finished episodes (B x E = 65536); other devices use torch.
+    """
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return mask.reshape(-1).nonzero().squeeze(1)
+
+
 class BatchedControlEnv:
     """B runs x E environments of one system, each run with its own physics context.
 
     Auto-resets finished environments in the same step (the returned ``obs`` is
     the new episode's first observation; ``final_obs`` holds the last one).
+    The state is stored component-major (``state`` is a [B, E, state_dim] view of
+    a [state_dim, B, E] buffer) so that the physics reads contiguous planes.
 
     Args:
         system: the dynamics.
         context: name -> [B] float64 values; missing names take the defaults.
         n_envs: E, environments per run.
+        device: where the state and context live (default: the context's device, else CPU).
 
     Example:
         >>> env = BatchedControlEnv(CartPole(), CartPole().default_context(2), n_envs=3)
@@ -413,7 +542,13 @@ class BatchedControlEnv:
         ((2, 3, 4), False)
     """
 
-    def __init__(self, system: ControlSystem, context: Mapping[str, Tensor], n_envs: int) -> None:
+    def __init__(
+        self,
+        system: ControlSystem,
+        context: Mapping[str, Tensor],
+        n_envs: int,
+        device: torch.device | str | None = None,
+    ) -> None:
         unknown = set(context) - set(system.context_defaults)
         if unknown:
             raise ValueError(
@@ -427,41 +562,86 @@ class BatchedControlEnv:
             raise ValueError(
                 f"every context value must have the same size B, got sizes {sorted(sizes)}"
             )
+        if device is None:
+            devices = {torch.as_tensor(v).device for v in context.values()}
+            device = devices.pop() if len(devices) == 1 else torch.device("cpu")
+        self.device = torch.device(device)
         n_runs = sizes.pop() if sizes else 1
         self.system = system
         self.n_runs = n_runs
         self.n_envs = n_envs
-        full = system.default_context(n_runs)
+        full = system.default_context(n_runs, self.device)
         full.update(
-            {k: torch.as_tensor(v, dtype=torch.float64).reshape(n_runs) for k, v in context.items()}
+            {
+                k: torch.as_tensor(v, dtype=torch.float64).reshape(n_runs).to(self.device)
+                for k, v in context.items()
+            }
         )
         self._context_flat = full
         self.context = {k: v.reshape(n_runs, 1) for k, v in full.items()}
-        self.state = torch.zeros(n_runs, n_envs, system.state_dim, dtype=torch.float64)
-        self.elapsed = torch.zeros(n_runs, n_envs, dtype=torch.int64)
-        self.running_return = torch.zeros(n_runs, n_envs, dtype=torch.float64)
+        self._planes = torch.zeros(
+            system.state_dim, n_runs, n_envs, dtype=torch.float64, device=self.device
+        )
+        self._spare = torch.empty_like(self._planes)
+        """The buffer the next step writes into (double buffering: no allocation per step)."""
+        self._scratch = Scratch()
+        # Episode counters, reset lazily: entries listed in `_pending` (environments
+        # reset at the end of the last step) hold their finished episode's values
+        # until the next step overwrites them, which saves two full copies per step.
+        self._elapsed = torch.zeros(n_runs, n_envs, dtype=torch.int64, device=self.device)
+        self._running_return = torch.zeros(n_runs, n_envs, dtype=torch.float64, device=self.device)
+        self._pending = torch.zeros(0, dtype=torch.int64, device=self.device)
+
+    @property
+    def elapsed(self) -> Tensor:
+        """Steps taken in each environment's current episode, int64 [B, E]."""
+        return self._settled(self._elapsed, 0)
+
+    @property
+    def running_return(self) -> Tensor:
+        """Return so far of each environment's current episode, float64 [B, E]."""
+        return self._settled(self._running_return, 0.0)
+
+    def _settled(self, counter: Tensor, start: float) -> Tensor:
+        settled = counter.clone()
+        settled.view(-1)[self._pending] = start
+        return settled
+
+    @property
+    def state(self) -> Tensor:
+        """[B, E, state_dim] float64 (a view of the component-major buffer)."""
+        return self._planes.movedim(0, -1)
+
+    @state.setter
+    def state(self, value: Tensor) -> None:
+        self._planes = value.to(self._planes).movedim(-1, 0).contiguous()
 
     def reset(self, u: Tensor) -> Tensor:
         """Start every environment afresh from uniforms u [B, E, n_reset_uniforms]."""
-        self.state = self.system.initial_state(u)
-        self.elapsed.zero_()
-        self.running_return.zero_()
+        self.state = self.system.initial_state(u.to(self.device))
+        # Fresh tensors: the old ones may be held as a step's episode_length / return.
+        self._elapsed = torch.zeros_like(self._elapsed)
+        self._running_return = torch.zeros_like(self._running_return)
+        self._pending = self._pending[:0]
         return self.system.observe(self.state)
 
     def set_context(self, indices: Sequence[int], context: Mapping[str, Tensor]) -> None:
         """Replace the physics context of runs ``indices`` (values [len(indices)])."""
-        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        idx = torch.as_tensor(list(indices), dtype=torch.long, device=self.device)
         for k, v in context.items():
             if k not in self._context_flat:
                 raise ValueError(f"{self.system.name}: unknown context name {k!r}")
-            self._context_flat[k][idx] = torch.as_tensor(v, dtype=torch.float64).reshape(-1)
+            value = torch.as_tensor(v, dtype=torch.float64).reshape(-1).to(self.device)
+            self._context_flat[k][idx] = value
 
     def reset_runs(self, indices: Sequence[int], u: Tensor) -> None:
         """Start every environment of runs ``indices`` afresh; u is [len(indices), E, k]."""
-        idx = torch.as_tensor(list(indices), dtype=torch.long)
-        self.state[idx] = self.system.initial_state(u)
-        self.elapsed[idx] = 0
-        self.running_return[idx] = 0.0
+        idx = torch.as_tensor(list(indices), dtype=torch.long, device=self.device)
+        self._planes[:, idx] = self.system.initial_state(u.to(self.device)).movedim(-1, 0)
+        self._elapsed, self._running_return = self.elapsed, self.running_return  # fresh copies
+        self._pending = self._pending[:0]
+        self._elapsed[idx] = 0
+        self._running_return[idx] = 0.0
 
     def observe(self) -> Tensor:
         return self.system.observe(self.state)
@@ -476,24 +656,48 @@ class BatchedControlEnv:
         """
         system = self.system
         next_state, reward, terminated = system.step_state(
-            self.state, system.action_values(action), self.context
+            self.state,
+            system.action_values(action),
+            self.context,
+            scratch=self._scratch,
+            out=self._spare,
         )
-        self.elapsed = self.elapsed + 1
-        truncated = self.elapsed >= system.max_episode_steps
+        elapsed = self._elapsed + 1
+        episode_return = self._running_return + reward
+        if self._pending.numel():  # episodes that started at the end of the last step
+            elapsed.view(-1)[self._pending] = 1
+            episode_return.view(-1)[self._pending] = reward.reshape(-1)[self._pending]
+        truncated = elapsed >= system.max_episode_steps
         done = terminated | truncated
-        episode_return = self.running_return + reward
-        episode_length = self.elapsed
         final_obs = system.observe(next_state)
-        self.state = next_state  # a fresh tensor: safe to overwrite rows in place
-        if bool(done.any()):
-            # Reset only the finished environments (usually few), not all B x E.
-            rows = done.nonzero(as_tuple=True)
-            self.state[rows] = system.initial_state(reset_u[rows])
-            obs = system.observe(self.state)
-            self.elapsed = torch.where(done, 0, self.elapsed)
-            self.running_return = torch.where(done, 0.0, episode_return)
-        else:
-            obs, self.running_return = final_obs, episode_return
-        return EnvStep(
-            obs, reward, terminated, truncated, done, final_obs, episode_return, episode_length
-        )
+        self._swap_in(next_state)
+        # Reset only the finished environments (usually few), not all B x E, on flat
+        # indices: a masked select over [B, E] costs a full pass per tensor.
+        finished = flat_nonzero(done)
+        self._elapsed, self._running_return, self._pending = elapsed, episode_return, finished
+        obs = final_obs
+        if finished.numel():
+            u = reset_u.to(self.device).reshape(-1, reset_u.shape[-1]).index_select(0, finished)
+            start = system.initial_state(u)  # [n, state_dim]
+            self._planes.view(system.state_dim, -1)[:, finished] = start.t()
+            obs = self._patch_rows(final_obs, finished, system.observe(start))
+        return EnvStep(obs, reward, terminated, truncated, done, final_obs, episode_return, elapsed)
+
+    def _swap_in(self, next_state: Tensor) -> None:
+        """Make ``next_state`` [B, E, state_dim] the state; the old buffer becomes the spare."""
+        planes = next_state.movedim(-1, 0)
+        if planes.data_ptr() == self._spare.data_ptr():
+            self._planes, self._spare = self._spare, self._planes
+        else:  # a system that ignored ``out``
+            self._planes = planes.contiguous()
+
+    @staticmethod
+    def _patch_rows(obs: Tensor, rows: Tensor, values: Tensor) -> Tensor:
+        """A copy of ``obs`` [B, E, d] with flat rows ``rows`` replaced by ``values`` [n, d].
+
+        `observe` is row-wise, so patching the reset rows equals observing the whole
+        new state, at a fraction of the cost.
+        """
+        planes = obs.movedim(-1, 0).clone(memory_format=torch.contiguous_format)
+        planes.view(planes.shape[0], -1)[:, rows] = values.t()
+        return planes.movedim(0, -1)

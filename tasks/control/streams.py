@@ -59,7 +59,7 @@ def uniforms(keys: Tensor, counters: Tensor, shape: Sequence[int]) -> Tensor:
         (True, (2, 3))
     """
     n = int(np.prod(shape)) if len(shape) else 1
-    position = torch.arange(n, dtype=torch.int64)
+    position = torch.arange(n, dtype=torch.int64, device=keys.device)
     index = counters.reshape(-1, 1) * n + position  # [B, n]
     h = _fmix32(((index & _MASK32) * _GOLDEN32 + keys[:, :1]) & _MASK32)
     h = _fmix32(h ^ keys[:, 1:] ^ ((index >> 32) & _MASK32))

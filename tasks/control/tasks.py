@@ -27,7 +27,9 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
+from hpo_env.device import resolve_device
 from hpo_env.space import ENTROPY_COEF, LEARNING_RATE
 from tasks.control.learner import ActorCriticConfig, ControlRun
 from tasks.control.physics import get_system
@@ -104,8 +106,9 @@ class ControlTask:
     def name(self) -> str:
         return f"{self.system}/{self.label}"
 
-    def build(self, seeds: Sequence[int]) -> ControlRun:
-        return ControlRun(self, seeds)
+    def build(self, seeds: Sequence[int], device: str | torch.device = "cpu") -> ControlRun:
+        """B = ``len(seeds)`` A2C runs on ``device`` (a name `hpo_env.device` accepts)."""
+        return ControlRun(self, seeds, resolve_device(device))
 
     def default_hparams(self) -> dict[str, float]:
         return {

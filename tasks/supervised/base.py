@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
+import torch
 
+from hpo_env.device import resolve_device
 from tasks.engine import (
     DATA_STREAM,
     HPARAM_STREAM,
@@ -167,9 +169,12 @@ class SupervisedTask:
         """Run ``seed``'s data set."""
         return self.data.generate(np.random.default_rng(derive_seed(seed, DATA_STREAM)))
 
-    def build(self, seeds: Sequence[int]) -> SupervisedBatchedRun:
-        """B = ``len(seeds)`` runs trained in lockstep; run i is determined by ``seeds[i]``."""
-        return SupervisedBatchedRun(self, seeds)
+    def build(
+        self, seeds: Sequence[int], device: str | torch.device = "cpu"
+    ) -> SupervisedBatchedRun:
+        """B = ``len(seeds)`` runs trained in lockstep on ``device`` (a name `hpo_env.device`
+        accepts: ``cpu``, ``cuda``, ``cuda:N``, ``auto``); run i is determined by ``seeds[i]``."""
+        return SupervisedBatchedRun(self, seeds, resolve_device(device))
 
     def make_torch_run(self, seed: int) -> TorchRun:
         """Run ``seed`` as a plain PyTorch model + ``torch.optim`` optimizer + minibatches."""

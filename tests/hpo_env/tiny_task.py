@@ -4,6 +4,7 @@ B independent linear-regression runs trained with plain SGD in lockstep."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -86,8 +87,9 @@ class LinearRegressionRuns:
             hparams=self.get_hyperparameters(),
         )
 
-    def evaluate(self) -> Tensor:
-        err = torch.einsum("bnd,bd->bn", self.xv, self.w) - self.yv
+    def evaluate(self, fraction: float = 1.0) -> Tensor:
+        n = max(1, math.ceil(fraction * self.task.n_val))
+        err = torch.einsum("bnd,bd->bn", self.xv[:, :n], self.w) - self.yv[:, :n]
         return (err**2).mean(1)
 
 
@@ -101,7 +103,11 @@ class TinyRegressionTask:
     name: str = "tiny_regression"
     family: str = "tiny"
 
-    def build(self, seeds: Sequence[int]) -> LinearRegressionRuns:
+    def build(
+        self, seeds: Sequence[int], device: str | torch.device = "cpu"
+    ) -> LinearRegressionRuns:
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"the tiny task runs on the CPU only, got {device=}")
         return LinearRegressionRuns(self, seeds)
 
 

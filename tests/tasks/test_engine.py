@@ -145,3 +145,37 @@ def test_reset_all_runs_in_any_order(tiny_task) -> None:
         a, b = run.train(3), fresh.train(3)
         torch.testing.assert_close(a.train_loss, b.train_loss)
     torch.testing.assert_close(run.evaluate(), fresh.evaluate())
+
+
+@pytest.mark.parametrize("kind", ["classification", "regression"])
+def test_subsample_evaluation_is_the_twins_loss_on_the_first_examples(kind: str) -> None:
+    task = make_tiny_task(kind)
+    run = task.build([3, 4])
+    run.train(3)
+    twin = task.make_torch_run(4)
+    for _ in range(3):  # the same three updates on the plain-PyTorch twin
+        x, y = twin.next_batch()
+        twin.optimizer.zero_grad()
+        twin.loss_fn(twin.model(x), y).backward()
+        twin.optimizer.step()
+    n = 16  # a quarter of n_val = 64
+    with torch.no_grad():
+        expected = twin.loss_fn(twin.model(twin.data.x_val[:n]), twin.data.y_val[:n])
+    assert float(run.evaluate(0.25)[1]) == pytest.approx(float(expected), rel=2e-4)
+
+
+def test_subsample_of_the_whole_set_equals_the_full_evaluation(tiny_task) -> None:
+    run = tiny_task.build([0, 1, 2])
+    run.train(2)
+    full = run.evaluate()
+    # ceil(0.999 * 64) = 64: the "subsample" is the whole set.
+    assert torch.equal(run.evaluate(0.999), full)
+    both = run.evaluate_prefixes((1.0, 0.25))
+    assert torch.equal(both[0], full) and torch.equal(both[1], run.evaluate(0.25))
+    assert both.device == torch.device("cpu") and both.shape == (2, 3)
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.5, 1.5])
+def test_evaluation_fraction_is_validated(tiny_task, fraction: float) -> None:
+    with pytest.raises(ValueError, match="fraction"):
+        tiny_task.build([0]).evaluate(fraction)

@@ -147,3 +147,21 @@ def test_cartpole_reaches_195_for_most_seeds() -> None:
         best = torch.maximum(best, stats.episode_return * 500)
     # "Reaches": A2C at a constant rate peaks and then oscillates (room for a controller).
     assert (best >= 195).sum() >= 6, best
+
+
+def test_subsample_evaluation_plays_the_first_episodes_of_the_full_set() -> None:
+    """A quarter of 8 evaluation episodes are the 2 episodes a 2-episode task plays."""
+    learner = dataclasses.replace(SMALL.learner, n_eval_envs=8, min_eval_subsample=1)
+    eight = dataclasses.replace(SMALL, learner=learner)
+    run_8, run_2 = eight.build([5, 6]), SMALL.build([5, 6])
+    run_8.train(2)
+    run_2.train(2)
+    assert torch.equal(run_8.evaluate(0.25), run_2.evaluate())
+    both = run_8.evaluate_prefixes((1.0, 0.25))
+    assert torch.equal(both[0], run_8.evaluate()) and torch.equal(both[1], run_2.evaluate())
+
+
+def test_default_control_evaluation_is_never_subsampled() -> None:
+    run = CARTPOLE_DEFAULT.build([1])
+    run.train(1)
+    assert torch.equal(run.evaluate(0.25), run.evaluate())

@@ -152,3 +152,28 @@ def test_runs_are_independent_of_batch_size_and_neighbours() -> None:
         b = batch.step(actions[t], resets[t + 1])
         assert torch.equal(a.obs[0], b.obs[0])
         assert torch.equal(a.terminated[0], b.terminated[0])
+
+
+def test_step_results_are_not_overwritten_by_later_steps() -> None:
+    """The env reuses buffers between steps; what a step returned must stay as it was."""
+    system = CartPole()
+    env = BatchedControlEnv(system, system.default_context(2), n_envs=64)
+    gen = torch.Generator().manual_seed(0)
+    env.reset(torch.rand(2, 64, 4, dtype=torch.float64, generator=gen))
+    actions = torch.randint(0, 2, (30, 2, 64), generator=gen)
+    held = []
+    for t in range(30):
+        step = env.step(actions[t], torch.rand(2, 64, 4, dtype=torch.float64, generator=gen))
+        held.append((step, {k: v.clone() for k, v in vars(step).items()}))
+    assert any(bool(step.done.any()) for step, _ in held)  # resets happened
+    for step, copies in held:
+        for name, value in vars(step).items():
+            assert torch.equal(value, copies[name]), name
+
+
+def test_flat_nonzero_matches_torch() -> None:
+    from tasks.control.physics import flat_nonzero
+
+    mask = torch.rand(3, 50, generator=torch.Generator().manual_seed(1)) > 0.8
+    assert torch.equal(flat_nonzero(mask), mask.reshape(-1).nonzero().squeeze(1))
+    assert flat_nonzero(torch.zeros(4, 4, dtype=torch.bool)).numel() == 0

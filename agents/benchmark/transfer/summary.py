@@ -1,0 +1,112 @@
+"""The transfer protocol's numbers: strict win/tie/loss, IQM ratios, the per-task table, robustness, targets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from agents.benchmark.stats import ratio_summary
+
+ORACLE = "oracle"
+TARGETS = (
+    # (name, baseline or key, threshold, comparison) — printed, never asserted.
+    ("strict win rate vs constant", "constant", 0.80, ">="),
+    ("strict win rate vs cosine_warmup", "cosine_warmup", 0.65, ">="),
+    ("strict win rate vs schedule_free", "schedule_free", 0.60, ">="),
+    ("strict win rate vs prodigy", "prodigy", 0.60, ">="),
+    ("worst test task: policy median / constant median", "worst_task_ratio", 1.10, "<="),
+    ("robustness: sweep runs within 1.25x of the oracle", "robustness", 0.80, ">="),
+)
+
+
+def _table(
+    objectives: dict[str, dict[str, list[float]]], label: str, tasks: list[str]
+) -> np.ndarray:
+    return np.array([objectives[label][t] for t in tasks], dtype=np.float64)
+
+
+def summarize(result: dict[str, Any], config: Any, baseline_names: list[str]) -> dict[str, Any]:
+    """Everything the report shows, from ``result["objectives"]``.
+
+    Returns:
+        ``vs``: baseline -> strict counts, win rate, IQM of policy/baseline with a
+        stratified bootstrap CI, median ratio, compute multiple; ``to_oracle``:
+        method -> IQM ratio to the oracle; ``per_task``: rows sorted worst first;
+        ``robustness``: per start multiplier and overall, for the policy and the
+        constant schedule; ``targets``: name, value, threshold, status.
+    """
+    from agents.benchmark.transfer.protocol import CONSTANT, POLICY, run_label
+
+    objectives = result["objectives"]
+    tasks = [t["name"] for t in result["tasks"]]
+    regimes = {t["name"]: t["start_regime"] for t in result["tasks"]}
+    optimizers = {t["name"]: t["optimizer"] for t in result["tasks"]}
+    policy = _table(objectives, POLICY, tasks)
+    grid_labels = [run_label(CONSTANT, m) for m in config.grid_multipliers]
+    oracle = np.min(np.stack([_table(objectives, g, tasks) for g in grid_labels]), axis=0)
+    tables = {name: _table(objectives, name, tasks) for name in baseline_names}
+    tables[ORACLE] = oracle
+
+    vs = {}
+    for name, table in tables.items():
+        vs[name] = ratio_summary(policy, table)
+        vs[name]["compute_multiple"] = len(grid_labels) if name == ORACLE else 1
+    to_oracle = {
+        name: float(np.median(table / oracle)) for name, table in {POLICY: policy, **tables}.items()
+    }
+
+    constant = tables[CONSTANT]
+    per_task = []
+    for i, task in enumerate(tasks):
+        per_task.append(
+            {
+                "task": task,
+                "optimizer": optimizers[task],
+                "start_regime": regimes[task],
+                "policy_median": float(np.median(policy[i])),
+                "constant_median": float(np.median(constant[i])),
+                "oracle_median": float(np.median(oracle[i])),
+                "ratio_to_constant": float(np.median(policy[i]) / np.median(constant[i])),
+                "ratio_to_oracle": float(np.median(policy[i]) / np.median(oracle[i])),
+                "policy_diverged": int(sum(result["diverged"][POLICY][task])),
+            }
+        )
+    per_task.sort(key=lambda row: row["ratio_to_constant"], reverse=True)
+
+    robustness: dict[str, Any] = {}
+    for method in (POLICY, CONSTANT):
+        within = {}
+        for m in config.sweep_multipliers:
+            if run_label(method, m) not in objectives:
+                continue  # the constant schedule at a multiple off its grid
+            table = _table(objectives, run_label(method, m), tasks)
+            within[f"{m:g}"] = float(np.mean(table <= config.robustness_factor * oracle))
+        robustness[method] = {
+            "by_multiplier": within,
+            "overall": float(np.mean(list(within.values()))),
+        }
+
+    values = {
+        **{name: vs[name]["win_rate"] for name in vs},
+        "worst_task_ratio": per_task[0]["ratio_to_constant"],
+        "robustness": robustness[POLICY]["overall"],
+    }
+    targets = []
+    for name, key, threshold, comparison in TARGETS:
+        if key not in values:
+            continue  # a baseline left out of this run
+        value = values[key]
+        met = value >= threshold if comparison == ">=" else value <= threshold
+        targets.append(
+            {"name": name, "value": value, "threshold": threshold, "comparison": comparison,
+             "status": "met" if met else "NOT met"}
+        )  # fmt: skip
+    return {
+        "vs": vs,
+        "median_ratio_to_oracle": to_oracle,
+        "per_task": per_task,
+        "robustness": robustness,
+        "targets": targets,
+        "n_pairs": int(policy.size),
+    }

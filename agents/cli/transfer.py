@@ -1,0 +1,111 @@
+"""``hpo-rl transfer``: the tuning policy on realistic plain-PyTorch runs it never saw.
+
+Trains every task of the chosen split (``validation`` for choosing recipes,
+checkpoints and seeds; ``test`` for reporting, once) with the policy and with
+the schedules practitioners use, in one ordinary training loop; writes
+``results.json``, ``results.md`` and figures to ``--out`` and prints strict
+win/tie/loss counts, IQM ratios, the per-task table (worst first), robustness
+and whether each target is met. Finished runs are cached in
+``<out>/runs.jsonl``: rerunning the same command resumes.
+
+Example::
+
+    hpo-rl transfer --split validation --quick
+    hpo-rl transfer --split test --policy default --seeds 5 --out runs/transfer-test
+    hpo-rl transfer --split test --rl --rl-timesteps 50000   # adds SB3 PPO/A2C runs
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from agents.benchmark.transfer.protocol import TransferConfig, run_transfer
+from agents.benchmark.transfer.suite import SPLITS
+
+__all__ = ["config_from_args", "register", "run", "run_transfer"]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "transfer",
+        help="the policy vs practitioners' schedules on unseen plain-PyTorch runs",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    parser.add_argument(
+        "--split", choices=SPLITS, default="test",
+        help="validation: for choosing; test: report once, never choose on it (default: test)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--policy", default="default", help="shipped bundle name or bundle directory"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="run seeds per task (default: 5, quick: 2)"
+    )
+    parser.add_argument(
+        "--out", default=None, help="output folder (default: runs/transfer-<split>[-quick])"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="CI smoke test: two tasks, two seeds, 150 updates each"
+    )
+    parser.add_argument(
+        "--tasks", nargs="+", default=None, help="task names of the split (default: all)"
+    )
+    parser.add_argument(
+        "--no-resume", action="store_true", help="ignore runs cached in <out>/runs.jsonl"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--rl",
+        action="store_true",
+        help="also run SB3 PPO/A2C (defaults vs the policy's callback) on CartPole and Acrobot",
+    )
+    parser.add_argument(
+        "--rl-timesteps",
+        type=int,
+        default=100_000,
+        help="environment steps per RL run (default: 100000)",
+    )
+    parser.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> TransferConfig:
+    """The settings the command line asks for."""
+    seeds = args.seeds if args.seeds is not None else (2 if args.quick else 5)
+    out = args.out or f"runs/transfer-{args.split}{'-quick' if args.quick else ''}"
+    return TransferConfig(
+        split=args.split,
+        policy=args.policy,
+        n_seeds=seeds,
+        tasks=tuple(args.tasks or ()),
+        quick=args.quick,
+        out_dir=out,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    run_transfer(config)
+    if args.rl:
+        run_rl(args, config)
+    return 0
+
+
+def run_rl(args: argparse.Namespace, config: TransferConfig) -> None:
+    """The RL part: ``rl_results.json`` beside the supervised report, and a printed summary."""
+    from pathlib import Path
+
+    from agents.benchmark.transfer.rl import RLTransferConfig, format_rl_summary, run_rl_transfer
+    from agents.common.files import atomic_write_json
+
+    rl_config = RLTransferConfig(
+        policy=config.policy,
+        n_seeds=config.n_seeds,
+        total_timesteps=args.rl_timesteps,
+        quick=config.quick,
+    )
+    result = run_rl_transfer(rl_config, progress=config.progress)
+    atomic_write_json(Path(config.out_dir or ".") / "rl_results.json", result)
+    print(f"\nRL runs ({result['wall_s']:.0f} s):\n{format_rl_summary(result['summary'])}")

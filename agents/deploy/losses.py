@@ -1,0 +1,80 @@
+"""Losses handed to the scheduler: checked on arrival, read once per decision.
+
+``sched.step(loss)`` accepts a Python or NumPy number or a one-element tensor
+(detached here; one that requires grad or lives on an accelerator is fine).
+A tensor is *not* read when it arrives: reading an accelerator tensor makes
+the host wait for the device. `PendingLosses` keeps the interval's tensors
+where they are and reads them all at the decision with one transfer per
+device, so a run pays at most one synchronisation per decision.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+LossLike = float | Tensor
+
+
+def check_loss(value: Any, name: str = "loss") -> LossLike:
+    """``value`` as a float or a detached 0-d tensor; raises on anything else.
+
+    Raises:
+        TypeError: not a real number, a NumPy scalar/one-element array or a tensor
+            (strings such as ``"0.5"`` are refused: pass ``float(s)``).
+        ValueError: a tensor or array with more than one element, or a complex one.
+    """
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"{name} must be a one-element tensor (the minibatch's mean loss), "
+                f"got shape {tuple(value.shape)}"
+            )
+        if value.is_complex():
+            raise ValueError(f"{name} must be a real number, got a {value.dtype} tensor")
+        return value.detach().reshape(())
+    if isinstance(value, np.ndarray) and value.size == 1 and np.isrealobj(value):
+        return float(value.reshape(()))
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a float or a one-element torch.Tensor, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    return float(value)
+
+
+class PendingLosses:
+    """The current interval's losses, floats and device tensors in arrival order."""
+
+    def __init__(self) -> None:
+        self.items: list[LossLike] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def append(self, loss: LossLike) -> None:
+        self.items.append(loss)
+
+    def read(self) -> list[float]:
+        """All pending losses as floats (one device transfer per device); clears them."""
+        items, self.items = self.items, []
+        out: list[Any] = list(items)
+        by_device: dict[torch.device, list[int]] = {}
+        for i, item in enumerate(items):
+            if isinstance(item, Tensor):
+                by_device.setdefault(item.device, []).append(i)
+        for indices in by_device.values():
+            tensors = [items[i] for i in indices]
+            dtype = tensors[0].dtype  # type: ignore[union-attr]
+            for t in tensors[1:]:
+                dtype = torch.promote_types(dtype, t.dtype)  # type: ignore[union-attr]
+            if not dtype.is_floating_point:
+                dtype = torch.float32
+            values = torch.stack([t.to(dtype) for t in tensors]).tolist()  # type: ignore[union-attr]
+            for i, v in zip(indices, values):
+                out[i] = float(v)
+        return out

@@ -1,0 +1,95 @@
+"""Canonical hyperparameters inside ``torch.optim`` param groups, and moves within bounds.
+
+The policy speaks canonical names (``learning_rate``, ``momentum``,
+``weight_decay``); optimizers store them as ``lr``, ``momentum`` or Adam's
+``betas[0]``, ``weight_decay``, sometimes as tensors (capturable / fused
+optimizers). These helpers read and write them without changing their type.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hpo_env.space import HyperparameterSpec
+
+
+def read_hparam(group: Mapping[str, Any], name: str) -> float | None:
+    """A group's value of canonical hyperparameter ``name``; None where it has none."""
+    if name == "learning_rate":
+        value = group.get("lr")
+    elif name == "momentum":
+        if "momentum" in group:
+            value = group["momentum"]
+        elif "betas" in group:  # Adam-style: beta1 is the momentum
+            value = group["betas"][0]
+        else:
+            return None
+    elif name == "weight_decay":
+        value = group.get("weight_decay")
+    else:  # entropy_coef and friends belong to RL trainers, not optimizers
+        return None
+    if value is None:
+        return None
+    return float(value)
+
+
+def write_hparam(group: dict[str, Any], name: str, value: float) -> None:
+    """Set canonical ``name`` in one param group, keeping tensor values tensors."""
+    if name == "learning_rate":
+        key = "lr"
+    elif name == "momentum" and "momentum" not in group:
+        betas = group["betas"]
+        if isinstance(betas[0], Tensor):
+            betas[0].fill_(value)
+        else:
+            group["betas"] = (value, *tuple(betas)[1:])
+        return
+    else:
+        key = name
+    if isinstance(group[key], Tensor):  # tensor lr (capturable / fused optimizers)
+        group[key].fill_(value)
+    else:
+        group[key] = value
+
+
+def write_hyperparameters(optimizer: torch.optim.Optimizer, values: Mapping[str, float]) -> None:
+    """Set canonical hyperparameters (``learning_rate``, ``momentum``, ``weight_decay``)
+    in every param group that has them; others are ignored.
+
+    Raises:
+        ValueError: a value is not finite.
+    """
+    for name, value in values.items():
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        for group in optimizer.param_groups:
+            if read_hparam(group, name) is not None:
+                write_hparam(group, name, float(value))
+
+
+def clip_to_spec(spec: HyperparameterSpec, value: float) -> float:
+    """`HyperparameterSpec.clip` on a Python float (NaN goes to the lower bound)."""
+    if math.isnan(value):
+        return spec.low
+    return min(max(value, spec.low), spec.high)
+
+
+def spec_change(spec: HyperparameterSpec, new: float, start: float) -> float:
+    """Factor (log specs) or offset (linear specs) taking ``start`` to ``new``."""
+    if spec.log:
+        return new / clip_to_spec(spec, start)
+    return new - start
+
+
+def spec_move(spec: HyperparameterSpec, base: float, change: float) -> float:
+    """``base`` moved by a `spec_change` result, within the spec's bounds."""
+    if spec.log:
+        if base == 0.0:  # a group with e.g. weight_decay=0 keeps it off
+            return 0.0
+        return clip_to_spec(spec, base * change)
+    return clip_to_spec(spec, base + change)

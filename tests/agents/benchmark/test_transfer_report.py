@@ -1,0 +1,144 @@
+"""`run_transfer` end to end on tiny tasks: files written, resume cache, CLI, config errors."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from agents.benchmark.transfer import methods
+from agents.benchmark.transfer.protocol import TransferConfig, run_transfer
+from agents.benchmark.transfer.suite import TaskSpec
+from hpo_env.errors import ConfigError
+
+SMALL = dict(grid_multipliers=(0.1, 1.0, 10.0), sweep_multipliers=(0.1, 1.0, 10.0), progress=False)
+
+
+def _tiny_run(tiny_task: TaskSpec, out: Path | None, **overrides: object) -> dict:
+    config = TransferConfig(
+        split="validation", n_seeds=2, out_dir=str(out) if out else None, **{**SMALL, **overrides}
+    )  # type: ignore[arg-type]
+    return run_transfer(
+        config,
+        baselines=[methods.Constant(), methods.CosineWarmup()],
+        tasks=[tiny_task],
+        stream=io.StringIO(),
+    )
+
+
+@pytest.mark.slow  # 14 tiny runs and five figures: seconds
+def test_report_files_and_summary(tiny_task: TaskSpec, tmp_path: Path) -> None:
+    result = _tiny_run(tiny_task, tmp_path)
+    names = set(result["files"])
+    assert {
+        "results.json",
+        "results.md",
+        "win_tie_loss.png",
+        "iqm_ratios.png",
+        "robustness.png",
+    } <= names
+    assert "curves_tiny_iris.png" in names
+    for path in result["files"].values():
+        assert Path(path).stat().st_size > 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    summary = saved["summary"]
+    assert set(summary["vs"]) == {"constant", "cosine_warmup", "oracle"}
+    for row in summary["vs"].values():
+        assert row["wins"] + row["ties"] + row["losses"] == row["n"] == 2
+    assert summary["vs"]["oracle"]["compute_multiple"] == 3
+    assert summary["per_task"][0]["task"] == "tiny_iris"
+    assert set(summary["robustness"]["policy"]["by_multiplier"]) == {"0.1", "1", "10"}
+    assert summary["targets"] and all(t["status"] in ("met", "NOT met") for t in summary["targets"])
+    markdown = (tmp_path / "results.md").read_text()
+    assert "worst first" in markdown and "## Targets" in markdown
+
+
+@pytest.mark.slow  # 14 tiny runs: a few seconds
+def test_oracle_is_the_best_grid_point(tiny_task: TaskSpec) -> None:
+    result = _tiny_run(tiny_task, None)
+    runs = {label: by_task["tiny_iris"] for label, by_task in result["objectives"].items()}
+    oracle = [
+        min(runs[g][i] for g in ("constant@x0.1", "constant", "constant@x10")) for i in range(2)
+    ]
+    ratios = sorted(p / o for p, o in zip(runs["policy"], oracle))
+    assert result["summary"]["vs"]["oracle"]["median_ratio"] == pytest.approx(sum(ratios) / 2)
+    assert result["summary"]["median_ratio_to_oracle"]["oracle"] == 1.0
+    assert result["summary"]["median_ratio_to_oracle"]["constant"] >= 1.0
+
+
+@pytest.mark.slow  # 14 tiny runs, twice: seconds
+def test_rerun_reuses_the_cache(tiny_task: TaskSpec, tmp_path: Path) -> None:
+    first = _tiny_run(tiny_task, tmp_path)
+    lines = (tmp_path / "runs.jsonl").read_text().splitlines()
+    with open(tmp_path / "runs.jsonl", "a") as handle:
+        handle.write('{"key": "torn')  # a line cut short by a kill is skipped
+    again = _tiny_run(tiny_task, tmp_path)
+    assert again["objectives"] == first["objectives"]
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == len(lines) + 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"split": "train"}, "unknown split 'train'"),
+        ({"n_seeds": 0}, "--seeds 5"),
+        ({"grid_multipliers": (0.1, 10.0)}, "must contain 1.0"),
+        ({"robustness_factor": 0.5}, "robustness_factor"),
+        ({"tasks": ("wine_mlp_rmsprop",)}, "--split test"),
+    ],
+)
+def test_bad_config_names_the_fix(overrides: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        TransferConfig(**{"split": "validation", **overrides}).task_specs()  # type: ignore[arg-type]
+
+
+def test_baselines_need_a_constant(tiny_task: TaskSpec) -> None:
+    with pytest.raises(ConfigError, match="including 'constant'"):
+        run_transfer(
+            TransferConfig(split="validation", **SMALL),
+            baselines=[methods.CosineWarmup()],
+            tasks=[tiny_task],
+        )  # type: ignore[arg-type]
+
+
+def test_cli_parses_into_a_config() -> None:
+    from agents.cli import transfer
+
+    parser = argparse.ArgumentParser()
+    transfer.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        [
+            "transfer",
+            "--split",
+            "validation",
+            "--quick",
+            "--tasks",
+            "iris_mlp_sgd_momentum",
+            "--no-progress",
+        ]
+    )
+    config = transfer.config_from_args(args)
+    assert config.split == "validation" and config.quick and config.n_seeds == 2
+    assert config.tasks == ("iris_mlp_sgd_momentum",) and not config.progress and not args.rl
+    assert config.out_dir == "runs/transfer-validation-quick"
+    assert [t.n_updates for t in config.task_specs()] == [150]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["transfer", "--split", "train"])
+
+
+@pytest.mark.slow  # the real --quick command: about a minute on one idle core
+def test_quick_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agents.cli import transfer
+
+    parser = argparse.ArgumentParser()
+    transfer.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["transfer", "--split", "test", "--quick", "--no-progress", "--out", str(tmp_path)]
+    )
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "strict win rate vs constant" in printed and "Per task, worst first" in printed
+    assert (tmp_path / "results.md").exists()

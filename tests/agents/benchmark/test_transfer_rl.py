@@ -1,0 +1,54 @@
+"""RL transfer: summary arithmetic, config errors, and one tiny run of each algorithm."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.benchmark.transfer.rl import RLTransferConfig, run_rl_transfer, summarize_rl
+from hpo_env.errors import ConfigError
+
+
+def test_summary_counts_not_worse_and_mean_difference() -> None:
+    rows = [
+        {
+            "algorithm": "PPO",
+            "env_id": "CartPole-v1",
+            "default_return": 100.0,
+            "policy_return": 100.0,
+        },
+        {
+            "algorithm": "PPO",
+            "env_id": "CartPole-v1",
+            "default_return": 100.0,
+            "policy_return": 50.0,
+        },
+        {
+            "algorithm": "A2C",
+            "env_id": "CartPole-v1",
+            "default_return": 10.0,
+            "policy_return": 40.0,
+        },
+    ]
+    summary = summarize_rl(rows)
+    assert summary["overall"] == {
+        "n": 3,
+        "not_worse": pytest.approx(2 / 3),
+        "mean_difference": pytest.approx(-20 / 3),
+    }
+    assert summary["PPO CartPole-v1"]["not_worse"] == 0.5
+    with pytest.raises(ConfigError, match="at least one"):
+        summarize_rl([])
+
+
+def test_bad_rl_config_names_the_fix() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'CartPole-v1'"):
+        RLTransferConfig(env_ids=("CartPole-v0",))
+    with pytest.raises(ConfigError, match="unknown algorithm 'SAC'"):
+        RLTransferConfig(algorithms=("SAC",))
+
+
+@pytest.mark.slow  # two SB3 runs per algorithm, one rollout each: seconds
+def test_quick_rl_transfer_runs() -> None:
+    result = run_rl_transfer(RLTransferConfig(quick=True, quick_timesteps=256, n_eval_episodes=1))
+    assert [r["algorithm"] for r in result["runs"]] == ["PPO", "A2C"]
+    assert result["summary"]["overall"]["n"] == 2
