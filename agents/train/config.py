@@ -244,9 +244,11 @@ SMOKE = TrainConfig(
 """Seconds-long end-to-end run (tests, CI): 4 PPO iterations, a checkpoint each,
 supervised tasks only (control tasks are an order of magnitude slower per step)."""
 
-DEFAULT = TrainConfig()
-"""About 8 minutes of one CPU core (measured: 7-8 CPU-minutes with deploy-length
-episodes, gamma=1 and the overfitting families); makes the shipped bundle."""
+DEFAULT = TrainConfig(seed=1)
+"""Makes the shipped bundle: about 8 CPU-minutes of one core (deploy-length episodes,
+gamma=1, the overfitting families); 42 min wall on 2 cores shared by ~6 jobs. Seed 1
+was chosen over seed 0 on the transfer suite's ``validation`` split (strict win rate
+vs constant 0.75 vs 0.50, vs cosine 0.58 vs 0.50; 6 tasks x 2 seeds)."""
 
 FULL = TrainConfig(
     total_timesteps=1_000_000,
