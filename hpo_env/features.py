@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hpo_env.space import HyperparameterSpace
+from hpo_env.space import HyperparameterSpace, HyperparameterSpec
 from hpo_env.stats import StepStats
 
-FEATURE_SPEC_VERSION = 1
+FEATURE_SPEC_VERSION = 2
 OBS_BOUND = 10.0
 """Every feature lies in [-OBS_BOUND, OBS_BOUND]."""
 
@@ -43,11 +43,14 @@ RUN_FEATURES = (
     "log_grad_norm_ratio",  # log10(grad norm / first grad norm)
     "grad_cosine",  # cosine between successive interval-final gradients
     "log_update_ratio",  # (log10(per-update ||Δθ||/||θ||) + 3) / 2
+    "train_above_best",  # log(interval train loss / lowest interval train loss so far), >= 0
+    "val_since_best",  # progress since the best validation loss arrived (0 if the last is best)
 )
 HPARAM_FEATURES = (
     "position",  # log10 value inside the bounds, mapped to [-1, 1]
     "log_change",  # log10(value / value at the episode's start)
     "present",  # 1 if the run uses this hyperparameter
+    "last_change",  # log10(value / value at the previous decision): the last action's effect
 )
 _EMA = 0.3
 _EPS = 1e-12
@@ -75,7 +78,7 @@ class FeatureExtractor:
         >>> space = HyperparameterSpace.from_names(["learning_rate"])
         >>> fx = FeatureExtractor(space, n_runs=1)
         >>> fx.reset({"learning_rate": torch.tensor([0.1])}).shape
-        torch.Size([1, 18])
+        torch.Size([1, 21])
     """
 
     STATE_KEYS = (
@@ -89,6 +92,8 @@ class FeatureExtractor:
         "prev_progress",
         "train_slope_ema",
         "val_slope_ema",
+        "best_train",
+        "best_val_progress",
     )
 
     def __init__(self, space: HyperparameterSpace, n_runs: int) -> None:
@@ -98,6 +103,7 @@ class FeatureExtractor:
         self.n_runs = n_runs
         self.state: dict[str, Tensor] = {k: self._nan() for k in self.STATE_KEYS}
         self.initial_hparams: dict[str, Tensor] = {}
+        self.previous_hparams: dict[str, Tensor] = {}
 
     @staticmethod
     def feature_names(space: HyperparameterSpace) -> list[str]:
@@ -139,6 +145,8 @@ class FeatureExtractor:
                 value = torch.as_tensor(hparams[name], dtype=torch.float32).reshape(-1)
                 old = self.initial_hparams.get(name, value)
                 self.initial_hparams[name] = torch.where(m, value, old)
+                old = self.previous_hparams.get(name, value)
+                self.previous_hparams[name] = torch.where(m, value, old)
         progress = torch.where(m, 0.0, self.state["prev_progress"])
         run = torch.zeros(self.n_runs, len(RUN_FEATURES))
         run[:, RUN_FEATURES.index("val_staleness")] = 1.0
@@ -181,10 +189,16 @@ class FeatureExtractor:
             (1 - _EMA) * s["val_slope_ema"] + _EMA * val_slope,
         )
         s["val_slope_ema"] = torch.where(has_prev_val, new_val_ema, s["val_slope_ema"])
+        new_best = fresh & ~(val >= s["best_val"])  # NaN best (none yet) counts as beaten
         s["best_val"] = torch.where(
             fresh,
             torch.fmin(s["best_val"], val),
             s["best_val"],
+        )
+        s["best_val_progress"] = torch.where(new_best, progress, s["best_val_progress"])
+        finite_train = torch.isfinite(train) & (train > 0)
+        s["best_train"] = torch.where(
+            finite_train, torch.fmin(s["best_train"], train), s["best_train"]
         )
         s["last_val"] = torch.where(fresh, val, s["last_val"])
         s["last_val_progress"] = torch.where(fresh, progress, s["last_val_progress"])
@@ -208,6 +222,8 @@ class FeatureExtractor:
             - torch.log10(s["ref_grad"] + _EPS),
             "grad_cosine": stats.grad_cosine,
             "log_update_ratio": (torch.log10(per_update_ratio + _EPS) + 3.0) / 2.0,
+            "train_above_best": log_train - _safe_log(s["best_train"]),
+            "val_since_best": torch.where(seen, progress - s["best_val_progress"], 0.0),
         }
         s["prev_train"] = torch.where(torch.isfinite(train), train, s["prev_train"])
         s["prev_progress"] = progress
@@ -221,21 +237,27 @@ class FeatureExtractor:
                 value = torch.as_tensor(hparams[spec.name], dtype=torch.float32).reshape(-1)
                 value = value.expand(self.n_runs)
                 initial = self.initial_hparams.get(spec.name, value)
-                if spec.log:
-                    change = torch.log10(spec.clip(value)) - torch.log10(spec.clip(initial))
-                else:
-                    change = (value - initial) / (spec.high - spec.low)
-                cols = [spec.normalized(value), change, torch.ones(self.n_runs)]
+                previous = self.previous_hparams.get(spec.name, value)
+                change, last = (self._change(spec, value, ref) for ref in (initial, previous))
+                self.previous_hparams[spec.name] = value.clone()
+                cols = [spec.normalized(value), change, torch.ones(self.n_runs), last]
             else:
-                cols = [torch.zeros(self.n_runs)] * 3
+                cols = [torch.zeros(self.n_runs)] * len(HPARAM_FEATURES)
             columns.append(torch.stack(cols, dim=1))
         obs = torch.cat(columns, dim=1)
         return _finite(obs).clamp(-OBS_BOUND, OBS_BOUND).to(torch.float32)
+
+    @staticmethod
+    def _change(spec: HyperparameterSpec, value: Tensor, reference: Tensor) -> Tensor:
+        if spec.log:
+            return torch.log10(spec.clip(value)) - torch.log10(spec.clip(reference))
+        return (value - reference) / (spec.high - spec.low)
 
     def state_dict(self) -> dict[str, list[float]]:
         """Plain numbers (NaN kept as NaN) so a scheduler can be checkpointed as JSON."""
         out = {k: v.tolist() for k, v in self.state.items()}
         out.update({f"initial.{k}": v.tolist() for k, v in self.initial_hparams.items()})
+        out.update({f"previous.{k}": v.tolist() for k, v in self.previous_hparams.items()})
         return out
 
     def load_state_dict(self, state: Mapping[str, list[float]]) -> None:
@@ -243,6 +265,8 @@ class FeatureExtractor:
             tensor = torch.tensor(values, dtype=torch.float32).reshape(self.n_runs)
             if key.startswith("initial."):
                 self.initial_hparams[key.removeprefix("initial.")] = tensor
+            elif key.startswith("previous."):
+                self.previous_hparams[key.removeprefix("previous.")] = tensor
             elif key in self.STATE_KEYS:
                 self.state[key] = tensor
             else:

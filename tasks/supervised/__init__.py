@@ -6,6 +6,7 @@ from tasks.family import TaskFamily
 from tasks.supervised.base import SupervisedTask
 from tasks.supervised.choices import TrainingChoices
 from tasks.supervised.digits import DigitsCnnFamily, DigitsData, DigitsMlpFamily
+from tasks.supervised.overfit import overfit_families
 from tasks.supervised.synthetic import (
     GaussianMixtureData,
     GaussianMixtureMlpFamily,
@@ -24,6 +25,7 @@ def supervised_families() -> list[TaskFamily]:
         SinusoidMlpFamily(),
         DigitsMlpFamily(),
         DigitsCnnFamily(),
+        *overfit_families(),
     ]
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tasks.supervised.base import (
+    DEFAULT_MOMENTUMS,
     DEFAULT_WEIGHT_DECAY,
     HELDOUT_ACTIVATIONS,
     HELDOUT_OPTIMIZERS,
@@ -60,14 +61,15 @@ class TrainingChoices:
     """Numbers of hidden layers."""
     batch_sizes: tuple[int, ...] = (16, 32, 64)
     """Minibatch sizes (capped at the task's training-set size)."""
-    control_steps: tuple[int, ...] = (20, 30, 40)
-    """Episode lengths T."""
-    updates_per_step: tuple[int, ...] = (5, 10, 15)
+    control_steps: tuple[int, ...] = (30, 50, 70)
+    """Episode lengths T (deploy-like: a deployed run makes ~50 decisions)."""
+    updates_per_step: tuple[int, ...] = (8, 12, 16)
     """Inner updates per decision K."""
     default_learning_rates: tuple[tuple[str, float], ...] = (
         ("sgd", 0.05),
         ("adam", 5e-3),
         ("adamw", 5e-3),
+        ("rmsprop", 1e-3),
     )
     """Sensible constant learning rate per optimizer."""
     max_step_macs: int = 2_000_000
@@ -132,4 +134,5 @@ class TrainingChoices:
             "updates_per_step": updates,
             "default_learning_rate": float(dict(self.default_learning_rates)[optimizer]),
             "default_weight_decay": DEFAULT_WEIGHT_DECAY[optimizer],
+            "default_momentum": DEFAULT_MOMENTUMS[optimizer],
         }

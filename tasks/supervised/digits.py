@@ -16,6 +16,7 @@ from tasks.engine import SupervisedData
 from tasks.family import check_split
 from tasks.nets import ACTIVATIONS, CnnSpec, MlpSpec, macs_per_example
 from tasks.supervised.base import (
+    DEFAULT_MOMENTUMS,
     DEFAULT_WEIGHT_DECAY,
     HELDOUT_OPTIMIZERS,
     SupervisedTask,
@@ -160,4 +161,5 @@ class DigitsCnnFamily:
             updates_per_step=updates,
             default_learning_rate=float(dict(c.default_learning_rates)[optimizer]),
             default_weight_decay=DEFAULT_WEIGHT_DECAY[optimizer],
+            default_momentum=DEFAULT_MOMENTUMS[optimizer],
         )

@@ -269,7 +269,12 @@ class SinusoidMlpFamily:
             depths=(2, 3),
             batch_sizes=(10, 20, 40),
             # Targets up to amplitude 5 make SGD gradients large: a cooler default.
-            default_learning_rates=(("sgd", 0.02), ("adam", 5e-3), ("adamw", 5e-3)),
+            default_learning_rates=(
+                ("sgd", 0.02),
+                ("adam", 5e-3),
+                ("adamw", 5e-3),
+                ("rmsprop", 1e-3),
+            ),
         )
     )
 

@@ -63,8 +63,21 @@ def test_divergence_never_pays():
     reward = progress_reward(
         prev, torch.tensor([float("nan")] * 2), first, torch.tensor([True, True]), RewardConfig()
     )
-    assert reward[0].item() == pytest.approx(-np.log(2.0) - 1.0)  # gains taken back
-    assert reward[1].item() == pytest.approx(-1.0)  # a run already worse still pays the penalty
+    penalty = RewardConfig().divergence_penalty
+    assert reward[0].item() == pytest.approx(-np.log(2.0) - penalty)  # gains taken back
+    assert reward[1].item() == pytest.approx(-penalty)  # a run already worse still pays the penalty
+
+
+def test_unclipped_reward_telescopes_through_a_spike():
+    """A spike and its recovery earn nothing: the return is log(first / final) exactly."""
+    first = torch.tensor([1.0])
+    curve = [1.0, 0.5, 1e-4, 80.0, 0.4]  # includes steps far past the old +-5 clip
+    total, prev = 0.0, first
+    for v in curve[1:]:
+        val = torch.tensor([v])
+        total += progress_reward(prev, val, first, torch.tensor([False]), RewardConfig()).item()
+        prev = val
+    assert total == pytest.approx(np.log(1.0 / 0.4), rel=1e-5)
 
 
 def test_same_seed_same_trajectory():

@@ -15,7 +15,7 @@ def _grad_fn(a: torch.Tensor, p: torch.Tensor, step: int) -> torch.Tensor:
     return p @ a + torch.sin(torch.arange(p.shape[-1]) + step)
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
 def test_batched_optimizer_matches_torch_optim(name: str) -> None:
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(P, P, generator=gen) * 0.3
@@ -40,11 +40,13 @@ def test_batched_optimizer_matches_torch_optim(name: str) -> None:
     for step in range(STEPS):
         if step == 10:  # hyperparameters change mid-run, as a controller does
             lr = lr * torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)
-            momentum = torch.tensor([0.0, 0.9, 0.5], dtype=torch.float64)
+            # (torch's RMSprop has no momentum buffer for a run that started at 0)
+            third = 0.0 if name == "rmsprop" else 0.5
+            momentum = torch.tensor([0.0, 0.9, third], dtype=torch.float64)
             for i, o in enumerate(torch_opts):
                 group = o.param_groups[0]
                 group["lr"] = float(lr[i])
-                if name == "sgd":
+                if name in ("sgd", "rmsprop"):
                     group["momentum"] = float(momentum[i])
                 else:
                     group["betas"] = (float(momentum[i]), group["betas"][1])
@@ -56,7 +58,7 @@ def test_batched_optimizer_matches_torch_optim(name: str) -> None:
     torch.testing.assert_close(batched, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
 def test_reset_slots_restarts_state(name: str) -> None:
     opt = make_batched_optimizer(name, 2, (3,))
     hp = torch.full((2,), 0.1, dtype=torch.float64)
