@@ -201,7 +201,9 @@ def run_transfer(
     results: dict[tuple[str, str, int], RunResult] = {}
     bar = _progress(len(items), config.progress)
     for task, label, method, m, seed in items:
-        key = _cache_key(task, label, method, m, seed, fingerprint)
+        # Only the policy's runs depend on the bundle: the baselines' cached runs
+        # survive a retrained policy, so comparing a new bundle trains its runs alone.
+        key = _cache_key(task, label, method, m, seed, fingerprint if method is policy else "")
         if key in cache:
             result = RunResult(**cache[key])
         else:

@@ -142,3 +142,17 @@ def test_quick_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     printed = capsys.readouterr().out
     assert "strict win rate vs constant" in printed and "Per task, worst first" in printed
     assert (tmp_path / "results.md").exists()
+
+
+@pytest.mark.slow  # 14 tiny runs, then 6: seconds
+def test_a_new_bundle_reruns_only_the_policys_runs(
+    tiny_task: TaskSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agents.benchmark.transfer import protocol
+
+    _tiny_run(tiny_task, tmp_path)
+    before = len((tmp_path / "runs.jsonl").read_text().splitlines())
+    monkeypatch.setattr(protocol, "_policy_fingerprint", lambda ref: "another-bundle")
+    _tiny_run(tiny_task, tmp_path)
+    added = len((tmp_path / "runs.jsonl").read_text().splitlines()) - before
+    assert added == len(SMALL["sweep_multipliers"]) * 2  # the policy's arms x 2 seeds
