@@ -236,6 +236,9 @@ def run_transfer(
     }
     output["summary"] = summarize(output, config, [m.name for m in baselines])
     output["wall_s"] = time.perf_counter() - started
+    # Summed training time of every run, cached ones included: the cost of the
+    # protocol itself, whatever part of it this call reused.
+    output["run_s"] = sum(result.wall_s for result in results.values())
     if config.out_dir is not None:
         from agents.benchmark.transfer.report import print_summary, write_report
 

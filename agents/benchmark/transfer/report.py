@@ -34,7 +34,8 @@ def markdown_report(result: dict[str, Any]) -> str:
         f"# Transfer evaluation: split `{config['split']}`, policy `{result['policy']['ref']}`",
         "",
         f"{len(result['tasks'])} tasks x {len(result['seeds'])} seeds = {summary['n_pairs']} "
-        f"pairs; wall time {result.get('wall_s', float('nan')):.0f} s. Objective: final "
+        f"pairs; wall time {result.get('wall_s', float('nan')):.0f} s (runs, cached ones "
+        f"included: {result.get('run_s', float('nan')):.0f} s summed). Objective: final "
         "validation loss (diverged runs: 100x the first validation loss; floored at 1e-3, "
         "where float32 cross-entropy saturates). Win = policy "
         "strictly lower; tie = equal within a relative 1e-9 (not counted as half a win).",

@@ -19,7 +19,7 @@ TARGETS = (
     ("strict win rate vs cosine_warmup", "cosine_warmup", 0.65, ">="),
     ("strict win rate vs schedule_free", "schedule_free", 0.60, ">="),
     ("strict win rate vs prodigy", "prodigy", 0.60, ">="),
-    ("worst test task: policy median / constant median", "worst_task_ratio", 1.10, "<="),
+    ("worst task: policy median / constant median", "worst_task_ratio", 1.10, "<="),
     ("robustness: sweep runs within 1.25x of the oracle", "robustness", 0.80, ">="),
 )
 
