@@ -62,7 +62,7 @@ class BenchmarkConfig:
     seeds_per_item: int = 0
     """Seeds per work item (0 = all)."""
     backend: str = "local"
-    """``local`` (this process) or ``ray`` (work items as Ray tasks, `agents.ray_backend.ray_map`)."""
+    """``local`` (this process) or ``ray`` (work items as Ray tasks, `agents.common.ray_backend.ray_map`)."""
     ray_address: str | None = None
     """Ray cluster address for ``backend="ray"`` (None: a local Ray)."""
     quick: bool = False

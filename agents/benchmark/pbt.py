@@ -408,7 +408,7 @@ def pbt_rollout(
     initial_hparams: Mapping[str, float] | None = None,
     reward_config: RewardConfig | None = None,
 ) -> RolloutResult:
-    """PBT on every seed, as an `agents.evaluation.RolloutResult` (one row per seed).
+    """PBT on every seed, as an `agents.controllers.rollout.RolloutResult` (one row per seed).
 
     ``val_every`` is accepted for the benchmark's runner interface and ignored:
     PBT always ranks members on the validation objective of every interval.

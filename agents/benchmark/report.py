@@ -1,4 +1,4 @@
-"""Tables and figures of a benchmark result (`agents.evaluation.run_benchmark`).
+"""Tables and figures of a benchmark result (`agents.benchmark.protocol.run_benchmark`).
 
 `write_report(result, out_dir)` writes ``results.json``, ``results.md`` and
 the PNG figures; every file is written to a temporary name first and moved
@@ -139,7 +139,7 @@ def markdown_report(result: Mapping[str, Any]) -> str:
                 )
         out += [
             "",
-            "Initial learning rates are per-task scaled (see `agents.evaluation.sweep_lrs_for`).",
+            "Initial learning rates are per-task scaled (see `agents.benchmark.work.sweep_lrs_for`).",
         ]
 
     out += [
@@ -147,7 +147,7 @@ def markdown_report(result: Mapping[str, Any]) -> str:
         "## Protocol",
         "",
         f"- Tasks: {', '.join(summary['task_names'])}.",
-        f"- Seeds: {result['seeds']} (`agents.evaluation.eval_seeds`; meta-training draws seeds below 2**31 - 1).",
+        f"- Seeds: {result['seeds']} (`agents.benchmark.config.eval_seeds`; meta-training draws seeds below 2**31 - 1).",
         "- Every method starts from the task's default hyperparameters (`task.default_hparams()`); "
         "the policy and the schedules adapt the learning rate from there.",
         f"- Oracle: the best of {config['grid_size']} constant learning rates "

@@ -1,7 +1,7 @@
 """``hpo-rl benchmark``: the tuning policy against strong baselines on held-out tasks.
 
-Runs the protocol of `agents.evaluation` (held-out tasks, fresh seeds, every
-baseline of `agents.baselines`, a best-of-grid oracle and the initial
+Runs the protocol of `agents.benchmark` (held-out tasks, fresh seeds, every
+baseline of `agents.benchmark.methods`, a best-of-grid oracle and the initial
 learning-rate robustness sweep), writes ``results.json``, ``results.md`` and
 PNG figures to ``--out``, prints the table and whether each target is MET or
 NOT MET, and logs everything to Weights & Biases when asked.

@@ -171,7 +171,7 @@ class RayVecEnv(VecEnv):
         ray = _import_ray()
         if not ray.is_initialized():
             raise RuntimeError(
-                "Ray is not initialised: call agents.ray_backend.ensure_ray(address) "
+                "Ray is not initialised: call agents.common.ray_backend.ensure_ray(address) "
                 "(or ray.init(...)) before building a RayVecEnv"
             )
         if not isinstance(n_workers, int) or n_workers < 1:
@@ -399,7 +399,7 @@ class RayVecEnv(VecEnv):
 
 
 def vec_env_kwargs_from_config(config: Any, split: str = "train") -> dict[str, Any]:
-    """`make_vec_env` keyword arguments carried by a `agents.train_config.TrainConfig`.
+    """`make_vec_env` keyword arguments carried by a `agents.train.config.TrainConfig`.
 
     A registered distribution name travels as a name (each worker resolves it,
     with ``control_weight`` in the distribution kwargs); a ``module:factory``
@@ -440,7 +440,7 @@ def make_ray_vec_env(
     them (the actors then share cores rather than wait for ever).
 
     Args:
-        config: a `agents.train_config.TrainConfig` (``n_envs``, ``seed``,
+        config: a `agents.train.config.TrainConfig` (``n_envs``, ``seed``,
             ``ray_workers``, ``ray_address``, and ``distribution`` /
             ``control_weight`` / ``hparams`` / ``torch_threads`` when present).
         vec_env_kwargs: `make_vec_env` keyword arguments; when given they replace

@@ -99,7 +99,7 @@ class TuningPolicy:
         """Load a bundle directory, or a shipped bundle by name (``"default"``).
 
         Raises:
-            agents.bundle.BundleError: a specific subclass naming the faulty file.
+            agents.policy.bundle.BundleError: a specific subclass naming the faulty file.
         """
         path = resolve_bundle_path(path_or_name)
         return cls(read_bundle(path), source=path)
@@ -186,7 +186,7 @@ class TuningPolicy:
     def scheduler(
         self, optimizer: Any, total_steps: int, control_interval: int | None = None, **kwargs: Any
     ) -> Any:
-        """A `agents.scheduler.TuningScheduler` driving ``optimizer``'s hyperparameters."""
+        """A `agents.deploy.scheduler.TuningScheduler` driving ``optimizer``'s hyperparameters."""
         from agents.deploy.scheduler import TuningScheduler
 
         return TuningScheduler(
@@ -194,7 +194,7 @@ class TuningPolicy:
         )
 
     def sb3_callback(self, **kwargs: Any) -> Any:
-        """A `agents.sb3_callback.TuningCallback` controlling a stable-baselines3 run."""
+        """A `agents.deploy.sb3_callback.TuningCallback` controlling a stable-baselines3 run."""
         from agents.deploy.sb3_callback import TuningCallback
 
         return TuningCallback(self, **kwargs)

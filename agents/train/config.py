@@ -5,7 +5,7 @@ end-to-end run for tests, ``default`` fits in about 20 minutes on 2 CPU cores
 and makes the shipped bundle, ``full`` is for a bigger machine.
 
 Example:
-    >>> from agents.train_config import get_preset
+    >>> from agents.train.config import get_preset
     >>> config = get_preset("smoke")
     >>> config.n_envs
     8
@@ -29,7 +29,7 @@ from hpo_env.protocol import TaskSampler
 
 EVAL_SEED_BASE = 2**31
 """Meta-training draws run seeds from [0, 2**31 - 1) (see `hpo_env.episodes`); evaluation
-seeds start here (the convention of `agents.evaluation.eval_seeds`)."""
+seeds start here (the convention of `agents.benchmark.config.eval_seeds`)."""
 
 WandbMode = Literal["offline", "online", "disabled"]
 Backend = Literal["local", "ray"]

@@ -59,7 +59,7 @@ def control_info(config: TrainConfig, n_samples: int = 64) -> dict[str, Any]:
 
 class SB3PolicyView:
     """A PPO model + its VecNormalize seen as a `TuningPolicy`-like object
-    (``space``, ``feature_extractor``, ``act``), for `agents.evaluation.rollout`."""
+    (``space``, ``feature_extractor``, ``act``), for `agents.controllers.rollout.rollout`."""
 
     def __init__(self, model: Any, vec_normalize: Any, space: HyperparameterSpace) -> None:
         self.model = model
@@ -96,7 +96,7 @@ def evaluate_heldout(
 ) -> dict[str, Any]:
     """The deterministic ``policy`` vs a constant learning rate (action 0, i.e.
     the run's initial hyperparameters kept) on fixed tasks and run seeds,
-    through `agents.evaluation.rollout` (the benchmark's loop).
+    through `agents.controllers.rollout.rollout` (the benchmark's loop).
 
     A run wins if its final validation objective is lower (a diverged run's
     objective is its divergence bound, so diverging loses; both diverged is a
