@@ -39,9 +39,13 @@ def run(args: list[str]) -> str:
     return done.stdout
 
 
+METRIC_WORDS = ("speedup", "overhead", "per_s", "_us", "interval")
+"""Printed keys that are measurements (the benches also print their settings as key=value)."""
+
+
 def key_values(text: str) -> dict[str, str]:
-    """Every ``key=number`` a bench printed (the last one wins)."""
-    return {k: v for k, v in KEY_VALUE.findall(text)}
+    """Every measured ``key=number`` a bench printed (the last one wins)."""
+    return {k: v for k, v in KEY_VALUE.findall(text) if any(w in k for w in METRIC_WORDS)}
 
 
 def speed_block() -> str:
@@ -66,8 +70,8 @@ def benchmark_block() -> str:
     return markdown_tables(out / "results.md")
 
 
-TRANSFER_SEEDS = 3
-"""Seeds per test task in the README (the protocol's default is 5; 3 fit a session here)."""
+TRANSFER_SEEDS = 5
+"""Seeds per test task in the README (the protocol's default)."""
 
 
 def transfer_block() -> str:

@@ -24,7 +24,7 @@ def test_replace_block_keeps_everything_else():
 
 
 def test_key_values_reads_what_the_benches_print():
-    out = "engine_speedup_b64=12.96 env_overhead=0.361\nnot=a number\ndeploy_overhead=-0.007 (median)"
+    out = "engine_speedup_b64=12.96 env_overhead=0.361 d=31\nnot=a number\ndeploy_overhead=-0.007 (median)"
     assert numbers.key_values(out) == {
         "engine_speedup_b64": "12.96",
         "env_overhead": "0.361",
