@@ -61,7 +61,8 @@ def markdown_tables(path: Path) -> str:
     """The tables and their headings from a results.md (prose and the title dropped)."""
     lines = path.read_text().splitlines()
     kept = [ln for ln in lines if ln.startswith(("|", "## ", "[", "- "))]
-    return "\n".join(kept)
+    # The report's sections sit under a README subsection: two levels down.
+    return "\n".join("#### " + ln[3:] if ln.startswith("## ") else ln for ln in kept)
 
 
 def benchmark_block() -> str:
