@@ -1,5 +1,8 @@
 """Population Based Training over Ray Tune: the population baseline of the benchmark.
 
+Why ~500 lines in one module: the Tune trainable, its checkpoint format and the runner
+that reads those checkpoints back must change together.
+
 For each run seed, a population of ``population_size`` members trains the same
 task run (``task.build([seed])``: same data split, initialisation and batches)
 from learning rates spread log-uniformly around the start value. Every member

@@ -1,5 +1,10 @@
 """`TuningScheduler`: a deployed tuning policy driving a plain PyTorch optimizer.
 
+Why one module of ~600 lines: it is one class whose state (decision clock, pending
+losses, features, guard, history, W&B rows) is saved and restored as one
+``state_dict``; its helpers already live beside it (`guard`, `losses`,
+`optimizer_hparams`, `schedule_plot`).
+
 It is a ``torch.optim.lr_scheduler.LRScheduler`` (``isinstance`` holds;
 ``last_epoch``, ``base_lrs``, ``get_last_lr``, ``state_dict`` /
 ``load_state_dict`` behave as torch documents them) whose ``step`` takes the

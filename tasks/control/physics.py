@@ -1,5 +1,9 @@
 """Batched classic-control physics in torch: B runs x E environments per call.
 
+Why one module of ~700 lines: the four systems share the context, the batched
+environment and the reset/step conventions that the bit-exact parity tests pin; split
+per system, each file would restate them.
+
 Each system reproduces Gymnasium's reference dynamics (``CartPole-v1``,
 ``Acrobot-v1``, ``MountainCar-v0``, ``Pendulum-v1``) in float64, with the
 constants that Gymnasium hard-codes lifted into a per-run *physics context*
