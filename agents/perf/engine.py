@@ -179,7 +179,9 @@ def preset_throughput(
     _synchronize(device)
     start = time.perf_counter()
     while True:
-        k = vec.engine.task.updates_per_step  # this decision's task (before a round change)
+        task = vec.engine.task  # this decision's task (before a round change)
+        assert task is not None, "reset() starts a round"
+        k = task.updates_per_step
         vec.step(rng.uniform(-1.0, 1.0, size=(n_envs, n_actions)).astype(np.float32))
         decisions += n_envs
         updates += n_envs * k
