@@ -36,12 +36,15 @@ def bootstrap_ci(
     n_boot: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
+    resample_tasks: bool = True,
 ) -> tuple[float, float]:
     """Percentile bootstrap CI of ``statistic`` over a [tasks, seeds] table.
 
-    Two-level (stratified) resampling: draw tasks with replacement, then
-    seeds with replacement within each drawn task; ``statistic(samples,
-    axis=-1)`` is applied to each resample's flattened values.
+    Seeds are resampled with replacement within each task; with
+    ``resample_tasks`` the tasks are drawn with replacement first (two-level:
+    the held-out benchmark), without it the task set is fixed and each task keeps
+    its seed count (rliable's ``StratifiedBootstrap``: the transfer suite).
+    ``statistic(samples, axis=-1)`` is applied to each resample's flattened values.
 
     Args:
         table: [n_tasks, n_seeds] values (e.g. ratios to the oracle).
@@ -49,19 +52,25 @@ def bootstrap_ci(
         n_boot: Number of resamples.
         seed: Seed of the numpy generator (results are reproducible).
         confidence: Coverage of the interval.
+        resample_tasks: Also resample the tasks (see above).
     """
+    from hpo_env.errors import ConfigError
+
     table = np.asarray(table, dtype=np.float64)
     if table.ndim != 2 or table.size == 0:
-        raise ValueError(f"expected a non-empty [tasks, seeds] table, got shape {table.shape}")
+        raise ConfigError(f"expected a non-empty [tasks, seeds] table, got shape {table.shape}")
     if not 0 < confidence < 1 or n_boot < 1:
-        raise ValueError(
+        raise ConfigError(
             f"expected 0 < confidence < 1 and n_boot >= 1, got {confidence=}, {n_boot=}"
         )
     rng = np.random.default_rng(seed)
     n_tasks, n_seeds = table.shape
-    task_idx = rng.integers(0, n_tasks, size=(n_boot, n_tasks))
+    if resample_tasks:
+        task_idx = rng.integers(0, n_tasks, size=(n_boot, n_tasks))[..., None]
+    else:
+        task_idx = np.arange(n_tasks)[None, :, None]
     seed_idx = rng.integers(0, n_seeds, size=(n_boot, n_tasks, n_seeds))
-    samples = table[task_idx[..., None], seed_idx].reshape(n_boot, -1)
+    samples = table[task_idx, seed_idx].reshape(n_boot, -1)
     stats = np.asarray(statistic(samples, axis=-1), dtype=np.float64)
     alpha = (1.0 - confidence) / 2.0
     return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
@@ -112,42 +121,6 @@ def strict_win_tie_loss(
     }
 
 
-def stratified_bootstrap_ci(
-    table: np.ndarray,
-    statistic: Any = iqm,
-    n_boot: int = 2000,
-    seed: int = 0,
-    confidence: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile bootstrap CI with seeds resampled *within* each task (rliable's
-    ``StratifiedBootstrap``: the task set is fixed, each task keeps its seed count).
-
-    Args:
-        table: [n_tasks, n_seeds] values (e.g. policy / baseline ratios).
-        statistic: A numpy reduction taking ``axis`` (`iqm`, ``np.median``, ``np.mean``),
-            applied to each resample's flattened values.
-        n_boot: Number of resamples.
-        seed: Seed of the numpy generator.
-        confidence: Coverage of the interval.
-    """
-    from hpo_env.errors import ConfigError
-
-    table = np.asarray(table, dtype=np.float64)
-    if table.ndim != 2 or table.size == 0:
-        raise ConfigError(f"expected a non-empty [tasks, seeds] table, got shape {table.shape}")
-    if not 0 < confidence < 1 or n_boot < 1:
-        raise ConfigError(
-            f"expected 0 < confidence < 1 and n_boot >= 1, got {confidence=}, {n_boot=}"
-        )
-    rng = np.random.default_rng(seed)
-    n_tasks, n_seeds = table.shape
-    seed_idx = rng.integers(0, n_seeds, size=(n_boot, n_tasks, n_seeds))
-    samples = table[np.arange(n_tasks)[None, :, None], seed_idx].reshape(n_boot, -1)
-    stats = np.asarray(statistic(samples, axis=-1), dtype=np.float64)
-    alpha = (1.0 - confidence) / 2.0
-    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
-
-
 def ratio_summary(
     policy: np.ndarray, baseline: np.ndarray, n_boot: int = 2000, seed: int = 0
 ) -> dict[str, Any]:
@@ -162,6 +135,6 @@ def ratio_summary(
         **counts,
         "win_rate": counts["wins"] / counts["n"],
         "iqm_ratio": float(iqm(ratios.ravel())),
-        "iqm_ratio_ci": list(stratified_bootstrap_ci(ratios, iqm, n_boot=n_boot, seed=seed)),
+        "iqm_ratio_ci": list(bootstrap_ci(ratios, iqm, n_boot=n_boot, seed=seed, resample_tasks=False)),
         "median_ratio": float(np.median(ratios)),
     }

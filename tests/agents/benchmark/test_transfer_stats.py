@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from agents.benchmark.stats import (
+    bootstrap_ci,
     iqm,
     ratio_summary,
-    stratified_bootstrap_ci,
     strict_win_tie_loss,
 )
 from hpo_env.errors import ConfigError
@@ -35,7 +35,7 @@ def test_bad_input_is_a_config_error_naming_the_fix() -> None:
     with pytest.raises(ConfigError, match="finite penalty"):
         strict_win_tie_loss(np.array([np.nan]), np.ones(1))
     with pytest.raises(ConfigError, match=r"\[tasks, seeds\]"):
-        stratified_bootstrap_ci(np.ones(5))
+        bootstrap_ci(np.ones(5), resample_tasks=False)
 
 
 def test_ratio_summary_values() -> None:
@@ -53,9 +53,9 @@ def test_ratio_summary_values() -> None:
 def test_stratified_bootstrap_keeps_each_task_and_is_seeded() -> None:
     # Task 0 always 1, task 1 always 3: every resample keeps both tasks, so the mean is exactly 2.
     table = np.array([[1.0, 1.0, 1.0], [3.0, 3.0, 3.0]])
-    assert stratified_bootstrap_ci(table, np.mean, n_boot=50) == (2.0, 2.0)
+    assert bootstrap_ci(table, np.mean, n_boot=50, resample_tasks=False) == (2.0, 2.0)
     noisy = np.random.default_rng(1).lognormal(size=(4, 5))
-    assert stratified_bootstrap_ci(noisy, seed=3) == stratified_bootstrap_ci(noisy, seed=3)
+    assert bootstrap_ci(noisy, seed=3, resample_tasks=False) == bootstrap_ci(noisy, seed=3, resample_tasks=False)
 
 
 def _import_rliable() -> tuple[object, object]:
@@ -91,7 +91,7 @@ def test_iqm_and_ci_agree_with_rliable() -> None:
         confidence_interval_size=0.95,
         random_state=np.random.RandomState(0),  # reproducible: the test cannot flake
     )
-    low, high = stratified_bootstrap_ci(table, iqm, n_boot=4000, seed=0)
+    low, high = bootstrap_ci(table, iqm, n_boot=4000, seed=0, resample_tasks=False)
     theirs_low, theirs_high = intervals["policy"][:, 0]
     width = theirs_high - theirs_low
     # Different random draws: the ends agree up to bootstrap noise (a few % of the width).
