@@ -88,6 +88,9 @@ class EpisodeEngine:
         self.episode_start = np.zeros(n_runs, dtype=np.int64)
         self.first_val = torch.ones(n_runs)
         self.prev_val = torch.ones(n_runs)
+        # What the policy controls; the run receives `space.scheduled` of it (the
+        # same unless a spec carries an annealing prior).
+        self.base_hparams: dict[str, Tensor] = {}
         self.episode_return = np.zeros(n_runs, dtype=np.float64)
 
     # -- rounds and episodes ------------------------------------------------
@@ -125,7 +128,8 @@ class EpisodeEngine:
         self.episode_return[:] = 0.0
         self.first_val = self.run.evaluate().clone()
         self.prev_val = self.first_val.clone()
-        obs = self.features.reset(self._current_hparams())
+        self.base_hparams = self._current_hparams()
+        obs = self.features.reset(self.base_hparams)
         return obs.numpy()
 
     def reset_runs(self, indices: Sequence[int], rng: np.random.Generator) -> np.ndarray:
@@ -142,7 +146,12 @@ class EpisodeEngine:
         self.prev_val = torch.where(mask, val, self.prev_val)
         self.episode_start[list(indices)] = self.round_step
         self.episode_return[list(indices)] = 0.0
-        obs = self.features.reset(self._current_hparams(), mask=mask)
+        # A fresh run starts from the task's own values, not the prior-scaled ones.
+        fresh = self.run.get_hyperparameters()
+        self.base_hparams = {
+            k: torch.where(mask, fresh[k].float(), v) for k, v in self.base_hparams.items()
+        }
+        obs = self.features.reset(self.base_hparams, mask=mask)
         return obs.numpy()[list(indices)]
 
     def _current_hparams(self) -> dict[str, Tensor]:
@@ -158,18 +167,20 @@ class EpisodeEngine:
                 "EpisodeEngine.step called with no active round: call start_round first"
             )
         actions_t = torch.as_tensor(np.asarray(actions, dtype=np.float32)).reshape(self.n_runs, -1)
-        new_hparams = self.space.apply(self._current_hparams(), actions_t)
+        new_hparams = self.space.apply(self.base_hparams, actions_t)
+        self.base_hparams = new_hparams
         self.round_step += 1
         episode_len = self.round_length - self.episode_start
         episode_step = self.round_step - self.episode_start
         progress = torch.as_tensor(episode_step / episode_len, dtype=torch.float32)
+        midpoint = torch.as_tensor((episode_step - 0.5) / episode_len, dtype=torch.float32)
         outcome = run_interval(
             self.run,
             self.task.updates_per_step,
             first_val=self.first_val,
             progress=progress,
             seen=validation_seen(episode_step, self.val_every, self.n_runs),
-            decision=new_hparams,
+            decision=self.space.scheduled(new_hparams, midpoint),
             reward_config=self.reward_config,
             val_fraction=self.val_fraction,
             ends=torch.as_tensor(episode_step >= episode_len),
@@ -186,7 +197,7 @@ class EpisodeEngine:
         # Tensors to Python lists once, not B element reads per field (same values).
         diverged_l, val_l = diverged.tolist(), val.tolist()
         train_l, progress_l = stats.train_loss.tolist(), progress.expand(self.n_runs).tolist()
-        hparams_l = {k: v.tolist() for k, v in new_hparams.items()}
+        hparams_l = {k: v.tolist() for k, v in self.space.scheduled(new_hparams, midpoint).items()}
         ratio_l = (val / self.first_val).tolist()
         task_name, family = self.task.name, self.task.family
         infos: list[dict[str, Any]] = []

@@ -4,6 +4,15 @@ An action is a vector in [-1, 1]^k. Component i multiplies hyperparameter i by
 ``10 ** (a_i * max_log10_step)`` (log-scale specs) or adds ``a_i * max_step``
 (linear ones), then clips to the bounds: a bounded, multiplicative change
 that allows a fast back-off from a run that is too hot.
+
+A spec may carry an annealing *prior* (`PRIORS`): the policy then controls a
+base value, and the run receives ``base * prior(progress)``, where progress is
+the midpoint of the coming control interval. A policy that does nothing is
+then cosine with warm-up from the user's start rate (what practitioners use);
+what it learns is the correction: raise a rate that is too low, cut one that
+is too hot, hold the rate where annealing does not pay. The environment and
+every deploy path call `HyperparameterSpace.scheduled`, so training and
+deployment stay one loop.
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ class HyperparameterSpec:
     """Act in log10 space (multiplicative changes)."""
     max_step: float = 0.5
     """Largest change per decision: decades for log scale, absolute units otherwise."""
+    prior: str | None = None
+    """Annealing prior the value is multiplied by (a key of `PRIORS`), or None."""
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -52,6 +63,14 @@ class HyperparameterSpec:
             raise ValueError(f"{self.name}: a log-scale bound must be > 0, got low={self.low!r}")
         if self.max_step <= 0:
             raise ValueError(f"{self.name}: max_step must be > 0, got {self.max_step!r}")
+        if self.prior is not None:
+            if self.prior not in PRIORS:
+                raise unknown_name_error(f"{self.name}: prior", self.prior, PRIORS)
+            if not self.log:
+                raise ValueError(
+                    f"{self.name}: a prior multiplies the value, so the spec must be log-scale "
+                    "(log=True)"
+                )
 
     def clip(self, value: Tensor) -> Tensor:
         # NaN would survive clamp: send it to the lower bound, the safe side.
@@ -67,6 +86,14 @@ class HyperparameterSpec:
             new = value + action * self.max_step
         return self.clip(new)
 
+    def scheduled(self, value: Tensor, progress: Tensor | float) -> Tensor:
+        """The value a run receives for an interval centred on ``progress``: ``value``
+        times the prior's factor (clipped to the bounds), or ``value`` without a prior."""
+        if self.prior is None:
+            return value
+        factor = PRIORS[self.prior](torch.as_tensor(progress, dtype=value.dtype))
+        return self.clip(value * factor)
+
     def normalized(self, value: Tensor) -> Tensor:
         """Position of ``value`` inside the bounds, mapped to [-1, 1]."""
         value = self.clip(value)
@@ -78,7 +105,29 @@ class HyperparameterSpec:
         return (2.0 * pos - 1.0).clamp(-1.0, 1.0)
 
     def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.prior is None:
+            del data["prior"]  # bundles without a prior read exactly as before
+        return data
+
+
+def cosine_warmup(progress: Tensor, warmup: float = 0.05) -> Tensor:
+    """Linear warm-up over the first ``warmup`` of the run, then cosine to zero: the
+    transfer suite's ``cosine_warmup`` baseline, read at an interval's midpoint."""
+    progress = progress.clamp(0.0, 1.0)
+    ramp = progress / warmup
+    decay = 0.5 * (1.0 + torch.cos(math.pi * (progress - warmup) / (1.0 - warmup)))
+    return torch.where(progress < warmup, ramp, decay)
+
+
+PRIORS = {"cosine_warmup": cosine_warmup}
+"""Annealing priors by name (a bundle records the name, not code)."""
+
+
+def interval_midpoint(steps_done: float, interval: float, total: float) -> float:
+    """Progress at the middle of the interval that starts after ``steps_done`` of
+    ``total`` updates and lasts ``interval`` (where a prior is read), in [0, 1]."""
+    return min(1.0, max(0.0, (steps_done + 0.5 * interval) / total))
 
 
 # Defaults chosen so that a decision can move the learning rate by up to ~3.2x
@@ -109,13 +158,17 @@ class HyperparameterSpace:
             raise ValueError(f"HyperparameterSpace has duplicate names: {names}")
 
     @classmethod
-    def from_names(cls, names: Iterable[str]) -> HyperparameterSpace:
-        """Build from canonical names with their default bounds."""
+    def from_names(cls, names: Iterable[str], lr_prior: str | None = None) -> HyperparameterSpace:
+        """Build from canonical names with their default bounds; ``lr_prior`` (a key of
+        `PRIORS`) puts an annealing prior on the learning rate."""
         specs = []
         for name in names:
             if name not in KNOWN_SPECS:
                 raise unknown_name_error("hyperparameter", name, KNOWN_SPECS)
-            specs.append(KNOWN_SPECS[name])
+            spec = KNOWN_SPECS[name]
+            if name == "learning_rate" and lr_prior is not None:
+                spec = dataclasses.replace(spec, prior=lr_prior)
+            specs.append(spec)
         return cls(specs)
 
     @classmethod
@@ -159,4 +212,20 @@ class HyperparameterSpace:
         for i, spec in enumerate(self.specs):
             if spec.name in values:
                 out[spec.name] = spec.apply(values[spec.name].float(), actions[:, i])
+        return out
+
+    @property
+    def has_prior(self) -> bool:
+        return any(s.prior is not None for s in self.specs)
+
+    def scheduled(
+        self, values: Mapping[str, Tensor], progress: Tensor | float
+    ) -> dict[str, Tensor]:
+        """The values runs receive for an interval centred on ``progress`` ([B] or a
+        float): each spec's `HyperparameterSpec.scheduled`; names not in the space
+        pass through unchanged."""
+        out = dict(values)
+        for spec in self.specs:
+            if spec.prior is not None and spec.name in values:
+                out[spec.name] = spec.scheduled(values[spec.name].float(), progress)
         return out

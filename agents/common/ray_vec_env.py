@@ -410,7 +410,9 @@ def vec_env_kwargs_from_config(config: Any, split: str = "train") -> dict[str, A
     if getattr(config, "device", None) is not None:
         # A name, resolved in each worker (``auto`` picks what that machine has).
         kwargs["device"] = config.device
-    if getattr(config, "hparams", None) is not None:
+    if hasattr(config, "space"):  # a TrainConfig: the names with the learning rate's prior
+        kwargs["hparams"] = config.space()
+    elif getattr(config, "hparams", None) is not None:
         kwargs["hparams"] = tuple(config.hparams)
     control_weight = getattr(config, "control_weight", None)
     distribution = getattr(config, "distribution", "default")
@@ -478,6 +480,3 @@ def make_ray_vec_env(
         num_cpus_per_worker=num_cpus_per_worker,
         torch_threads=getattr(config, "torch_threads", None),
     )
-
-
-

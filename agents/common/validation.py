@@ -159,10 +159,22 @@ def add_config_arguments(
         elif origin is typing.Literal:
             kwargs.update(choices=list(typing.get_args(tp)))
         elif tp in (int, float, str):
-            kwargs.update(type=tp)
+            kwargs.update(type=_none_or(tp) if optional else tp)
+            if optional:
+                kwargs["help"] += "; 'none' for None"
         else:
             kwargs.update(type=str)
         group.add_argument("--" + field.name.replace("_", "-"), **kwargs)
+
+
+def _none_or(tp: Any) -> Any:
+    """argparse type for an ``X | None`` field: ``none`` (any case) is None."""
+
+    def parse(text: str) -> Any:
+        return None if text.lower() == "none" else tp(text)
+
+    parse.__name__ = tp.__name__  # argparse names the type in its errors
+    return parse
 
 
 def overrides_from_args(args: argparse.Namespace, cls: type) -> dict[str, Any]:

@@ -25,8 +25,10 @@ class PolicyController:
     First decision: ``FeatureExtractor.reset`` from the run's hyperparameters.
     Later decisions: ``FeatureExtractor.observe`` of the interval's statistics,
     with ``hparams`` replaced by the values this controller applied (as the
-    engine does). Actions go through ``space.apply`` on the run's current
-    values; hyperparameters a run does not use are skipped.
+    engine does). Actions go through ``space.apply`` on the values this
+    controller chose last (the run's at first); the run receives
+    ``space.scheduled`` of them at the coming interval's midpoint (an annealing
+    prior, where the space has one). Hyperparameters a run does not use are skipped.
 
     Args:
         policy: A `TuningPolicy` (or anything with ``space``,
@@ -51,6 +53,7 @@ class PolicyController:
         self.features: FeatureExtractor | None = None
         self.context: RolloutContext | None = None
         self._applied: dict[str, Tensor] = {}
+        self._decisions = 0
         self.last_obs: Tensor | None = None
         """The observation behind the latest decision, [B, D] (for parity checks)."""
 
@@ -63,6 +66,7 @@ class PolicyController:
         self.context = context
         self.features = self.policy.feature_extractor(context.n_runs)
         self._applied = {}
+        self._decisions = 0
         self.last_obs = None
 
     def decide(self, stats: StepStats | None) -> dict[str, Tensor]:
@@ -72,7 +76,7 @@ class PolicyController:
             current = _in_space(self.context.initial_hparams, self.space)
             obs = self.features.reset(current)
         else:
-            current = _in_space(stats.hparams, self.space)
+            current = self._applied
             obs = self.features.observe(stats.replace(hparams=self._applied))
         self.last_obs = obs
         actions = self.policy.act(obs.numpy(), deterministic=self.deterministic)
@@ -80,8 +84,6 @@ class PolicyController:
             self.context.n_runs, -1
         )
         self._applied = self.space.apply(current, actions_t)
-        return self._applied
-
-
-
-
+        midpoint = (self._decisions + 0.5) / self.context.control_steps
+        self._decisions += 1
+        return self.space.scheduled(self._applied, midpoint)

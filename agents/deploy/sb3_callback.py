@@ -58,6 +58,7 @@ from agents.controllers.protocol import PolicyLike
 from agents.deploy.run_stats import StatsTracker
 from agents.deploy.scheduler import decisions_per_run
 from hpo_env.errors import ConfigError
+from hpo_env.space import interval_midpoint
 from hpo_env.stats import RL_LOSS_OFFSET
 
 # stable-baselines3 is the `train` extra: a clear one-line error names it when missing.
@@ -288,15 +289,24 @@ class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
                 f"{list(self.space.names)} for one run"
             )
         self.values.update(self.space.apply(self.values, torch.as_tensor(action.reshape(1, k))))
-        if "learning_rate" in self.values:
-            self.schedule.value = float(self.values["learning_rate"][0])
-        if "entropy_coef" in self.values:
-            self._write_entropy(float(self.values["entropy_coef"][0]))
-        hyperparameters = {name: float(v[0]) for name, v in self.values.items()}
+        # An annealing prior (if the space has one) is read at the coming interval's midpoint.
+        model: Any = self.model
+        total = max(int(model._total_timesteps), 1)
+        interval = self.control_interval * _rollout_size(model)
+        in_effect = self.space.scheduled(
+            self.values, interval_midpoint(model.num_timesteps, interval, total)
+        )
+        if "learning_rate" in in_effect:
+            self.schedule.value = float(in_effect["learning_rate"][0])
+        if "entropy_coef" in in_effect:
+            self._write_entropy(float(in_effect["entropy_coef"][0]))
+        hyperparameters = {name: float(v[0]) for name, v in in_effect.items()}
         entry = {
             "num_timesteps": int(self.model.num_timesteps),
             "update": self.n_updates,
             "hyperparameters": hyperparameters,
+            # The policy's own choice, before an annealing prior (the same without one).
+            "policy_values": {name: float(v[0]) for name, v in self.values.items()},
             "loss": loss,
         }
         self.history.append(entry)

@@ -64,7 +64,7 @@ from agents.deploy.optimizer_hparams import (
     write_hyperparameters,
 )
 from agents.deploy.run_stats import StatsTracker
-from hpo_env.space import HyperparameterSpace
+from hpo_env.space import HyperparameterSpace, interval_midpoint
 
 __all__ = [
     "BACKOFF_FACTOR",
@@ -223,6 +223,7 @@ class TuningScheduler(LRScheduler):
             for name in self.controlled
         }
         self.steps_done = 0
+        self.prior_progress = 0.0
         self._step_count = 1  # torch counts the constructor's step
         self.history: list[dict[str, Any]] = []
         self.n_backoffs = 0
@@ -371,6 +372,10 @@ class TuningScheduler(LRScheduler):
             )
         new = self.space.apply(self.values, torch.as_tensor(action.reshape(1, k)))
         self.values.update(new)
+        # The coming interval's midpoint, where an annealing prior is read (as in the env).
+        self.prior_progress = interval_midpoint(
+            self.steps_done, self.control_interval, self.total_steps
+        )
         self._apply_to_optimizer()
 
     def _on_skipped_update(self) -> None:
@@ -383,23 +388,29 @@ class TuningScheduler(LRScheduler):
         self._backed_off_in_interval = True
         self.n_backoffs += 1
         spec = self.space["learning_rate"]
-        old = float(self.values["learning_rate"][0])
+        old = float(self.optimizer.param_groups[0]["lr"])
         self.values["learning_rate"] = spec.clip(self.values["learning_rate"] / BACKOFF_FACTOR)
         self._apply_to_optimizer()
         if not self._warned_nonfinite:
             self._warned_nonfinite = True
             warnings.warn(
                 f"{what} at step {self.steps_done + 1}: the learning rate was cut "
-                f"{BACKOFF_FACTOR:g}x (from {old:.3g} to {float(self.values['learning_rate'][0]):.3g}, "
+                f"{BACKOFF_FACTOR:g}x (from {old:.3g} to {float(self.optimizer.param_groups[0]['lr']):.3g}, "
                 f"at most once per {self.control_interval} steps); if the model's parameters are "
                 "already non-finite, restore a checkpoint",
                 stacklevel=4,
             )
 
+    def in_effect(self) -> dict[str, Tensor]:
+        """Group 0's values for the current interval: the policy's values, times the
+        annealing prior where the bundle's space has one."""
+        return self.space.scheduled(self.values, self.prior_progress)
+
     def _apply_to_optimizer(self) -> None:
+        in_effect = self.in_effect()
         for name in self.controlled:
             spec = self.space[name]
-            value0 = float(self.values[name][0])
+            value0 = float(in_effect[name][0])
             change = spec_change(spec, value0, self.base[name][0])
             for i, group in enumerate(self.optimizer.param_groups):
                 # Group 0 holds the environment's float32 value; the float64 clamp only
@@ -424,7 +435,9 @@ class TuningScheduler(LRScheduler):
     def _record(self, loss: float, val_loss: float, user_step: int | None) -> None:
         entry = {
             "step": self.steps_done,
-            "hyperparameters": {name: float(v[0]) for name, v in self.values.items()},
+            "hyperparameters": {name: float(v[0]) for name, v in self.in_effect().items()},
+            # The policy's own choice, before an annealing prior (the same without one).
+            "policy_values": {name: float(v[0]) for name, v in self.values.items()},
             "lrs": self.get_last_lr(),
             "loss": loss,
             "val_loss": val_loss,
@@ -432,7 +445,9 @@ class TuningScheduler(LRScheduler):
         self.history.append(entry)
         if self.wandb_run is None:
             return
-        metrics: dict[str, float] = {f"schedule/{k}": float(v[0]) for k, v in self.values.items()}
+        metrics: dict[str, float] = {
+            f"schedule/{k}": float(v[0]) for k, v in self.in_effect().items()
+        }
         if math.isfinite(loss):
             metrics["schedule/train_loss"] = loss
         if math.isfinite(val_loss):
@@ -508,6 +523,7 @@ class TuningScheduler(LRScheduler):
             "controlled": list(self.controlled),
             "base": {k: list(v) for k, v in self.base.items()},
             "values": {k: float(v[0]) for k, v in self.values.items()},
+            "prior_progress": self.prior_progress,
             "interval_val": None if interval_val is None else float(interval_val),
             "backed_off_in_interval": self._backed_off_in_interval,
             "n_backoffs": self.n_backoffs,
@@ -544,6 +560,7 @@ class TuningScheduler(LRScheduler):
         self.values = {
             k: torch.tensor([float(v)], dtype=torch.float32) for k, v in state["values"].items()
         }
+        self.prior_progress = float(state.get("prior_progress", self.prior_progress))
         self._pending = PendingLosses()
         self._interval_val = state["interval_val"]
         self._backed_off_in_interval = bool(state["backed_off_in_interval"])

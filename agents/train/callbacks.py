@@ -21,9 +21,6 @@ from agents.policy.bundle import json_safe
 from agents.train.checkpoints import EVAL_LOG, save_checkpoint
 from agents.train.config import TrainConfig
 from agents.train.heldout import SB3PolicyView, evaluate_heldout, heldout_tasks
-from hpo_env import (
-    HyperparameterSpace,
-)
 from hpo_env.protocol import Task
 
 
@@ -57,7 +54,7 @@ class _Trainer:
         self.run_dir = run_dir
         self.tracker = tracker
         self.progress = progress  # last_checkpoint, last_eval, evals, wall_time_s
-        self.space = HyperparameterSpace.from_names(config.hparams)
+        self.space = config.space()
         self.eval_tasks: list[Task] | None = None
         self.baseline_cache: dict[str, Any] = {}
         self.started = time.monotonic()
@@ -235,7 +232,3 @@ def make_callbacks(trainer: _Trainer, total_timesteps: int) -> list[BaseCallback
         EnvMetricsCallback(),
         PeriodicCallback(trainer),
     ]
-
-
-
-

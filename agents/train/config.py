@@ -83,6 +83,10 @@ class TrainConfig:
     distribution's own default."""
     hparams: tuple[str, ...] = tuple(DEFAULT_HPARAMS)
     """Controlled hyperparameter names (the action components)."""
+    lr_prior: str | None = "cosine_warmup"
+    """Annealing prior on the learning rate (`hpo_env.space.PRIORS`): the policy's value
+    is multiplied by it, so doing nothing is cosine with warm-up from the start rate and
+    the policy learns corrections. None: the policy sets the rate alone."""
     eval_every: int = 40_960
     """Evaluate on held-out tasks every this many timesteps (0 = only at the end)."""
     n_eval_tasks: int = 4
@@ -176,8 +180,8 @@ class TrainConfig:
             raise ConfigError("TrainConfig.distribution must be a non-empty name, got ''")
         if not self.out_dir:
             raise ConfigError("TrainConfig.out_dir must be a non-empty path, got ''")
-        # Validates names and gives a did-you-mean for typos.
-        HyperparameterSpace.from_names(self.hparams)
+        # Validates names and the prior, with a did-you-mean for typos.
+        self.space()
         # The spelling only: whether the device exists is checked where runs are built,
         # so a config written on a GPU machine still loads (and resumes) elsewhere.
         check_device_name(self.device)
@@ -205,6 +209,15 @@ class TrainConfig:
                 f"(n_steps * n_envs = {rollout}): PPO still collects one full rollout",
                 stacklevel=3,
             )
+
+    def space(self) -> HyperparameterSpace:
+        """The controlled hyperparameters, with the learning rate's prior."""
+        try:
+            return HyperparameterSpace.from_names(self.hparams, lr_prior=self.lr_prior)
+        except ConfigError:
+            raise
+        except ValueError as error:
+            raise ConfigError(f"TrainConfig.lr_prior: {error}") from error
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (tuples become lists)."""

@@ -27,10 +27,9 @@ from hpo_env import (
 ACTION_MAPPING = (
     "action a in [-1, 1]^k; component i multiplies hyperparameter i by 10**(a_i * max_step) "
     "for log-scale specs, adds a_i * max_step for linear ones, then clips to [low, high]; "
-    "components for hyperparameters a run does not use are ignored"
+    "components for hyperparameters a run does not use are ignored; a spec with a prior "
+    "(hparams[i].prior) gives the run value * prior(progress at the coming interval's midpoint)"
 )
-
-
 
 
 def git_revision() -> str:
@@ -97,14 +96,10 @@ def export_bundle(
     command: str,
 ) -> Path:
     """Write the safe policy bundle of a trained PPO model."""
-    space = HyperparameterSpace.from_names(config.hparams)
+    space = config.space()
     contents = BundleContents(
         weights=actor_weights_from_sb3(model.policy),
         normalization=normalization_from_vecnormalize(vec_normalize),
         metadata=build_metadata(config, space, control, eval_summary, training, command),
     )
     return write_bundle(path, contents)
-
-
-
-

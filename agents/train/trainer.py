@@ -60,7 +60,7 @@ def make_train_env(config: TrainConfig, seed: int | None = None) -> Any:
         seed=config.seed if seed is None else seed,
         split="train",
         distribution=resolve_distribution(config, "train"),
-        hparams=config.hparams,
+        hparams=config.space(),
         device=resolve_device(config.device),
     )
 

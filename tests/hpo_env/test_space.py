@@ -62,3 +62,57 @@ def test_space_skips_hyperparameters_a_run_does_not_use():
 def test_space_round_trips_through_dicts():
     space = HyperparameterSpace.from_names(["learning_rate", "momentum"])
     assert HyperparameterSpace.from_dicts(space.to_dicts()).specs == space.specs
+
+
+def test_prior_scales_the_learning_rate_at_the_interval_midpoint():
+    space = HyperparameterSpace.from_names(
+        ["learning_rate", "entropy_coef"], lr_prior="cosine_warmup"
+    )
+    values = {
+        "learning_rate": torch.tensor([1e-2, 1e-3]),
+        "entropy_coef": torch.tensor([0.01, 0.01]),
+    }
+    warm = space.scheduled(values, 0.025)  # halfway through the 5% warm-up
+    torch.testing.assert_close(warm["learning_rate"], torch.tensor([5e-3, 5e-4]))
+    assert torch.equal(warm["entropy_coef"], values["entropy_coef"])  # no prior there
+    torch.testing.assert_close(
+        space.scheduled(values, 0.05)["learning_rate"], values["learning_rate"]
+    )
+    mid = space.scheduled(values, 0.525)["learning_rate"]  # half-way through the cosine
+    torch.testing.assert_close(mid, values["learning_rate"] / 2)
+    # The end anneals to the spec's lower bound, never to 0 or below.
+    assert torch.equal(space.scheduled(values, 1.0)["learning_rate"], torch.full((2,), 1e-6))
+    # Per-run progress.
+    per_run = space.scheduled(values, torch.tensor([0.05, 0.525]))["learning_rate"]
+    torch.testing.assert_close(per_run, torch.tensor([1e-2, 5e-4]))
+
+
+def test_without_a_prior_scheduled_returns_the_values():
+    space = HyperparameterSpace.from_names(["learning_rate"])
+    values = {"learning_rate": torch.tensor([0.1])}
+    assert space.scheduled(values, 0.9)["learning_rate"] is values["learning_rate"]
+    assert not space.has_prior
+
+
+def test_prior_round_trips_and_old_dicts_have_none():
+    space = HyperparameterSpace.from_names(["learning_rate", "momentum"], lr_prior="cosine_warmup")
+    assert space.has_prior
+    assert HyperparameterSpace.from_dicts(space.to_dicts()).specs == space.specs
+    # A bundle written before priors existed has no "prior" key: it loads without one.
+    plain = HyperparameterSpace.from_names(["learning_rate"]).to_dicts()
+    assert "prior" not in plain[0]
+    assert HyperparameterSpace.from_dicts(plain).specs[0].prior is None
+
+
+def test_bad_prior_raises_with_the_known_names():
+    with pytest.raises(ValueError, match="did you mean 'cosine_warmup'"):
+        HyperparameterSpace.from_names(["learning_rate"], lr_prior="cosine_warmpu")
+    with pytest.raises(ValueError, match="must be log-scale"):
+        HyperparameterSpec("momentum", 0.0, 0.99, log=False, prior="cosine_warmup")
+
+
+def test_interval_midpoint():
+    from hpo_env.space import interval_midpoint
+
+    assert interval_midpoint(0, 10, 100) == 0.05
+    assert interval_midpoint(95, 10, 100) == 1.0  # an interval past the budget reads the end

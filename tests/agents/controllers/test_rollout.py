@@ -8,6 +8,7 @@ from agents.benchmark.config import EVAL_SEED_BASE, eval_seeds
 from agents.controllers.learned import PolicyController
 from agents.controllers.rollout import RolloutResult, rollout
 from hpo_env.episodes import EpisodeEngine
+from hpo_env.space import HyperparameterSpace
 from tests.agents.support.policies import SamplerOf, StandInPolicy
 from tests.hpo_env.tiny_task import TinyRegressionTask
 
@@ -24,13 +25,16 @@ class RecordingController(PolicyController):
         return out
 
 
-@pytest.mark.parametrize("val_every", [1, 2, 0])
-def test_policy_controller_observations_equal_episode_engine(val_every):
+@pytest.mark.parametrize(
+    ("val_every", "prior"), [(1, None), (2, None), (0, None), (1, "cosine_warmup")]
+)
+def test_policy_controller_observations_equal_episode_engine(val_every, prior):
     task = TinyRegressionTask()
     policy = StandInPolicy(seed=3)
+    policy.space = HyperparameterSpace.from_names(policy.space.names, lr_prior=prior)
     seeds = [11, 12, 13]
     controller = RecordingController(policy)
-    rollout(controller, task, seeds, val_every=val_every)
+    result = rollout(controller, task, seeds, val_every=val_every)
 
     engine = EpisodeEngine(SamplerOf(task), policy.space, n_runs=len(seeds))
     obs = engine.start_round(
@@ -43,6 +47,9 @@ def test_policy_controller_observations_equal_episode_engine(val_every):
     assert len(controller.observations) == task.control_steps
     for ours, theirs in zip(controller.observations, engine_obs):
         np.testing.assert_array_equal(ours, theirs)
+    if prior is not None:  # the last interval is annealed to (almost) nothing
+        lrs = result.hparams["learning_rate"]
+        assert np.all(lrs[:, -1] < 0.05 * lrs[:, task.control_steps // 2])
 
 
 def test_rollout_shapes_and_trajectories():

@@ -16,7 +16,8 @@ from agents.deploy.sb3_callback import (
     TuningCallback,
     actor_parameters,
 )
-from hpo_env.features import RUN_FEATURES
+from hpo_env.features import RUN_FEATURES, FeatureExtractor
+from hpo_env.space import HyperparameterSpace, cosine_warmup
 from tests.agents.support.scheduler_fixtures import (
     ReplayPolicy,
     one_torch_thread,  # noqa: F401  (autouse)
@@ -92,6 +93,27 @@ def test_ppo_lr_and_ent_coef_follow_the_policy():
     losses = [h["loss"] for h in callback.history[1:]]
     assert all(LOSS_OFFSET <= x <= 1 + LOSS_OFFSET for x in losses)
     pickle.dumps(model.lr_schedule)
+
+
+def test_ppo_with_an_annealing_prior_gets_base_times_prior():
+    """Zero actions under a cosine prior: update u trains with 3e-4 * cosine_warmup at the
+    midpoint of its interval; the entropy coefficient (no prior) stays put."""
+    space = HyperparameterSpace.from_names(
+        ["learning_rate", "entropy_coef"], lr_prior="cosine_warmup"
+    )
+    policy = ReplayPolicy(np.zeros((5, 2), dtype=np.float32), hparams=space)
+    model = _ppo(learning_rate=3e-4, ent_coef=0.01)
+    callback = TuningCallback(policy, return_range=(0, 500), control_interval=2)
+    probe = _InEffect()
+    model.learn(256, callback=[callback, probe])  # 8 updates of 32 steps, decisions every 2
+    midpoints = torch.tensor([(2 * (u // 2) + 1) / 8 for u in range(8)])
+    expected = (3e-4 * cosine_warmup(midpoints)).clamp(min=1e-6)
+    np.testing.assert_allclose(probe.lrs, expected.numpy(), rtol=1e-5)
+    assert probe.ent_coefs == pytest.approx([0.01] * 8)
+    # The policy still sees its own (base) value: the start rate, never annealed.
+    position = FeatureExtractor.feature_names(space).index("learning_rate.position")
+    obs = np.concatenate(policy.observations)
+    assert np.ptp(obs[:, position]) == 0
 
 
 def test_a2c_with_a_real_policy_and_default_interval():

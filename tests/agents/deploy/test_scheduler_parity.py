@@ -83,7 +83,8 @@ def _scheduler_observations(task, hparams, actions, run_seed, val_every=1):
 
 
 def _assert_same(env_obs, dep_obs, hparams):
-    names = FeatureExtractor.feature_names(HyperparameterSpace.from_names(hparams))
+    space = hparams if isinstance(hparams, HyperparameterSpace) else None
+    names = FeatureExtractor.feature_names(space or HyperparameterSpace.from_names(hparams))
     assert env_obs.shape == dep_obs.shape
     diff = np.abs(env_obs - dep_obs)
     worst = np.unravel_index(np.argmax(diff), diff.shape)
@@ -118,6 +119,30 @@ def test_parity_with_sparse_or_no_validation(val_every):
     env_obs, _ = _env_observations(task, hparams, actions, run_seed=3, val_every=val_every)
     dep_obs, _ = _scheduler_observations(task, hparams, actions, run_seed=3, val_every=val_every)
     _assert_same(env_obs, dep_obs, hparams)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_parity_with_an_annealing_prior(optimizer):
+    """With a prior the run receives ``base * cosine_warmup(midpoint)`` in the env and
+    in the deployed scheduler alike, and both show the policy its base value."""
+    space = HyperparameterSpace.from_names(HPARAM_SETS["lr+entropy"], lr_prior="cosine_warmup")
+    task = _digits_task(optimizer, control_steps=6)
+    actions = np.random.default_rng(5).uniform(-1, 1, size=(6, 2)).astype(np.float32)
+    env_obs, env_lrs = _env_observations(task, space, actions, run_seed=5)
+    dep_obs, dep_lrs = _scheduler_observations(task, space, actions, run_seed=5)
+    np.testing.assert_allclose(dep_lrs, env_lrs, rtol=1e-6)
+    _assert_same(env_obs, dep_obs, space)
+    # Zero actions: the rates are the start rate times the prior, interval by interval.
+    start = task.make_torch_run(5).optimizer.param_groups[0]["lr"]
+    _, lrs = _scheduler_observations(task, space, np.zeros((6, 2), np.float32), run_seed=5)
+    midpoints = (np.arange(6) + 0.5) / 6
+    expected = [float(np.float32(start) * np.float32(f)) for f in _cosine(midpoints)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-5)
+
+
+def _cosine(progress, warmup=0.05):
+    decay = 0.5 * (1 + np.cos(np.pi * (progress - warmup) / (1 - warmup)))
+    return np.where(progress < warmup, progress / warmup, decay)
 
 
 def test_engine_reports_first_loss_of_interval():

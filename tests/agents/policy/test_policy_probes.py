@@ -4,7 +4,9 @@ The same scripted run is fed to the deployed `TuningScheduler` with three loss
 trajectories (falling; validation rising for many decisions while training
 falls; a training-loss spike). A closed-loop policy must decide differently on
 them, and must not keep the rate where it was when validation keeps rising. On
-a real run started far too hot, it must cut the rate.
+a real run started far too hot, it must cut the rate. Every probe reads the
+policy's own values (`TuningScheduler.history`'s ``policy_values``), not the
+rate after the bundle's annealing prior, which falls whatever the policy does.
 """
 
 from __future__ import annotations
@@ -68,7 +70,13 @@ def _scripted_lrs(policy: TuningPolicy, trajectory) -> np.ndarray:
         opt.step()
         report_val = val if (step + 1) % interval == 0 else None
         sched.step(train * noise, val_loss=report_val)
-    return np.array([h["hyperparameters"]["learning_rate"] for h in sched.history])
+    return _policy_lrs(sched)
+
+
+def _policy_lrs(sched) -> np.ndarray:
+    # The policy's own values: with an annealing prior the rate in effect falls whatever
+    # the policy does (warm-up, then cosine), so the loop is read before the prior.
+    return np.array([h["policy_values"]["learning_rate"] for h in sched.history])
 
 
 def test_scripted_trajectories_get_different_decisions(policy: TuningPolicy) -> None:
@@ -109,7 +117,7 @@ def _hot_run_lrs(policy: TuningPolicy, lr: float, optimizer: str) -> tuple[float
         loss.backward()
         opt.step()
         sched.step(loss.item())
-    return lr, np.array([h["hyperparameters"]["learning_rate"] for h in sched.history])
+    return lr, _policy_lrs(sched)
 
 
 @pytest.mark.parametrize(("lr", "optimizer"), [(0.5, "adam"), (20.0, "sgd")])

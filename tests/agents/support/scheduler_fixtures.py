@@ -66,9 +66,15 @@ class ReplayPolicy:
     """Returns ``actions[i]`` at its i-th call and records every observation."""
 
     def __init__(
-        self, actions: np.ndarray, hparams: Sequence[str] = ("learning_rate", "entropy_coef")
+        self,
+        actions: np.ndarray,
+        hparams: Sequence[str] | HyperparameterSpace = ("learning_rate", "entropy_coef"),
     ):
-        self.space = HyperparameterSpace.from_names(hparams)
+        self.space = (
+            hparams
+            if isinstance(hparams, HyperparameterSpace)
+            else HyperparameterSpace.from_names(hparams)
+        )
         self.metadata: dict[str, Any] = {}
         self.actions = np.asarray(actions, dtype=np.float32)
         self.observations: list[np.ndarray] = []

@@ -11,6 +11,7 @@ import pytest
 from agents.cli.train import config_from_args, register
 from agents.common.validation import field_docs
 from agents.train.config import PRESETS, TrainConfig, get_preset
+from hpo_env.errors import ConfigError
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -69,6 +70,15 @@ def test_out_of_range_values_raise(field, value, match):
 def test_hparam_typo_suggests_closest():
     with pytest.raises(ValueError, match="did you mean 'learning_rate'"):
         dataclasses.replace(PRESETS["smoke"], hparams=("learning_rat",))
+
+
+def test_lr_prior_typo_suggests_closest_and_none_turns_it_off():
+    with pytest.raises(ConfigError, match="did you mean 'cosine_warmup'"):
+        dataclasses.replace(PRESETS["smoke"], lr_prior="cosine")
+    assert PRESETS["default"].space()["learning_rate"].prior == "cosine_warmup"
+    config = config_from_args(parse(["--preset", "smoke", "--lr-prior", "none"]))
+    assert config.lr_prior is None and config.space()["learning_rate"].prior is None
+    assert config_from_args(parse(["--preset", "smoke"])).lr_prior == "cosine_warmup"
 
 
 def test_suspicious_settings_warn():
