@@ -16,7 +16,11 @@ environment's control loop on one run:
 - then, after every ``control_interval`` calls of ``step(loss)``, a
   `StatsTracker` summarises the interval as `StepStats`, the policy's own
   `FeatureExtractor` turns them into an observation and the policy's action
-  moves the hyperparameters by a bounded multiplicative step.
+  moves the hyperparameters by a bounded multiplicative step;
+- where the bundle's space carries an annealing prior (`hpo_env.space.PRIORS`),
+  the optimizer receives the policy's value times the prior read at the coming
+  interval's midpoint, while the policy keeps observing its own value (as in
+  the environment). `in_effect` gives the values the optimizer uses.
 
 Several parameter groups keep their ratios: the controlled value is parameter
 group 0's (that is what the policy observes, evolving exactly as in the
