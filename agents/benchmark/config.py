@@ -122,5 +122,3 @@ QUICK_BENCHMARK = BenchmarkConfig(
     quick=True,
 )
 """Minutes on a laptop, for CI: two supervised held-out tasks, 2 seeds, a short grid."""
-
-

@@ -80,7 +80,9 @@ DEFAULT_METHODS: tuple[MethodSpec, ...] = (
     MethodSpec("cosine", make_cosine, description="half-cosine decay to 0 from the start lr"),
     MethodSpec("step_decay", make_step_decay, description="x0.1 at 50% and 75% of the budget"),
     MethodSpec(
-        "plateau", make_plateau, description="ReduceLROnPlateau(factor 0.5, patience 2) on validation"
+        "plateau",
+        make_plateau,
+        description="ReduceLROnPlateau(factor 0.5, patience 2) on validation",
     ),
     MethodSpec(
         "hypergradient",

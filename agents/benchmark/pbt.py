@@ -110,7 +110,9 @@ class PBTConfig:
                 f"perturbation_interval must be >= 0 (0 = auto), got {self.perturbation_interval}"
             )
         if not 0 < self.quantile_fraction <= 0.5:
-            raise ConfigError(f"quantile_fraction must be in (0, 0.5], got {self.quantile_fraction}")
+            raise ConfigError(
+                f"quantile_fraction must be in (0, 0.5], got {self.quantile_fraction}"
+            )
         if not 0 <= self.resample_probability <= 1:
             raise ConfigError(
                 f"resample_probability must be in [0, 1], got {self.resample_probability}"
@@ -213,9 +215,17 @@ def _trainable_class() -> type:
             self.history["train"].append(float(outcome.stats.train_loss[0]))
             self.history["lr"].append(self.lr)
             objective, _ = objective_of(
-                np.array([value]), self.first_val.numpy(), np.array([self.diverged]), self.reward_config
+                np.array([value]),
+                self.first_val.numpy(),
+                np.array([self.diverged]),
+                self.reward_config,
             )
-            return {METRIC: float(objective[0]), "val_loss": value, LR: self.lr, "interval": step + 1}
+            return {
+                METRIC: float(objective[0]),
+                "val_loss": value,
+                LR: self.lr,
+                "interval": step + 1,
+            }
 
         def save_checkpoint(self, checkpoint_dir: str) -> None:
             state = {

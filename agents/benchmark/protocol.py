@@ -78,5 +78,3 @@ def run_benchmark(
         ],
         "wall_s": time.perf_counter() - started,
     }
-
-

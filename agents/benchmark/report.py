@@ -75,23 +75,26 @@ def markdown_report(result: Mapping[str, Any]) -> str:
         "",
         "Ratio = final validation objective / the best-of-grid oracle's on the same task and seed "
         "(lower is better; IQM over all (task, seed) pairs, 95% stratified-bootstrap CI). "
-        "Win rate = fraction of pairs where the policy ends strictly lower (a tie is not a win; ties and losses are counted in the JSON). "
+        "Win rate = fraction of pairs where the policy ends strictly lower; W / T / L = strict "
+        "wins, ties (equal within a relative 1e-9) and losses, counted apart (a tie is not a win). "
         f"Robust = fraction of robustness-sweep runs ending within {factor}x of the oracle.",
         "",
         "| Method | Compute | IQM ratio [95% CI] | Median ratio | Policy wins vs it [95% CI] "
-        "| Diverged | Robust | Diverged (sweep) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| W / T / L | Diverged | Robust | Diverged (sweep) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in method_order(methods):
         m = methods[name]
         lo, hi = m["iqm_ratio_ci"]
-        win = "–"
+        win, counts = "–", "–"
         if "win_rate_policy_vs" in m:
             wlo, whi = m["win_rate_policy_vs_ci"]
             win = f"{_pct(m['win_rate_policy_vs'])} [{_pct(wlo)}, {_pct(whi)}]"
+        if "ties_policy_vs" in m:
+            counts = f"{m['wins_policy_vs']} / {m['ties_policy_vs']} / {m['losses_policy_vs']}"
         out.append(
             f"| {name} | {_fmt(m.get('compute_multiple'))}x | {m['iqm_ratio']:.3f} [{lo:.3f}, {hi:.3f}] "
-            f"| {m['median_ratio']:.3f} | {win} | {_pct(m['divergence_rate'])} "
+            f"| {m['median_ratio']:.3f} | {win} | {counts} | {_pct(m['divergence_rate'])} "
             f"| {_pct(m.get('robustness'))} | {_pct(m.get('sweep_divergence_rate'))} |"
         )
     out += ["", "## Targets", "", "```", format_targets(summary), "```", ""]

@@ -135,6 +135,8 @@ def ratio_summary(
         **counts,
         "win_rate": counts["wins"] / counts["n"],
         "iqm_ratio": float(iqm(ratios.ravel())),
-        "iqm_ratio_ci": list(bootstrap_ci(ratios, iqm, n_boot=n_boot, seed=seed, resample_tasks=False)),
+        "iqm_ratio_ci": list(
+            bootstrap_ci(ratios, iqm, n_boot=n_boot, seed=seed, resample_tasks=False)
+        ),
         "median_ratio": float(np.median(ratios)),
     }

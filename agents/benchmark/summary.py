@@ -131,7 +131,11 @@ def summarize(records: Sequence[Mapping[str, Any]], config: BenchmarkConfig) -> 
                 t: float(w.mean()) for t, w in zip(task_names, wins)
             }
             counts = strict_win_tie_loss(policy_table, final)
-            entry.update(ties_policy_vs=counts["ties"], losses_policy_vs=counts["losses"])
+            entry.update(
+                wins_policy_vs=counts["wins"],
+                ties_policy_vs=counts["ties"],
+                losses_policy_vs=counts["losses"],
+            )
         per_method[label] = entry
 
     # Robustness sweep: every (task, sweep lr, seed) run of a method vs the oracle on that (task, seed).
@@ -188,6 +192,3 @@ def summarize(records: Sequence[Mapping[str, Any]], config: BenchmarkConfig) -> 
         "sweep_lrs": list(config.sweep_lrs),
         "robustness_factor": config.robustness_factor,
     }
-
-
-

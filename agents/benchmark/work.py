@@ -228,7 +228,6 @@ def make_work_items(
     return items
 
 
-
 def map_work_items(
     items: Sequence[WorkItem],
     backend: str = "local",
@@ -255,6 +254,3 @@ def map_work_items(
         return outputs
     finally:
         bar.close()
-
-
-

@@ -92,7 +92,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-
 def wants_pbt(choice: str, quick: bool) -> bool:
     """PBT on demand, or by default in quick mode when Ray is installed (a full run
     with PBT costs one Ray Tune population per task and seed: opt in with --pbt on)."""
@@ -120,7 +119,9 @@ def methods_from_args(args: argparse.Namespace) -> list[Any]:
     """The baselines named on the command line (the names map to objects here, at the edge)."""
     from agents.benchmark.methods import DEFAULT_METHODS, select_methods
 
-    methods = select_methods(args.methods, DEFAULT_METHODS) if args.methods else list(DEFAULT_METHODS)
+    methods = (
+        select_methods(args.methods, DEFAULT_METHODS) if args.methods else list(DEFAULT_METHODS)
+    )
     if wants_pbt(args.pbt, args.quick):
         from agents.benchmark.pbt import pbt_method
 

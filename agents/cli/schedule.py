@@ -197,8 +197,6 @@ def run_schedule(config: ScheduleConfig) -> dict[str, Any]:
         return _compare(config, task, policy, Tracker)
 
 
-
-
 def _compare(config: ScheduleConfig, task: Any, policy: Any, tracker_cls: Any) -> dict[str, Any]:
     tracker = tracker_cls().start(
         {**dataclasses.asdict(config), "task_full_name": task.name},

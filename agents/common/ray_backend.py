@@ -92,7 +92,6 @@ def ensure_ray(
         ray.init(address=address, log_to_driver=log_to_driver, **logging_kwargs)
 
 
-
 def ray_map(
     func: Callable[[T], R],
     items: Sequence[T],
@@ -179,5 +178,3 @@ SETTLE_TIMEOUT_S = 30.0
 def default_local_cpus(n_workers: int, cpus_per_worker: float = 1.0) -> int:
     """CPUs a local Ray needs for ``n_workers`` actors (rounded up, at least 1)."""
     return max(1, math.ceil(n_workers * cpus_per_worker))
-
-

@@ -266,7 +266,3 @@ class HypergradientLR:
 
     def __repr__(self) -> str:
         return f"HypergradientLR(beta={self.beta}, multiplicative={self.multiplicative}, min_lr={self.min_lr})"
-
-
-
-

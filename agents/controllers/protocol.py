@@ -63,6 +63,3 @@ class PolicyLike(Protocol):
     def feature_extractor(self, n_runs: int) -> FeatureExtractor: ...
 
     def act(self, obs: Any, deterministic: bool = True) -> Any: ...
-
-
-

@@ -200,7 +200,9 @@ def _rollout_core(
                 trajectory[name][:, step - 1] = value.double().numpy()
 
     final_val = val.double().numpy().copy()
-    final_objective, div = objective_of(final_val, first_val.double().numpy(), diverged.numpy(), config)
+    final_objective, div = objective_of(
+        final_val, first_val.double().numpy(), diverged.numpy(), config
+    )
     return RolloutResult(
         method=getattr(controller, "name", type(controller).__name__),
         task=str(getattr(task, "name", type(task).__name__)),
@@ -296,6 +298,3 @@ def _split_result(
             )
         )
     return parts
-
-
-

@@ -225,7 +225,6 @@ class ConstantController(_ControllerBase):
         return f"ConstantController({self.hparams!r}, name={self.name!r})"
 
 
-
 def is_control_task(task: Any) -> bool:
     """Whether the task's runs are RL runs (they take an entropy coefficient)."""
     defaults = getattr(task, "default_hparams", None)
@@ -250,5 +249,3 @@ def default_constant_hparams(task: Any) -> dict[str, float]:
 
 
 ControllerFactory = Callable[[Any], Any]
-
-

@@ -158,7 +158,3 @@ def evaluate_heldout(
     out["n_seeds"] = len(seeds)
     out["per_task"] = per_task
     return out
-
-
-
-

@@ -38,7 +38,9 @@ def test_applies_the_decision_trains_and_measures():
 def test_absurd_rate_counts_as_diverged_and_objective_is_the_bound():
     _, first, out = _interval([1e6, 0.05])
     assert out.diverged.tolist() == [True, False]
-    objective, diverged = objective_of(out.val.numpy(), first.numpy(), out.diverged.numpy(), RewardConfig())
+    objective, diverged = objective_of(
+        out.val.numpy(), first.numpy(), out.diverged.numpy(), RewardConfig()
+    )
     assert diverged.tolist() == [True, False]
     assert objective[0] == first[0].item() * RewardConfig().divergence_factor
     assert objective[1] == out.val[1].item()
@@ -55,7 +57,9 @@ def test_episode_return_telescopes_and_charges_divergence():
     first = np.array([2.0, 2.0])
     curve = np.array([[1.5, 1.0], [1.0, np.inf]])
     objective = np.array([1.0, 200.0])
-    ret = episode_return(first, curve, objective, np.array([False, True]), np.array([-1, 1]), config)
+    ret = episode_return(
+        first, curve, objective, np.array([False, True]), np.array([-1, 1]), config
+    )
     assert ret[0] == np.log(2.0)
     # Diverged after gaining log 2: the gain is taken back and the penalty charged.
     assert ret[1] == -1.0

@@ -60,12 +60,17 @@ def test_benchmark_writes_results_report_and_figures(tmp_path):
         assert 0.0 <= m["divergence_rate"] <= 1.0
         if name != "policy":
             assert 0.0 <= m["win_rate_policy_vs"] <= 1.0
+            counts = (m["wins_policy_vs"], m["ties_policy_vs"], m["losses_policy_vs"])
+            assert sum(counts) == len(data["seeds"]) * len(data["summary"]["task_names"])
     assert methods["best_of_grid"]["iqm_ratio"] == pytest.approx(1.0)
     assert methods["best_of_grid"]["compute_multiple"] == 4.0
     assert all(t["status"] in ("MET", "NOT MET") for t in data["summary"]["targets"])
     assert min(data["seeds"]) >= 2**31 + 1000
     md = (tmp_path / "results.md").read_text()
     assert "| policy |" in md and "Quick mode" in md and "MET" in md
+    row = next(line for line in md.splitlines() if line.startswith("| constant_default |"))
+    c = methods["constant_default"]
+    assert f"| {c['wins_policy_vs']} / {c['ties_policy_vs']} / {c['losses_policy_vs']} |" in row
     for name in FIGURES:
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     printed = stream.getvalue()

@@ -130,7 +130,11 @@ def test_summarize_on_hand_made_records():
     np.testing.assert_allclose(m["policy"]["ratio"], [[1.05, 0.9], [1.05, 0.9]])
     # win, tie, win, tie: strict wins count 2 of 4 (a tie is not half a win)
     assert m["constant_default"]["win_rate_policy_vs"] == pytest.approx(0.5)
-    assert m["constant_default"]["ties_policy_vs"] == 2 and m["constant_default"]["losses_policy_vs"] == 0
+    assert m["constant_default"]["wins_policy_vs"] == 2
+    assert (
+        m["constant_default"]["ties_policy_vs"] == 2
+        and m["constant_default"]["losses_policy_vs"] == 0
+    )
     assert m["cosine"]["win_rate_policy_vs"] == pytest.approx(0.5)
     assert m["best_of_grid"]["iqm_ratio"] == 1.0 and m["best_of_grid"]["win_rate_policy_vs"] == 0.5
     assert m["policy"]["robustness"] == pytest.approx(0.5)  # 1.2 <= 1.25, 5.0 is not

@@ -55,7 +55,9 @@ def test_stratified_bootstrap_keeps_each_task_and_is_seeded() -> None:
     table = np.array([[1.0, 1.0, 1.0], [3.0, 3.0, 3.0]])
     assert bootstrap_ci(table, np.mean, n_boot=50, resample_tasks=False) == (2.0, 2.0)
     noisy = np.random.default_rng(1).lognormal(size=(4, 5))
-    assert bootstrap_ci(noisy, seed=3, resample_tasks=False) == bootstrap_ci(noisy, seed=3, resample_tasks=False)
+    assert bootstrap_ci(noisy, seed=3, resample_tasks=False) == bootstrap_ci(
+        noisy, seed=3, resample_tasks=False
+    )
 
 
 def _import_rliable() -> tuple[object, object]:

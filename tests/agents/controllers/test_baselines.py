@@ -193,10 +193,15 @@ def test_hypergradient_lr_pickles_with_its_optimizer():
 
 def test_methods_are_objects_selected_by_name_at_the_edge():
     assert [m.name for m in DEFAULT_METHODS] == [
-        "constant_default", "cosine", "step_decay", "plateau", "hypergradient"
+        "constant_default",
+        "cosine",
+        "step_decay",
+        "plateau",
+        "hypergradient",
     ]
     assert [m.name for m in select_methods(["plateau", "cosine"], DEFAULT_METHODS)] == [
-        "plateau", "cosine"
+        "plateau",
+        "cosine",
     ]
     with pytest.raises(ValueError, match="did you mean 'cosine'"):
         select_methods(["cosin"], DEFAULT_METHODS)

@@ -78,7 +78,9 @@ def test_snippet_runs_with_any_bundle(monkeypatch, tmp_path):
 def test_snippet_runs_with_the_shipped_default():
     from agents.policy.tuning_policy import shipped_bundle_names
 
-    assert "default" in shipped_bundle_names(), "the package must ship agents/policy/bundles/default"
+    assert "default" in shipped_bundle_names(), (
+        "the package must ship agents/policy/bundles/default"
+    )
     _run(deploy_snippet(README.read_text()) or CANONICAL)
 
 

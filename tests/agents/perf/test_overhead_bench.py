@@ -15,7 +15,9 @@ def test_overhead_bench_quick(capsys):
     result = run_overhead_bench(quick=True, seed=1)
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("deploy_overhead=")
-    assert float(last.split("=")[1].split()[0]) == pytest.approx(result["overhead_paired_median"], abs=1e-4)
+    assert float(last.split("=")[1].split()[0]) == pytest.approx(
+        result["overhead_paired_median"], abs=1e-4
+    )
     assert math.isfinite(result["overhead_fastest_rounds"])
     # The interval a user gets by default on the README's 3000-step run.
     assert result["control_interval"] == RUN_STEPS // decisions_per_run(benchmark_policy()[0])

@@ -109,7 +109,9 @@ def test_unknown_bundle_name_suggests_closest():
 
 
 def test_shipped_default_bundle_loads():
-    assert "default" in shipped_bundle_names(), "the package must ship agents/policy/bundles/default"
+    assert "default" in shipped_bundle_names(), (
+        "the package must ship agents/policy/bundles/default"
+    )
     policy = TuningPolicy.load("default")
     fx = policy.feature_extractor(1)
     obs = fx.reset({"learning_rate": torch.tensor([0.05])}).numpy()
