@@ -73,13 +73,18 @@ def benchmark_block() -> str:
 
 TRANSFER_SEEDS = 5
 """Seeds per test task in the README (the protocol's default)."""
+TRANSFER_WORKERS = 2
+"""Local processes for the transfer runs (the numbers do not depend on it)."""
 
 
 def transfer_block() -> str:
     # runs/transfer-test/runs.jsonl caches finished runs: a rerun only trains what changed
     # (a new bundle re-runs the policy's arms, the baselines are reused).
     out = REPO / "runs" / "transfer-test"
-    run(["transfer", "--split", "test", "--seeds", str(TRANSFER_SEEDS), "--out", str(out), "--no-progress"])
+    run([
+        "transfer", "--split", "test", "--seeds", str(TRANSFER_SEEDS),
+        "--workers", str(TRANSFER_WORKERS), "--out", str(out), "--no-progress",
+    ])  # fmt: skip
     return markdown_tables(out / "results.md")
 
 

@@ -12,6 +12,7 @@ Example::
 
     hpo-rl transfer --split validation --quick
     hpo-rl transfer --split test --policy default --seeds 5 --out runs/transfer-test
+    hpo-rl transfer --split test --workers 4   # same numbers, on 4 local processes
     hpo-rl transfer --split test --rl --rl-timesteps 50000   # adds SB3 PPO/A2C runs
 """
 
@@ -61,6 +62,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="local processes training runs in parallel; the results do not depend on it "
+        "(default: 1)",
+    )
+    parser.add_argument(
         "--rl",
         action="store_true",
         help="also run SB3 PPO/A2C (defaults vs the policy's callback) on CartPole and Acrobot",
@@ -89,6 +97,7 @@ def config_from_args(args: argparse.Namespace) -> TransferConfig:
         out_dir=out,
         resume=not args.no_resume,
         progress=not args.no_progress,
+        workers=args.workers,
     )
 
 

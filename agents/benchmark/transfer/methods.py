@@ -261,8 +261,11 @@ class PolicyMethod:
     """
 
     def __init__(self, policy: Any = "default", name: str = "policy") -> None:
-        self.ref = policy if isinstance(policy, str) else getattr(policy, "source", repr(policy))
+        source = policy if isinstance(policy, str) else getattr(policy, "source", None)
+        self.ref = source if source is not None else repr(policy)
         self._policy = policy if not isinstance(policy, str) else None
+        self._reloadable = source is not None
+        """Whether `TuningPolicy.load(ref)` gives the policy back (so pickling can drop it)."""
         self.name = name
 
     @property
@@ -272,6 +275,14 @@ class PolicyMethod:
 
             self._policy = TuningPolicy.load(self.ref)
         return self._policy
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to worker processes as the reference (a few bytes); each worker
+        # loads the bundle once. A policy held only in memory travels whole.
+        state = dict(self.__dict__)
+        if self._reloadable:
+            state["_policy"] = None
+        return state
 
     def build(self, params: Any, task: TaskSpec, start_lr: float) -> RunControl:
         optimizer = make_optimizer(task.optimizer, params, start_lr)

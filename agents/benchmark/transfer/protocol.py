@@ -7,6 +7,10 @@ robustness is read off the grid points the sweep shares). Items shared by both (
 
 Finished runs are appended to ``<out_dir>/runs.jsonl``; a rerun with the same
 settings skips them, so a killed run resumes and the report can be redrawn.
+With ``workers > 1`` the runs not cached yet train on local worker processes
+(`parallel.run_jobs`); this process still writes the cache, as each run
+finishes, and assembles the output in item order: the report does not depend
+on the number of workers.
 
 Example:
     >>> result = run_transfer(TransferConfig(split="validation", quick=True))  # doctest: +SKIP
@@ -26,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from agents.benchmark.transfer import methods as transfer_methods
-from agents.benchmark.transfer.loop import RunResult, train_run
+from agents.benchmark.transfer.loop import RunResult
+from agents.benchmark.transfer.parallel import Job, run_jobs
 from agents.benchmark.transfer.suite import SPLITS, TaskSpec, tasks_for
 from hpo_env.errors import ConfigError, unknown_name_error
 
@@ -72,12 +77,18 @@ class TransferConfig:
     """Reuse finished runs from ``<out_dir>/runs.jsonl``."""
     progress: bool = True
     """Show a tqdm progress bar (on stderr)."""
+    workers: int = 1
+    """Local worker processes for the runs (1 = train here); results do not depend on it."""
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
             raise unknown_name_error("split", self.split, SPLITS)
         if not isinstance(self.n_seeds, int) or self.n_seeds < 1:
             raise ConfigError(f"n_seeds must be an int >= 1 (e.g. --seeds 5), got {self.n_seeds!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ConfigError(
+                f"workers must be an int >= 1 (e.g. --workers 4), got {self.workers!r}"
+            )
         if self.n_seeds < 2 and not self.quick:
             # Legal (e.g. one seed per worker process, merged later), but its CIs are no CIs.
             warnings.warn(
@@ -198,22 +209,37 @@ def run_transfer(
     items = _work_items(config, specs, baselines, policy)
     cache_path = Path(config.out_dir) / "runs.jsonl" if config.out_dir else None
     cache = _read_cache(cache_path) if (cache_path and config.resume) else {}
-    results: dict[tuple[str, str, int], RunResult] = {}
-    bar = _progress(len(items), config.progress)
-    for task, label, method, m, seed in items:
+    keys = [
         # Only the policy's runs depend on the bundle: the baselines' cached runs
         # survive a retrained policy, so comparing a new bundle trains its runs alone.
-        key = _cache_key(task, label, method, m, seed, fingerprint if method is policy else "")
-        if key in cache:
-            result = RunResult(**cache[key])
-        else:
-            result = train_run(task, method, seed, lr_multiplier=m)
+        _cache_key(task, label, method, m, seed, fingerprint if method is policy else "")
+        for task, label, method, m, seed in items
+    ]
+    by_item: dict[int, RunResult] = {
+        i: RunResult(**cache[key]) for i, key in enumerate(keys) if key in cache
+    }
+    todo = [i for i in range(len(items)) if i not in by_item]
+    method_objects = list({id(item[2]): item[2] for item in items}.values())
+    method_index = {id(method): j for j, method in enumerate(method_objects)}
+    jobs = [
+        Job(task, label, method_index[id(method)], m, seed)
+        for task, label, method, m, seed in (items[i] for i in todo)
+    ]
+    bar = _progress(len(items), config.progress)
+    bar.update(len(by_item))
+    try:
+        for j, result in run_jobs(jobs, method_objects, config.workers):
+            i = todo[j]
             if cache_path is not None:
-                _append_cache(cache_path, key, result)
-        results[(task.name, label, seed)] = result
-        bar.set_postfix_str(f"{task.name} {label}", refresh=False)
-        bar.update(1)
-    bar.close()
+                _append_cache(cache_path, keys[i], result)
+            by_item[i] = result
+            bar.set_postfix_str(f"{jobs[j].task.name} {jobs[j].label}", refresh=False)
+            bar.update(1)
+    finally:
+        bar.close()
+    results: dict[tuple[str, str, int], RunResult] = {
+        (task.name, label, seed): by_item[i] for i, (task, label, _, _, seed) in enumerate(items)
+    }
     labels = list(dict.fromkeys(label for _, label, *_ in items))
     seeds = config.seeds()
     output: dict[str, Any] = {
