@@ -52,16 +52,18 @@ def all_finite(grads: list[Tensor], flags: dict[torch.device, Tensor] | None = N
         if flag is None:
             flag = torch.zeros(1, device=device)
             if flags is not None:
-                flags[device] = flag
-        else:
-            flag.zero_()
+                flags[device] = flag  # kept at zero between calls: reset only when set
         try:
             torch._amp_foreach_non_finite_check_and_unscale_(grads, flag, _one(device))
-            return not flag.item()
+            if flag.item() == 0.0:
+                return True
+            flag.zero_()
+            return False
         except NotImplementedError:  # no such kernel for the device (an older torch on CPU)
             _NO_AMP_KERNEL.add(device)
         except RuntimeError:  # a list the kernel refuses: decide bucket by bucket
             pass
+        flag.zero_()
     return _all_finite_by_norm(grads)
 
 
@@ -124,12 +126,13 @@ class NonFiniteGuard:
             # A closure recomputes the gradients inside step(), after this hook:
             # the gradients here are stale, so they say nothing about this update.
             return
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        grads = [p.grad for p in params if p.grad is not None]
+        groups = optimizer.param_groups
+        grads = [p.grad for group in groups for p in group["params"] if p.grad is not None]
         if not grads or all_finite(grads, self._flags):
             return
-        for p in params:
-            p.grad = None
+        for group in groups:
+            for p in group["params"]:
+                p.grad = None
         self.n_skipped += 1
         self.on_skip()
 

@@ -170,7 +170,7 @@ class StatsTracker:
         first = self.losses[0]
         self.losses = []
         val = float("nan") if val_loss is None else float(val_loss)
-        row = torch.tensor(
+        rows = torch.tensor(
             [
                 mean,
                 std,
@@ -183,6 +183,7 @@ class StatsTracker:
             ],
             dtype=torch.float32,
         ).reshape(8, 1)
+        row = rows.unbind(0)  # eight [1] views in one op (indexing is one op each)
         return StepStats(
             train_loss=row[0],
             train_loss_std=row[1],
