@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hpo_env.feature_ops import SCALAR_PATH, ScalarOps, TensorOps, _finite
 from hpo_env.space import HyperparameterSpace, HyperparameterSpec
 from hpo_env.stats import StepStats
 
@@ -65,167 +66,7 @@ _EMA = 0.3
 _EPS = 1e-12
 
 
-def symlog(x: Tensor) -> Tensor:
-    return torch.sign(x) * torch.log1p(torch.abs(x))
-
-
-def _finite(x: Tensor, fill: float = 0.0) -> Tensor:
-    return torch.nan_to_num(x, nan=fill, posinf=fill, neginf=fill)
-
-
-def _safe_log(x: Tensor) -> Tensor:
-    # log of a positive quantity; zero, negative or non-finite inputs become NaN,
-    # which the final cleaning maps to 0 ("no information").
-    x = torch.where(torch.isfinite(x) & (x > 0), x, torch.full_like(x, float("nan")))
-    return torch.log(x)
-
-
-_SCALAR_PATH = int(np.__version__.split(".")[0]) >= 2
-"""One run (deploy) folds on NumPy float32 scalars. NumPy >= 2 only: its scalar
-promotion (NEP 50: a Python float meets a float32 as float32) is torch's, so the
-arithmetic is bit for bit the tensor path's; older NumPy takes the tensor path."""
-
-
-class _TensorOps:
-    """`_fold_interval`'s primitives on tensors [B] (the environment's path)."""
-
-    where = staticmethod(torch.where)
-    isnan = staticmethod(torch.isnan)
-    isfinite = staticmethod(torch.isfinite)
-    fmin = staticmethod(torch.fmin)
-    log1p = staticmethod(torch.log1p)
-    log10 = staticmethod(torch.log10)
-
-    @staticmethod
-    def safe_log(x: Tensor) -> Tensor:
-        return _safe_log(x)
-
-    @staticmethod
-    def symlog(x: Tensor) -> Tensor:
-        return symlog(x)
-
-    @staticmethod
-    def finite(x: Tensor) -> Tensor:
-        return _finite(x)
-
-    @staticmethod
-    def clamp(x: Tensor, low: float, high: float) -> Tensor:
-        return x.clamp(low, high)
-
-    @staticmethod
-    def clamp_min(x: Tensor, low: float) -> Tensor:
-        return x.clamp_min(low)
-
-    @staticmethod
-    def as_float(mask: Tensor) -> Tensor:
-        return mask.float()
-
-
-class _ScalarOps:
-    """The same primitives on NumPy float32 scalars and NumPy bools (one run).
-
-    Logarithms go through torch's own kernels (NumPy's or libm's may round
-    differently), memoised by value: a run's reference losses, best values and
-    previous hyperparameters recur from one interval to the next.
-    """
-
-    _MEMO_SIZE = 256
-
-    def __init__(self) -> None:
-        self._memo: dict[Any, dict[float, float]] = {
-            torch.log: {},
-            torch.log10: {},
-            torch.log1p: {},
-        }
-        with torch.inference_mode(False):  # writable in and out of inference mode
-            self._buf = torch.empty(1, dtype=torch.float32)
-
-    def _unary(self, fn: Any, x: np.float32) -> np.float32:
-        key = float(x)
-        if key != key:  # NaN in, NaN out (and NaN is no dictionary key)
-            return np.float32("nan")
-        # -0.0 == 0.0 as dictionary keys, but log1p(-0.0) is -0.0: zeros skip the memo.
-        memo = self._memo[fn] if key != 0.0 else {}
-        out = memo.get(key)
-        if out is None:
-            buf = self._buf.fill_(key)  # exact: ``key`` is a float32 value
-            out = fn(buf, out=buf).item()
-            if len(memo) >= self._MEMO_SIZE:
-                memo.clear()
-            memo[key] = out
-        return np.float32(out)
-
-    @staticmethod
-    def where(cond: Any, a: Any, b: Any) -> np.float32:
-        return np.float32(a if cond else b)
-
-    isnan = staticmethod(math.isnan)  # NumPy's ufuncs cost ~1 us on a scalar, math's 0.1
-    isfinite = staticmethod(math.isfinite)
-    fmin = staticmethod(np.fmin)
-
-    def log1p(self, x: np.float32) -> np.float32:
-        return self._unary(torch.log1p, x)
-
-    def log10(self, x: np.float32) -> np.float32:
-        return self._unary(torch.log10, x)
-
-    def safe_log(self, x: np.float32) -> np.float32:
-        if math.isfinite(x) and x > 0:
-            return self._unary(torch.log, x)
-        return np.float32("nan")
-
-    def symlog(self, x: np.float32) -> np.float32:
-        sign = np.float32(1.0 if x > 0 else -1.0 if x < 0 else 0.0)  # torch.sign: NaN -> 0
-        return sign * self.log1p(abs(x))
-
-    @staticmethod
-    def finite(x: np.float32) -> np.float32:
-        return x if math.isfinite(x) else np.float32(0.0)
-
-    @staticmethod
-    def clamp(x: np.float32, low: float, high: float) -> np.float32:
-        if math.isnan(x):
-            return x
-        return np.float32(min(max(x, np.float32(low)), np.float32(high)))
-
-    @staticmethod
-    def clamp_min(x: np.float32, low: float) -> np.float32:
-        if math.isnan(x):
-            return x
-        return np.float32(max(x, np.float32(low)))
-
-    @staticmethod
-    def as_float(mask: Any) -> np.float32:
-        return np.float32(1.0 if mask else 0.0)
-
-    # HyperparameterSpec's torch methods, on one float32 scalar.
-
-    @staticmethod
-    def clip(spec: HyperparameterSpec, value: np.float32) -> np.float32:
-        """`HyperparameterSpec.clip`."""
-        low, high = np.float32(spec.low), np.float32(spec.high)
-        if math.isnan(value):
-            return low
-        return np.float32(min(max(value, low), high))
-
-    def normalized(self, spec: HyperparameterSpec, value: np.float32) -> np.float32:
-        """`HyperparameterSpec.normalized`."""
-        value = self.clip(spec, value)
-        if spec.log:
-            lo, hi = math.log10(spec.low), math.log10(spec.high)
-            pos = (self.log10(value) - lo) / (hi - lo)
-        else:
-            pos = (value - spec.low) / (spec.high - spec.low)
-        return self.clamp(2.0 * pos - 1.0, -1.0, 1.0)
-
-    def change(self, spec: HyperparameterSpec, value: np.float32, ref: np.float32) -> np.float32:
-        """`FeatureExtractor._change`."""
-        if spec.log:
-            return self.log10(self.clip(spec, value)) - self.log10(self.clip(spec, ref))
-        return (value - ref) / (spec.high - spec.low)
-
-
-_TENSOR_OPS = _TensorOps()
+_TENSOR_OPS = TensorOps()
 
 
 @dataclasses.dataclass
@@ -246,7 +87,7 @@ class _IntervalInputs:
 def _fold_interval(xp: Any, s: dict[str, Any], x: _IntervalInputs) -> dict[str, Any]:
     """The run features' one definition: folds an interval into the state ``s`` (in
     place) and returns the features by name. ``xp`` is `_TENSOR_OPS` (values are
-    tensors [B]) or `_SCALAR_OPS` (float32 scalars of one run); ``+ - * /`` and
+    tensors [B]) or a `ScalarOps` (float32 scalars of one run); ``+ - * /`` and
     comparisons are the values' own, with torch's float32 rounding in both."""
     progress = xp.finite(xp.clamp(x.progress, 0.0, 1.0))
     train = x.train
@@ -346,7 +187,7 @@ class FeatureExtractor:
         self.state: dict[str, Tensor] = {k: self._nan() for k in self.STATE_KEYS}
         self.initial_hparams: dict[str, Tensor] = {}
         self.previous_hparams: dict[str, Tensor] = {}
-        self._scalar_ops = _ScalarOps()
+        self._scalar_ops = ScalarOps()
 
     @staticmethod
     def feature_names(space: HyperparameterSpace) -> list[str]:
@@ -400,7 +241,7 @@ class FeatureExtractor:
         """Fold in one interval's statistics; returns observations [B, D]."""
         if stats.n_runs != self.n_runs:
             raise ValueError(f"expected StepStats for {self.n_runs} runs, got {stats.n_runs}")
-        if self.n_runs == 1 and _SCALAR_PATH:
+        if self.n_runs == 1 and SCALAR_PATH:
             return self._observe_one(stats)
         return self._observe_batched(stats)
 

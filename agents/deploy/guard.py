@@ -59,10 +59,11 @@ def all_finite(grads: list[Tensor], flags: dict[torch.device, Tensor] | None = N
                 return True
             flag.zero_()
             return False
-        except NotImplementedError:  # no such kernel for the device (an older torch on CPU)
-            _NO_AMP_KERNEL.add(device)
-        except RuntimeError:  # a list the kernel refuses: decide bucket by bucket
-            pass
+        except (NotImplementedError, RuntimeError):
+            # A list the kernel refuses (sparse gradients, several devices), or no
+            # kernel for the device at all (an older torch on CPU): remember only the latter.
+            if not _has_amp_kernel(device):
+                _NO_AMP_KERNEL.add(device)
         flag.zero_()
     return _all_finite_by_norm(grads)
 
@@ -81,6 +82,15 @@ def _all_finite_by_norm(grads: list[Tensor]) -> bool:
 
 _NO_AMP_KERNEL: set[torch.device] = set()
 _ONES: dict[torch.device, Tensor] = {}
+
+
+def _has_amp_kernel(device: torch.device) -> bool:
+    try:
+        probe = torch.zeros(1, device=device)
+        torch._amp_foreach_non_finite_check_and_unscale_([probe], probe.clone(), _one(device))
+    except (NotImplementedError, RuntimeError):
+        return False
+    return True
 
 
 def _one(device: torch.device) -> Tensor:

@@ -208,7 +208,7 @@ def _pair() -> tuple[FeatureExtractor, FeatureExtractor]:
     return FeatureExtractor(PARITY_SPACE, 1), FeatureExtractor(PARITY_SPACE, 1)
 
 
-@pytest.mark.skipif(not features_module._SCALAR_PATH, reason="float path needs NumPy >= 2")
+@pytest.mark.skipif(not features_module.SCALAR_PATH, reason="float path needs NumPy >= 2")
 @pytest.mark.parametrize("val_every", [0, 1, 3])
 @pytest.mark.parametrize("seed", range(8))
 def test_one_run_float_path_is_bit_identical_to_the_tensor_path(seed, val_every):
@@ -228,7 +228,7 @@ def test_one_run_float_path_is_bit_identical_to_the_tensor_path(seed, val_every)
     assert fast.state_dict().keys() == ref.state_dict().keys()
 
 
-@pytest.mark.skipif(not features_module._SCALAR_PATH, reason="float path needs NumPy >= 2")
+@pytest.mark.skipif(not features_module.SCALAR_PATH, reason="float path needs NumPy >= 2")
 def test_one_run_float_path_on_a_scripted_run():
     """A plausible run: loss falls, then validation turns up (overfitting), one NaN
     loss, one interval without validation; checked after a state_dict round trip too."""
@@ -255,7 +255,7 @@ def test_one_run_float_path_on_a_scripted_run():
     _assert_same_bits(resumed.observe(nxt), ref._observe_batched(nxt), "after resume")
 
 
-@pytest.mark.skipif(not features_module._SCALAR_PATH, reason="float path needs NumPy >= 2")
+@pytest.mark.skipif(not features_module.SCALAR_PATH, reason="float path needs NumPy >= 2")
 @settings(max_examples=200, deadline=None)
 @given(
     values=st.lists(st.sampled_from(SPECIAL), min_size=10, max_size=10),

@@ -91,6 +91,7 @@ def test_sparse_gradients_take_the_norm_path():
     (emb(torch.tensor([1, 2])).sum() * math.nan).backward()
     opt.step()
     assert guard.n_skipped == 1 and torch.equal(before, emb.weight)
+    assert torch.device("cpu") not in guard_module._NO_AMP_KERNEL  # dense lists keep the kernel
 
 
 def test_without_the_fused_kernel_the_norm_decides(monkeypatch):
