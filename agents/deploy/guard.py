@@ -8,9 +8,13 @@ the gradients (``p.grad = None``: every ``torch.optim`` optimizer skips a
 parameter without a gradient, so weights, momenta and Adam's step counts stay
 as they were) and tells its owner, who backs the learning rate off.
 
-Cost: ``torch.amp.GradScaler``'s own inf check (one fused read of the
-gradients per device and dtype) and one host sync per update, as GradScaler
-pays: about 1% of a small MLP's step on one CPU thread (`agents.perf.overhead`);
+What counts as non-finite: a NaN or inf element. A finite gradient, however
+large, is applied (the policy, not the guard, handles large gradients).
+
+Cost: ``torch.amp.GradScaler``'s own inf check (one fused pass over all the
+gradients, values left as they are) and one host sync per update, as
+GradScaler pays: ~7 us for the 26k-parameter MLP of `agents.perf.overhead`
+on one CPU thread, 1-2% of its ~750 us step (the 2-norm it replaced: ~22 us);
 ``skip_nonfinite=False`` on the scheduler turns it off.
 
 Why a sync every update and not an on-device conditional update: skipping has
