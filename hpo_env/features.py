@@ -7,19 +7,29 @@ ratio, a cosine or a fraction, passed through ``symlog`` where it is
 unbounded, so tasks with different loss scales look alike, and every
 non-finite input becomes 0 so the observation is always finite.
 
+Each run feature is defined once, in `_fold_interval`, over a small set of
+primitives: on tensors [B] in the environment, on NumPy float32 scalars for one
+run (deploy: ~150 one-element tensor ops per decision would cost more than the
+arithmetic). Both round as torch's float32 does and take their logarithms from
+torch's kernels, so the two give bit-identical observations (tested).
+
 Bump `FEATURE_SPEC_VERSION` whenever a feature's definition changes: bundles
 record it, and loading a bundle made for another version is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Mapping
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
 
+from hpo_env.feature_ops import SCALAR_PATH, ScalarOps, TensorOps, _finite
 from hpo_env.space import HyperparameterSpace, HyperparameterSpec
 from hpo_env.stats import StepStats
 
@@ -56,19 +66,92 @@ _EMA = 0.3
 _EPS = 1e-12
 
 
-def symlog(x: Tensor) -> Tensor:
-    return torch.sign(x) * torch.log1p(torch.abs(x))
+_TENSOR_OPS = TensorOps()
 
 
-def _finite(x: Tensor, fill: float = 0.0) -> Tensor:
-    return torch.nan_to_num(x, nan=fill, posinf=fill, neginf=fill)
+@dataclasses.dataclass
+class _IntervalInputs:
+    """One interval's `StepStats` fields: tensors [B], or float32 scalars for one run."""
+
+    train: Any
+    train_std: Any
+    train_first: Any
+    grad_norm: Any
+    grad_cosine: Any
+    update_ratio: Any
+    n_updates: int
+    val: Any
+    progress: Any
 
 
-def _safe_log(x: Tensor) -> Tensor:
-    # log of a positive quantity; zero, negative or non-finite inputs become NaN,
-    # which the final cleaning maps to 0 ("no information").
-    x = torch.where(torch.isfinite(x) & (x > 0), x, torch.full_like(x, float("nan")))
-    return torch.log(x)
+def _fold_interval(xp: Any, s: dict[str, Any], x: _IntervalInputs) -> dict[str, Any]:
+    """The run features' one definition: folds an interval into the state ``s`` (in
+    place) and returns the features by name. ``xp`` is `_TENSOR_OPS` (values are
+    tensors [B]) or a `ScalarOps` (float32 scalars of one run); ``+ - * /`` and
+    comparisons are the values' own, with torch's float32 rounding in both."""
+    progress = xp.finite(xp.clamp(x.progress, 0.0, 1.0))
+    train = x.train
+    s["ref_loss"] = xp.where(xp.isnan(s["ref_loss"]), x.train_first, s["ref_loss"])
+    s["ref_grad"] = xp.where(xp.isnan(s["ref_grad"]), x.grad_norm, s["ref_grad"])
+    log_train = xp.safe_log(train)
+    log_ref_loss = xp.safe_log(s["ref_loss"])
+    prev_log_train = xp.where(xp.isnan(s["prev_train"]), log_ref_loss, xp.safe_log(s["prev_train"]))
+    d_progress = xp.clamp_min(progress - s["prev_progress"], 1e-3)
+    train_slope = xp.finite(xp.symlog((log_train - prev_log_train) / d_progress))
+    s["train_slope_ema"] = xp.where(
+        xp.isnan(s["train_slope_ema"]),
+        train_slope,
+        (1 - _EMA) * s["train_slope_ema"] + _EMA * train_slope,
+    )
+
+    val = x.val
+    fresh = xp.isfinite(val) & (val > 0)
+    first_val_seen = fresh & xp.isnan(s["first_val"])
+    s["first_val"] = xp.where(first_val_seen, val, s["first_val"])
+    d_val_progress = xp.clamp_min(progress - s["last_val_progress"], 1e-3)
+    val_slope = xp.finite(
+        xp.symlog((xp.safe_log(val) - xp.safe_log(s["last_val"])) / d_val_progress)
+    )
+    has_prev_val = fresh & xp.isfinite(s["last_val"])
+    new_val_ema = xp.where(
+        xp.isnan(s["val_slope_ema"]),
+        val_slope,
+        (1 - _EMA) * s["val_slope_ema"] + _EMA * val_slope,
+    )
+    s["val_slope_ema"] = xp.where(has_prev_val, new_val_ema, s["val_slope_ema"])
+    new_best = fresh & ~(val >= s["best_val"])  # NaN best (none yet) counts as beaten
+    s["best_val"] = xp.where(fresh, xp.fmin(s["best_val"], val), s["best_val"])
+    s["best_val_progress"] = xp.where(new_best, progress, s["best_val_progress"])
+    finite_train = xp.isfinite(train) & (train > 0)
+    s["best_train"] = xp.where(finite_train, xp.fmin(s["best_train"], train), s["best_train"])
+    s["last_val"] = xp.where(fresh, val, s["last_val"])
+    s["last_val_progress"] = xp.where(fresh, progress, s["last_val_progress"])
+    seen = xp.isfinite(s["last_val"])
+    log_last_val = xp.safe_log(s["last_val"])
+
+    per_update_ratio = x.update_ratio / max(x.n_updates, 1)
+    features = {
+        "progress": progress,
+        "log_train_ratio": log_train - log_ref_loss,
+        "train_slope": train_slope,
+        "train_slope_ema": s["train_slope_ema"],
+        "train_noise": xp.log1p(x.train_std / (abs(train) + _EPS)),
+        "val_fresh": xp.as_float(fresh),
+        "val_seen": xp.as_float(seen),
+        "log_val_ratio": log_last_val - xp.safe_log(s["first_val"]),
+        "val_slope_ema": s["val_slope_ema"],
+        "val_above_best": log_last_val - xp.safe_log(s["best_val"]),
+        "generalization_gap": xp.symlog(log_last_val - log_train),
+        "val_staleness": xp.where(seen, progress - s["last_val_progress"], 1.0),
+        "log_grad_norm_ratio": xp.log10(x.grad_norm + _EPS) - xp.log10(s["ref_grad"] + _EPS),
+        "grad_cosine": x.grad_cosine,
+        "log_update_ratio": (xp.log10(per_update_ratio + _EPS) + 3.0) / 2.0,
+        "train_above_best": log_train - xp.safe_log(s["best_train"]),
+        "val_since_best": xp.where(seen, progress - s["best_val_progress"], 0.0),
+    }
+    s["prev_train"] = xp.where(xp.isfinite(train), train, s["prev_train"])
+    s["prev_progress"] = progress
+    return features
 
 
 class FeatureExtractor:
@@ -104,6 +187,7 @@ class FeatureExtractor:
         self.state: dict[str, Tensor] = {k: self._nan() for k in self.STATE_KEYS}
         self.initial_hparams: dict[str, Tensor] = {}
         self.previous_hparams: dict[str, Tensor] = {}
+        self._scalar_ops = ScalarOps()
 
     @staticmethod
     def feature_names(space: HyperparameterSpace) -> list[str]:
@@ -157,78 +241,98 @@ class FeatureExtractor:
         """Fold in one interval's statistics; returns observations [B, D]."""
         if stats.n_runs != self.n_runs:
             raise ValueError(f"expected StepStats for {self.n_runs} runs, got {stats.n_runs}")
-        s = self.state
+        if self.n_runs == 1 and SCALAR_PATH:
+            return self._observe_one(stats)
+        return self._observe_batched(stats)
+
+    def _observe_batched(self, stats: StepStats) -> Tensor:
+        """`observe` on tensors [B] (the environment's path)."""
         # StepStats fills its optional fields with NaN, so these are never None.
-        progress_raw, val, first_loss = stats.progress, stats.val_loss, stats.train_loss_first
-        assert progress_raw is not None and val is not None and first_loss is not None
-        progress = _finite(progress_raw.clamp(0.0, 1.0))
-        train = stats.train_loss
-        s["ref_loss"] = torch.where(torch.isnan(s["ref_loss"]), first_loss, s["ref_loss"])
-        s["ref_grad"] = torch.where(torch.isnan(s["ref_grad"]), stats.grad_norm, s["ref_grad"])
-        log_train = _safe_log(train)
-        prev_log_train = torch.where(
-            torch.isnan(s["prev_train"]), _safe_log(s["ref_loss"]), _safe_log(s["prev_train"])
+        progress, val, first_loss = stats.progress, stats.val_loss, stats.train_loss_first
+        assert progress is not None and val is not None and first_loss is not None
+        features = _fold_interval(
+            _TENSOR_OPS,
+            self.state,
+            _IntervalInputs(
+                train=stats.train_loss,
+                train_std=stats.train_loss_std,
+                train_first=first_loss,
+                grad_norm=stats.grad_norm,
+                grad_cosine=stats.grad_cosine,
+                update_ratio=stats.update_ratio,
+                n_updates=stats.n_updates,
+                val=val,
+                progress=progress,
+            ),
         )
-        d_progress = (progress - s["prev_progress"]).clamp_min(1e-3)
-        train_slope = _finite(symlog((log_train - prev_log_train) / d_progress))
-        s["train_slope_ema"] = torch.where(
-            torch.isnan(s["train_slope_ema"]),
-            train_slope,
-            (1 - _EMA) * s["train_slope_ema"] + _EMA * train_slope,
-        )
-
-        fresh = torch.isfinite(val) & (val > 0)
-        first_val_seen = fresh & torch.isnan(s["first_val"])
-        s["first_val"] = torch.where(first_val_seen, val, s["first_val"])
-        d_val_progress = (progress - s["last_val_progress"]).clamp_min(1e-3)
-        val_slope = _finite(symlog((_safe_log(val) - _safe_log(s["last_val"])) / d_val_progress))
-        has_prev_val = fresh & torch.isfinite(s["last_val"])
-        new_val_ema = torch.where(
-            torch.isnan(s["val_slope_ema"]),
-            val_slope,
-            (1 - _EMA) * s["val_slope_ema"] + _EMA * val_slope,
-        )
-        s["val_slope_ema"] = torch.where(has_prev_val, new_val_ema, s["val_slope_ema"])
-        new_best = fresh & ~(val >= s["best_val"])  # NaN best (none yet) counts as beaten
-        s["best_val"] = torch.where(
-            fresh,
-            torch.fmin(s["best_val"], val),
-            s["best_val"],
-        )
-        s["best_val_progress"] = torch.where(new_best, progress, s["best_val_progress"])
-        finite_train = torch.isfinite(train) & (train > 0)
-        s["best_train"] = torch.where(
-            finite_train, torch.fmin(s["best_train"], train), s["best_train"]
-        )
-        s["last_val"] = torch.where(fresh, val, s["last_val"])
-        s["last_val_progress"] = torch.where(fresh, progress, s["last_val_progress"])
-        seen = torch.isfinite(s["last_val"])
-
-        per_update_ratio = stats.update_ratio / max(stats.n_updates, 1)
-        features = {
-            "progress": progress,
-            "log_train_ratio": log_train - _safe_log(s["ref_loss"]),
-            "train_slope": train_slope,
-            "train_slope_ema": s["train_slope_ema"],
-            "train_noise": torch.log1p(stats.train_loss_std / (train.abs() + _EPS)),
-            "val_fresh": fresh.float(),
-            "val_seen": seen.float(),
-            "log_val_ratio": _safe_log(s["last_val"]) - _safe_log(s["first_val"]),
-            "val_slope_ema": s["val_slope_ema"],
-            "val_above_best": _safe_log(s["last_val"]) - _safe_log(s["best_val"]),
-            "generalization_gap": symlog(_safe_log(s["last_val"]) - log_train),
-            "val_staleness": torch.where(seen, progress - s["last_val_progress"], 1.0),
-            "log_grad_norm_ratio": torch.log10(stats.grad_norm + _EPS)
-            - torch.log10(s["ref_grad"] + _EPS),
-            "grad_cosine": stats.grad_cosine,
-            "log_update_ratio": (torch.log10(per_update_ratio + _EPS) + 3.0) / 2.0,
-            "train_above_best": log_train - _safe_log(s["best_train"]),
-            "val_since_best": torch.where(seen, progress - s["best_val_progress"], 0.0),
-        }
-        s["prev_train"] = torch.where(torch.isfinite(train), train, s["prev_train"])
-        s["prev_progress"] = progress
         run = torch.stack([features[name] for name in RUN_FEATURES], dim=1)
         return self._finish(run, stats.hparams)
+
+    def _observe_one(self, stats: StepStats) -> Tensor:
+        """`observe` for one run on float32 scalars: the same `_fold_interval`, ~20x
+        fewer tensor ops (the deployed scheduler's path). Bit-identical to the tensor
+        path (tests/hpo_env/test_features.py checks it on random and garbage input)."""
+        f32 = np.float32
+        fields = (
+            stats.train_loss,
+            stats.train_loss_std,
+            stats.train_loss_first,
+            stats.grad_norm,
+            stats.grad_cosine,
+            stats.update_ratio,
+            stats.val_loss,
+            stats.progress,
+        )
+        values = [f32(f.item()) for f in fields]  # type: ignore[union-attr]
+        train, std, first, grad, cosine, ratio, val, progress = values
+        keys = self.STATE_KEYS
+        state = dict(zip(keys, (f32(v) for v in torch.cat([self.state[k] for k in keys]).tolist())))
+        with np.errstate(all="ignore"):
+            features = _fold_interval(
+                self._scalar_ops,
+                state,
+                _IntervalInputs(
+                    train=train,
+                    train_std=std,
+                    train_first=first,
+                    grad_norm=grad,
+                    grad_cosine=cosine,
+                    update_ratio=ratio,
+                    n_updates=stats.n_updates,
+                    val=val,
+                    progress=progress,
+                ),
+            )
+            row = [float(features[name]) for name in RUN_FEATURES]
+            row += self._hparam_row(stats.hparams)
+        new_state = torch.tensor([float(state[k]) for k in keys], dtype=torch.float32)
+        self.state = dict(zip(keys, new_state.reshape(-1, 1).unbind(0)))
+        # `_finish`'s cleaning on floats (float32 values, so exact): non-finite -> 0, clamp.
+        row = [min(max(v, -OBS_BOUND), OBS_BOUND) if math.isfinite(v) else 0.0 for v in row]
+        return torch.tensor([row], dtype=torch.float32)
+
+    def _hparam_row(self, hparams: Mapping[str, Tensor]) -> list[float]:
+        """`_finish`'s hyperparameter columns for one run, on float32 scalars."""
+        f32, xp = np.float32, self._scalar_ops
+        row: list[float] = []
+        for spec in self.space.specs:
+            if spec.name not in hparams:
+                row += [0.0] * len(HPARAM_FEATURES)
+                continue
+            tensor = torch.as_tensor(hparams[spec.name], dtype=torch.float32).reshape(-1)
+            value = f32(tensor.item())
+            initial = self.initial_hparams.get(spec.name)
+            previous = self.previous_hparams.get(spec.name)
+            init = value if initial is None else f32(initial.item())
+            prev = value if previous is None else f32(previous.item())
+            self.previous_hparams[spec.name] = tensor.clone()
+            row += [
+                float(xp.normalized(spec, value)),
+                float(xp.change(spec, value, init)),
+                1.0,
+                float(xp.change(spec, value, prev)),
+            ]
+        return row
 
     def _finish(self, run: Tensor, hparams: Mapping[str, Tensor]) -> Tensor:
         columns = [run]

@@ -79,7 +79,13 @@ class StepStats:
             value = getattr(self, name)
             if value is None:
                 value = _nan(n)
-            value = torch.as_tensor(value, dtype=torch.float32).detach().reshape(-1)
+            if not (  # already a float32 [n] tensor without autograd (the usual case): keep it
+                isinstance(value, Tensor)
+                and value.dtype == torch.float32
+                and value.dim() == 1
+                and not value.requires_grad
+            ):
+                value = torch.as_tensor(value, dtype=torch.float32).detach().reshape(-1)
             if value.shape[0] != n:
                 raise ValueError(
                     f"StepStats.{name} must have shape [{n}] like train_loss, got {tuple(value.shape)}"

@@ -49,6 +49,15 @@ def _trainable(params: Iterable[Any]) -> list[Tensor]:
     return out
 
 
+def _flat_f32(t: Tensor, device: torch.device) -> Tensor:
+    """``t`` as a flat float32 view on ``device`` (a copy only where it must convert);
+    called under ``no_grad``, so no autograd history either."""
+    flat = t.reshape(-1)
+    if flat.dtype == torch.float32 and flat.device == device:
+        return flat
+    return flat.to(device, torch.float32)
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and population standard deviation; non-finite inputs give non-finite results."""
     with np.errstate(all="ignore"):
@@ -94,15 +103,13 @@ class StatsTracker:
     @torch.no_grad()
     def _flat_params(self) -> Tensor:
         device = self.params[0].device
-        return torch.cat([p.detach().reshape(-1).to(device, torch.float32) for p in self.params])
+        return torch.cat([_flat_f32(p, device) for p in self.params])
 
     @torch.no_grad()
     def _flat_grad(self) -> Tensor:
         device = self.params[0].device
         parts = [
-            torch.zeros(p.numel(), device=device)
-            if p.grad is None
-            else p.grad.detach().reshape(-1).to(device, torch.float32)
+            torch.zeros(p.numel(), device=device) if p.grad is None else _flat_f32(p.grad, device)
             for p in self.params
         ]
         return torch.cat(parts)
@@ -163,7 +170,7 @@ class StatsTracker:
         first = self.losses[0]
         self.losses = []
         val = float("nan") if val_loss is None else float(val_loss)
-        row = torch.tensor(
+        rows = torch.tensor(
             [
                 mean,
                 std,
@@ -176,6 +183,7 @@ class StatsTracker:
             ],
             dtype=torch.float32,
         ).reshape(8, 1)
+        row = rows.unbind(0)  # eight [1] views in one op (indexing is one op each)
         return StepStats(
             train_loss=row[0],
             train_loss_std=row[1],

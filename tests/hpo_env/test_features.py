@@ -1,4 +1,5 @@
 import math
+import random
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import hpo_env.features as features_module
 from hpo_env.features import OBS_BOUND, FeatureExtractor
 from hpo_env.space import HyperparameterSpace
 from hpo_env.stats import StepStats
@@ -135,3 +137,147 @@ def test_any_numeric_garbage_gives_a_finite_bounded_observation(values, steps):
         assert np.isfinite(arr).all()
         assert (np.abs(arr) <= OBS_BOUND).all()
         assert space.contains(arr)
+
+
+# -- the one-run float path (deploy) against the tensor path (the environment's) --
+
+PARITY_SPACE = HyperparameterSpace.from_names(
+    ["learning_rate", "momentum", "weight_decay", "entropy_coef"]
+)
+SPECIAL = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1e-30, 1e30, -1e30, 1e-45, 3.4e38, 1.0]
+
+
+def _bits(t: torch.Tensor) -> list[int]:
+    return t.reshape(-1).view(torch.int32).tolist()
+
+
+def _assert_same_bits(fast: torch.Tensor, ref: torch.Tensor, where: str) -> None:
+    assert fast.dtype == ref.dtype == torch.float32 and fast.shape == ref.shape
+    if _bits(fast) != _bits(ref):
+        names = FeatureExtractor.feature_names(PARITY_SPACE)
+        bad = [
+            (names[i], float(a), float(b))
+            for i, (a, b) in enumerate(zip(fast.reshape(-1), ref.reshape(-1)))
+            if _bits(a) != _bits(b)
+        ]
+        raise AssertionError(f"{where}: float path != tensor path at {bad}")
+
+
+def _assert_same_state(fast: FeatureExtractor, ref: FeatureExtractor, where: str) -> None:
+    for key in FeatureExtractor.STATE_KEYS:
+        a, b = fast.state[key], ref.state[key]
+        assert a.shape == b.shape == (1,), key
+        if not (torch.isnan(a).all() and torch.isnan(b).all()):
+            assert _bits(a) == _bits(b), f"{where}: state {key!r} {a} != {b}"
+
+
+def _number(rng: random.Random) -> float:
+    r = rng.random()
+    if r < 0.15:
+        return rng.choice(SPECIAL)
+    if r < 0.25:
+        return -math.exp(rng.uniform(-5, 5))
+    return math.exp(rng.uniform(-12, 12))
+
+
+def _random_stats(rng: random.Random, progress: float, val_every: int, t: int) -> StepStats:
+    hparams = {
+        "learning_rate": torch.tensor([_number(rng)]),
+        "momentum": torch.tensor([rng.uniform(-0.5, 1.5) if rng.random() < 0.9 else _number(rng)]),
+    }
+    if rng.random() < 0.3:
+        hparams["weight_decay"] = torch.tensor([_number(rng)])
+    if rng.random() < 0.2:
+        del hparams["momentum"]
+    measured = val_every > 0 and t % val_every == 0
+    return StepStats(
+        train_loss=torch.tensor([_number(rng)]),
+        train_loss_std=torch.tensor([abs(_number(rng))]),
+        train_loss_first=torch.tensor([_number(rng)]),
+        grad_norm=torch.tensor([abs(_number(rng))]),
+        grad_cosine=torch.tensor([rng.uniform(-1, 1) if rng.random() < 0.9 else _number(rng)]),
+        update_ratio=torch.tensor([abs(_number(rng))]),
+        n_updates=rng.choice([1, 3, 7, 60, 1000]),
+        hparams=hparams,
+        val_loss=torch.tensor([_number(rng) if measured else math.nan]),
+        progress=torch.tensor([progress if rng.random() < 0.9 else _number(rng)]),
+    )
+
+
+def _pair() -> tuple[FeatureExtractor, FeatureExtractor]:
+    return FeatureExtractor(PARITY_SPACE, 1), FeatureExtractor(PARITY_SPACE, 1)
+
+
+@pytest.mark.skipif(not features_module.SCALAR_PATH, reason="float path needs NumPy >= 2")
+@pytest.mark.parametrize("val_every", [0, 1, 3])
+@pytest.mark.parametrize("seed", range(8))
+def test_one_run_float_path_is_bit_identical_to_the_tensor_path(seed, val_every):
+    """Random histories with NaN/inf/zero/huge/tiny statistics and hyperparameters,
+    with validation never (0), every interval or sparse; also the state it keeps."""
+    rng = random.Random(seed * 10 + val_every)
+    fast, ref = _pair()
+    hparams = {"learning_rate": torch.tensor([_number(rng)]), "momentum": torch.tensor([0.9])}
+    _assert_same_bits(fast.reset(hparams), ref.reset(hparams), "reset")
+    progress = 0.0
+    for t in range(40):
+        progress += rng.uniform(0.0, 0.05)
+        stats = _random_stats(rng, progress, val_every, t)
+        where = f"seed {seed}, interval {t}"
+        _assert_same_bits(fast._observe_one(stats), ref._observe_batched(stats), where)
+        _assert_same_state(fast, ref, where)
+    assert fast.state_dict().keys() == ref.state_dict().keys()
+
+
+@pytest.mark.skipif(not features_module.SCALAR_PATH, reason="float path needs NumPy >= 2")
+def test_one_run_float_path_on_a_scripted_run():
+    """A plausible run: loss falls, then validation turns up (overfitting), one NaN
+    loss, one interval without validation; checked after a state_dict round trip too."""
+    fast, ref = _pair()
+    hp = {"learning_rate": torch.tensor([0.1]), "momentum": torch.tensor([0.9])}
+    fast.reset(hp)
+    ref.reset(hp)
+    script = [
+        (2.3, 2.2, 0.05),
+        (1.1, 1.2, 0.10),
+        (0.7, math.nan, 0.15),
+        (float("nan"), 0.9, 0.20),
+        (0.4, 1.0, 0.25),
+        (0.3, 1.3, 0.30),
+    ]
+    for i, (train, val, progress) in enumerate(script):
+        lr = 0.1 * (1.5**i)
+        stats_i = stats(train, val, progress, lr=lr, grad=1.0 / (i + 1), n_updates=60)
+        _assert_same_bits(fast.observe(stats_i), ref._observe_batched(stats_i), f"step {i}")
+        _assert_same_state(fast, ref, f"step {i}")
+    resumed = FeatureExtractor(PARITY_SPACE, 1)
+    resumed.load_state_dict(fast.state_dict())
+    nxt = stats(0.25, 1.4, 0.35, lr=0.05)
+    _assert_same_bits(resumed.observe(nxt), ref._observe_batched(nxt), "after resume")
+
+
+@pytest.mark.skipif(not features_module.SCALAR_PATH, reason="float path needs NumPy >= 2")
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.sampled_from(SPECIAL), min_size=10, max_size=10),
+    steps=st.integers(1, 3),
+)
+def test_one_run_float_path_matches_on_numeric_garbage(values, steps):
+    train, std, grad, cos, ratio, val, progress, lr, first, momentum = values
+    fast, ref = _pair()
+    hp = {"learning_rate": torch.tensor([lr]), "momentum": torch.tensor([momentum])}
+    _assert_same_bits(fast.reset(hp), ref.reset(hp), "reset")
+    for step in range(steps):
+        s = StepStats(
+            train_loss=torch.tensor([train]),
+            train_loss_std=torch.tensor([std]),
+            train_loss_first=torch.tensor([first]),
+            grad_norm=torch.tensor([grad]),
+            grad_cosine=torch.tensor([cos]),
+            update_ratio=torch.tensor([ratio]),
+            n_updates=5,
+            hparams=hp,
+            val_loss=torch.tensor([val]),
+            progress=torch.tensor([progress]),
+        )
+        _assert_same_bits(fast._observe_one(s), ref._observe_batched(s), f"step {step}")
+        _assert_same_state(fast, ref, f"step {step}")

@@ -21,8 +21,6 @@ from tests.agents.support.scheduler_fixtures import (
 SPECIAL = [math.nan, math.inf, -math.inf, 0.0, 1e-30, 1e30, -1e30]
 values = st.one_of(st.sampled_from(SPECIAL), st.floats(-1e3, 1e3, allow_nan=False))
 HPARAMS = ("learning_rate", "momentum", "weight_decay", "entropy_coef")
-OVERFLOWS_NORM = 1e19
-"""A gradient element this large overflows the float32 2-norm the non-finite guard reads."""
 
 
 def _check_optimizer(opt: torch.optim.Optimizer, space) -> None:
@@ -70,11 +68,9 @@ def test_observations_stay_finite_and_bounded(losses, grads, interval, adam, gai
         assert obs.dtype == np.float32 and np.isfinite(obs).all()
         assert obs_space.contains(obs[0]), obs
     non_finite = [x for x in losses if not math.isfinite(x)]
-    # The guard skips updates whose gradient norm is not finite (NaN, inf, or so large
-    # that it overflows float32: 1e30 here) and backs off too; one warning in all.
-    non_finite += [
-        g for i in range(len(losses)) if not abs(g := grads[i % len(grads)]) < OVERFLOWS_NORM
-    ]
+    # The guard skips updates with a NaN or inf gradient element (a finite 1e30 is
+    # applied: it is a number) and backs off too; one warning in all.
+    non_finite += [g for i in range(len(losses)) if not math.isfinite(g := grads[i % len(grads)])]
     backoff_warnings = [
         w
         for w in caught

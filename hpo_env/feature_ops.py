@@ -1,0 +1,178 @@
+"""The primitives `hpo_env.features` defines its features with, twice: on tensors
+[B] (the environment's runs) and on NumPy float32 scalars (one deployed run).
+
+Both round as torch's float32 does, and both take logarithms from torch's own
+kernels, so a feature written once over these primitives gives bit-identical
+values on either (``tests/hpo_env/test_features.py`` checks it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hpo_env.space import HyperparameterSpec
+
+
+def symlog(x: Tensor) -> Tensor:
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def _finite(x: Tensor, fill: float = 0.0) -> Tensor:
+    return torch.nan_to_num(x, nan=fill, posinf=fill, neginf=fill)
+
+
+def _safe_log(x: Tensor) -> Tensor:
+    # log of a positive quantity; zero, negative or non-finite inputs become NaN,
+    # which the final cleaning maps to 0 ("no information").
+    x = torch.where(torch.isfinite(x) & (x > 0), x, torch.full_like(x, float("nan")))
+    return torch.log(x)
+
+
+SCALAR_PATH = int(np.__version__.split(".")[0]) >= 2
+"""One run (deploy) folds on NumPy float32 scalars. NumPy >= 2 only: its scalar
+promotion (NEP 50: a Python float meets a float32 as float32) is torch's, so the
+arithmetic is bit for bit the tensor path's; older NumPy takes the tensor path."""
+
+
+class TensorOps:
+    """`_fold_interval`'s primitives on tensors [B] (the environment's path)."""
+
+    where = staticmethod(torch.where)
+    isnan = staticmethod(torch.isnan)
+    isfinite = staticmethod(torch.isfinite)
+    fmin = staticmethod(torch.fmin)
+    log1p = staticmethod(torch.log1p)
+    log10 = staticmethod(torch.log10)
+
+    @staticmethod
+    def safe_log(x: Tensor) -> Tensor:
+        return _safe_log(x)
+
+    @staticmethod
+    def symlog(x: Tensor) -> Tensor:
+        return symlog(x)
+
+    @staticmethod
+    def finite(x: Tensor) -> Tensor:
+        return _finite(x)
+
+    @staticmethod
+    def clamp(x: Tensor, low: float, high: float) -> Tensor:
+        return x.clamp(low, high)
+
+    @staticmethod
+    def clamp_min(x: Tensor, low: float) -> Tensor:
+        return x.clamp_min(low)
+
+    @staticmethod
+    def as_float(mask: Tensor) -> Tensor:
+        return mask.float()
+
+
+class ScalarOps:
+    """The same primitives on NumPy float32 scalars and NumPy bools (one run).
+
+    Logarithms go through torch's own kernels (NumPy's or libm's may round
+    differently), memoised by value: a run's reference losses, best values and
+    previous hyperparameters recur from one interval to the next.
+    """
+
+    _MEMO_SIZE = 256
+
+    def __init__(self) -> None:
+        self._memo: dict[Any, dict[float, float]] = {
+            torch.log: {},
+            torch.log10: {},
+            torch.log1p: {},
+        }
+        with torch.inference_mode(False):  # writable in and out of inference mode
+            self._buf = torch.empty(1, dtype=torch.float32)
+
+    def _unary(self, fn: Any, x: np.float32) -> np.float32:
+        key = float(x)
+        if key != key:  # NaN in, NaN out (and NaN is no dictionary key)
+            return np.float32("nan")
+        # -0.0 == 0.0 as dictionary keys, but log1p(-0.0) is -0.0: zeros skip the memo.
+        memo = self._memo[fn] if key != 0.0 else {}
+        out = memo.get(key)
+        if out is None:
+            buf = self._buf.fill_(key)  # exact: ``key`` is a float32 value
+            out = fn(buf, out=buf).item()
+            if len(memo) >= self._MEMO_SIZE:
+                memo.clear()
+            memo[key] = out
+        return np.float32(out)
+
+    @staticmethod
+    def where(cond: Any, a: Any, b: Any) -> np.float32:
+        return np.float32(a if cond else b)
+
+    isnan = staticmethod(math.isnan)  # NumPy's ufuncs cost ~1 us on a scalar, math's 0.1
+    isfinite = staticmethod(math.isfinite)
+    fmin = staticmethod(np.fmin)
+
+    def log1p(self, x: np.float32) -> np.float32:
+        return self._unary(torch.log1p, x)
+
+    def log10(self, x: np.float32) -> np.float32:
+        return self._unary(torch.log10, x)
+
+    def safe_log(self, x: np.float32) -> np.float32:
+        if math.isfinite(x) and x > 0:
+            return self._unary(torch.log, x)
+        return np.float32("nan")
+
+    def symlog(self, x: np.float32) -> np.float32:
+        sign = np.float32(1.0 if x > 0 else -1.0 if x < 0 else 0.0)  # torch.sign: NaN -> 0
+        return sign * self.log1p(abs(x))
+
+    @staticmethod
+    def finite(x: np.float32) -> np.float32:
+        return x if math.isfinite(x) else np.float32(0.0)
+
+    @staticmethod
+    def clamp(x: np.float32, low: float, high: float) -> np.float32:
+        if math.isnan(x):
+            return x
+        return np.float32(min(max(x, np.float32(low)), np.float32(high)))
+
+    @staticmethod
+    def clamp_min(x: np.float32, low: float) -> np.float32:
+        if math.isnan(x):
+            return x
+        return np.float32(max(x, np.float32(low)))
+
+    @staticmethod
+    def as_float(mask: Any) -> np.float32:
+        return np.float32(1.0 if mask else 0.0)
+
+    # HyperparameterSpec's torch methods, on one float32 scalar.
+
+    @staticmethod
+    def clip(spec: HyperparameterSpec, value: np.float32) -> np.float32:
+        """`HyperparameterSpec.clip`."""
+        low, high = np.float32(spec.low), np.float32(spec.high)
+        if math.isnan(value):
+            return low
+        return np.float32(min(max(value, low), high))
+
+    def normalized(self, spec: HyperparameterSpec, value: np.float32) -> np.float32:
+        """`HyperparameterSpec.normalized`."""
+        value = self.clip(spec, value)
+        if spec.log:
+            lo, hi = math.log10(spec.low), math.log10(spec.high)
+            pos = (self.log10(value) - lo) / (hi - lo)
+        else:
+            pos = (value - spec.low) / (spec.high - spec.low)
+        return self.clamp(2.0 * pos - 1.0, -1.0, 1.0)
+
+    def change(self, spec: HyperparameterSpec, value: np.float32, ref: np.float32) -> np.float32:
+        """`FeatureExtractor._change`."""
+        if spec.log:
+            return self.log10(self.clip(spec, value)) - self.log10(self.clip(spec, ref))
+        return (value - ref) / (spec.high - spec.low)
