@@ -257,11 +257,16 @@ SMOKE = TrainConfig(
 """Seconds-long end-to-end run (tests, CI): 4 PPO iterations, a checkpoint each,
 supervised tasks only (control tasks are an order of magnitude slower per step)."""
 
-DEFAULT = TrainConfig(seed=1)
-"""Makes the shipped bundle: about 8 CPU-minutes of one core (deploy-length episodes,
-gamma=1, the overfitting families); 42 min wall on 2 cores shared by ~6 jobs. Seed 1
-was chosen over seed 0 on the transfer suite's ``validation`` split (strict win rate
-vs constant 0.75 vs 0.50, vs cosine 0.58 vs 0.50; 6 tasks x 2 seeds)."""
+DEFAULT = TrainConfig(seed=3)
+"""Makes the shipped bundle: about 8 CPU-minutes of one core on an idle machine (25 min
+wall with three seeds and three evaluations sharing 2 cores); deploy-length episodes,
+gamma=1, the overfitting families, the cosine-with-warm-up prior on the learning rate.
+Chosen on the transfer suite's ``validation`` split (6 tasks x 3 seeds, strict wins),
+never on ``test``: the prior recipe over the plain one by its seeds' mean win rate vs
+constant and cosine (0.67 over seeds 1-3 vs 0.63 over the plain recipe's seeds 1-2),
+then seed 3 of seeds 1-3 (vs constant / cosine /
+schedule-free / Prodigy: 0.72 / 0.72 / 0.72 / 0.72; seed 1: 0.56 / 0.72 / 0.67 / 0.50;
+seed 2: 0.61 / 0.67 / 0.61 / 0.61)."""
 
 FULL = TrainConfig(
     total_timesteps=1_000_000,
