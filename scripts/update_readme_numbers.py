@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+DOCS = REPO / "docs"
 OUT = REPO / "runs" / "readme"
 HPO_RL = [sys.executable, "-m", "agents.cli"]
 KEY_VALUE = re.compile(r"\b([a-z][a-z0-9_]*)=(-?[0-9][0-9.eE+-]*)")
@@ -85,7 +88,23 @@ def transfer_block() -> str:
         "transfer", "--split", "test", "--seeds", str(TRANSFER_SEEDS),
         "--workers", str(TRANSFER_WORKERS), "--out", str(out), "--no-progress",
     ])  # fmt: skip
+    copy_transfer_figures(out)
     return markdown_tables(out / "results.md")
+
+
+def copy_transfer_figures(out: Path) -> None:
+    """The README's transfer figures: wins/ties/losses, robustness, and the learning curves
+    of the worst and the best task (first and last rows of the per-task table)."""
+    per_task = json.loads((out / "results.json").read_text())["summary"]["per_task"]
+    figures = {
+        "transfer_win_tie_loss.png": "win_tie_loss.png",
+        "transfer_robustness.png": "robustness.png",
+        "transfer_worst_task.png": f"curves_{per_task[0]['task']}.png",
+        "transfer_best_task.png": f"curves_{per_task[-1]['task']}.png",
+    }
+    DOCS.mkdir(exist_ok=True)
+    for target, source in figures.items():
+        shutil.copyfile(out / source, DOCS / target)
 
 
 BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,25 @@ def test_the_readme_has_every_block():
     readme = (SCRIPT.parents[1] / "README.md").read_text()
     for name in numbers.BLOCKS:
         assert f"<!-- generated:{name} -->" in readme and f"<!-- /generated:{name} -->" in readme
+
+
+def test_transfer_figures_are_the_worst_and_best_task(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()
+    per_task = [{"task": "worst_one"}, {"task": "middle"}, {"task": "best_one"}]
+    (out / "results.json").write_text(json.dumps({"summary": {"per_task": per_task}}))
+    for name in (
+        "win_tie_loss",
+        "robustness",
+        "curves_worst_one",
+        "curves_middle",
+        "curves_best_one",
+    ):
+        (out / f"{name}.png").write_bytes(name.encode())
+    monkeypatch.setattr(numbers, "DOCS", tmp_path / "docs")
+    numbers.copy_transfer_figures(out)
+    docs = tmp_path / "docs"
+    assert (docs / "transfer_worst_task.png").read_bytes() == b"curves_worst_one"
+    assert (docs / "transfer_best_task.png").read_bytes() == b"curves_best_one"
+    assert (docs / "transfer_win_tie_loss.png").read_bytes() == b"win_tie_loss"
+    assert (docs / "transfer_robustness.png").read_bytes() == b"robustness"
