@@ -64,6 +64,12 @@ def markdown_tables(path: Path) -> str:
     """The tables and their headings from a results.md (prose and the title dropped)."""
     lines = path.read_text().splitlines()
     kept = [ln for ln in lines if ln.startswith(("|", "## ", "[", "- "))]
+    # A heading with nothing kept under it (the figures' section) is dropped.
+    kept = [
+        ln
+        for i, ln in enumerate(kept)
+        if not ln.startswith("## ") or (i + 1 < len(kept) and not kept[i + 1].startswith("## "))
+    ]
     # The report's sections sit under a README subsection: two levels down.
     return "\n".join("#### " + ln[3:] if ln.startswith("## ") else ln for ln in kept)
 
