@@ -19,7 +19,10 @@ def test_absurd_learning_rate_terminates_with_finite_penalty(task_name):
     env = HPOEnv(split="heldout" if task_name.endswith(":heldout") else "train")
     obs, _ = env.reset(seed=0, options={"task": task, "val_every": 1})
     # 1e3 is clipped to the space's upper bound at the first decision (10): still absurd.
+    # The engine applies actions to the values the policy controls (its base), not to
+    # whatever the run holds, so both are set.
     env.engine.run.set_hyperparameters({"learning_rate": torch.tensor([1e3])})
+    env.engine.base_hparams["learning_rate"] = torch.tensor([1e3])
     rewards = []
     for _ in range(task.control_steps):
         obs, reward, terminated, truncated, info = env.step(np.ones(2, dtype=np.float32))
