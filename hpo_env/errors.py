@@ -37,7 +37,9 @@ class MissingExtraError(HpoRlError, ImportError):
 def unknown_name_error(kind: str, name: str, valid: Iterable[str]) -> ConfigError:
     """``unknown {kind} {name!r}, expected one of [...]; did you mean ...?`` as a `ConfigError`."""
     valid = sorted(valid)
-    return ConfigError(f"unknown {kind} {name!r}, expected one of {valid}{did_you_mean(name, valid)}")
+    return ConfigError(
+        f"unknown {kind} {name!r}, expected one of {valid}{did_you_mean(name, valid)}"
+    )
 
 
 def did_you_mean(name: str, valid: Iterable[str]) -> str:
