@@ -56,6 +56,17 @@ def _mask(values: Tensor, like: Tensor) -> Tensor:
     return values.reshape(-1, *([1] * (like.ndim - 1)))
 
 
+def _l2_decayed(grads: Tensor, params: Tensor, weight_decay: Tensor) -> Tensor:
+    """``grads + weight_decay * params`` (coupled L2 decay), per run. torch skips the term
+    where weight_decay == 0 (0 * inf would be NaN), so those runs keep ``grads``."""
+    if not bool((weight_decay != 0).any()):
+        return grads
+    decayed = torch.addcmul(grads, params, _col(weight_decay, params))
+    if bool((weight_decay != 0).all()):
+        return decayed
+    return torch.where(_mask(weight_decay != 0, params), decayed, grads)
+
+
 class BatchedOptimizer(Protocol):
     """One optimizer per run, stepped together."""
 
@@ -85,15 +96,7 @@ class BatchedSGD:
     def step(
         self, params: Tensor, grads: Tensor, lr: Tensor, momentum: Tensor, weight_decay: Tensor
     ) -> None:
-        d_p = grads
-        if bool((weight_decay != 0).any()):
-            decayed = torch.addcmul(grads, params, _col(weight_decay, params))
-            # torch skips the term when weight_decay == 0 (0 * inf would be NaN).
-            d_p = (
-                decayed
-                if bool((weight_decay != 0).all())
-                else torch.where(_mask(weight_decay != 0, params), decayed, grads)
-            )
+        d_p = _l2_decayed(grads, params, weight_decay)
         buf = self.momentum_buffer
         if bool((momentum != 0).all()):
             # A zero buffer times momentum plus d_p equals torch's "buffer = d_p" first step.
@@ -138,16 +141,11 @@ class BatchedAdam:
         self.steps += 1
         lr64, beta1 = lr.double(), momentum.double()
         grad = grads
-        if bool((weight_decay != 0).any()):
-            if self.decoupled_weight_decay:
+        if self.decoupled_weight_decay:
+            if bool((weight_decay != 0).any()):
                 params.mul_(_col(1.0 - lr64 * weight_decay.double(), params))
-            else:
-                decayed = torch.addcmul(grads, params, _col(weight_decay, params))
-                grad = (
-                    decayed
-                    if bool((weight_decay != 0).all())
-                    else torch.where(_mask(weight_decay != 0, params), decayed, grads)
-                )
+        else:
+            grad = _l2_decayed(grads, params, weight_decay)
         self.exp_avg.lerp_(grad, _col(1.0 - beta1, grad))
         self.exp_avg_sq.mul_(ADAM_BETA2).addcmul_(grad, grad, value=1.0 - ADAM_BETA2)
         bias_correction1 = 1.0 - beta1**self.steps
@@ -181,14 +179,7 @@ class BatchedRMSprop:
     def step(
         self, params: Tensor, grads: Tensor, lr: Tensor, momentum: Tensor, weight_decay: Tensor
     ) -> None:
-        grad = grads
-        if bool((weight_decay != 0).any()):
-            decayed = torch.addcmul(grads, params, _col(weight_decay, params))
-            grad = (
-                decayed
-                if bool((weight_decay != 0).all())
-                else torch.where(_mask(weight_decay != 0, params), decayed, grads)
-            )
+        grad = _l2_decayed(grads, params, weight_decay)
         self.square_avg.mul_(RMSPROP_ALPHA).addcmul_(grad, grad, value=1.0 - RMSPROP_ALPHA)
         avg = self.square_avg.sqrt().add_(RMSPROP_EPS)
         direction = grad / avg
