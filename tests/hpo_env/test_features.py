@@ -111,6 +111,22 @@ EXTREMES = st.sampled_from(
 )
 
 
+def _one_run_stats(train, std, first, grad, cos, ratio, val, progress, hparams) -> StepStats:
+    """StepStats of one run (B=1) over 5 updates, from plain numbers."""
+    return StepStats(
+        train_loss=torch.tensor([train]),
+        train_loss_std=torch.tensor([std]),
+        train_loss_first=torch.tensor([first]),
+        grad_norm=torch.tensor([grad]),
+        grad_cosine=torch.tensor([cos]),
+        update_ratio=torch.tensor([ratio]),
+        n_updates=5,
+        hparams=hparams,
+        val_loss=torch.tensor([val]),
+        progress=torch.tensor([progress]),
+    )
+
+
 @settings(max_examples=300, deadline=None)
 @given(values=st.lists(EXTREMES, min_size=9, max_size=9), steps=st.integers(1, 3))
 def test_any_numeric_garbage_gives_a_finite_bounded_observation(values, steps):
@@ -120,17 +136,16 @@ def test_any_numeric_garbage_gives_a_finite_bounded_observation(values, steps):
     obs = fx.reset({"learning_rate": torch.tensor([lr])})
     assert space.contains(obs[0].numpy())
     for _ in range(steps):
-        s = StepStats(
-            train_loss=torch.tensor([train]),
-            train_loss_std=torch.tensor([std]),
-            train_loss_first=torch.tensor([first]),
-            grad_norm=torch.tensor([grad]),
-            grad_cosine=torch.tensor([cos]),
-            update_ratio=torch.tensor([ratio]),
-            n_updates=5,
-            hparams={"learning_rate": torch.tensor([lr])},
-            val_loss=torch.tensor([val]),
-            progress=torch.tensor([progress]),
+        s = _one_run_stats(
+            train,
+            std,
+            first,
+            grad,
+            cos,
+            ratio,
+            val,
+            progress,
+            {"learning_rate": torch.tensor([lr])},
         )
         obs = fx.observe(s)
         arr = obs[0].numpy()
@@ -267,17 +282,6 @@ def test_one_run_float_path_matches_on_numeric_garbage(values, steps):
     hp = {"learning_rate": torch.tensor([lr]), "momentum": torch.tensor([momentum])}
     _assert_same_bits(fast.reset(hp), ref.reset(hp), "reset")
     for step in range(steps):
-        s = StepStats(
-            train_loss=torch.tensor([train]),
-            train_loss_std=torch.tensor([std]),
-            train_loss_first=torch.tensor([first]),
-            grad_norm=torch.tensor([grad]),
-            grad_cosine=torch.tensor([cos]),
-            update_ratio=torch.tensor([ratio]),
-            n_updates=5,
-            hparams=hp,
-            val_loss=torch.tensor([val]),
-            progress=torch.tensor([progress]),
-        )
+        s = _one_run_stats(train, std, first, grad, cos, ratio, val, progress, hp)
         _assert_same_bits(fast._observe_one(s), ref._observe_batched(s), f"step {step}")
         _assert_same_state(fast, ref, f"step {step}")
