@@ -174,13 +174,14 @@ class EpisodeEngine:
         episode_step = self.round_step - self.episode_start
         progress = torch.as_tensor(episode_step / episode_len, dtype=torch.float32)
         midpoint = torch.as_tensor((episode_step - 0.5) / episode_len, dtype=torch.float32)
+        in_effect = self.space.scheduled(new_hparams, midpoint)
         outcome = run_interval(
             self.run,
             self.task.updates_per_step,
             first_val=self.first_val,
             progress=progress,
             seen=validation_seen(episode_step, self.val_every, self.n_runs),
-            decision=self.space.scheduled(new_hparams, midpoint),
+            decision=in_effect,
             reward_config=self.reward_config,
             val_fraction=self.val_fraction,
             ends=torch.as_tensor(episode_step >= episode_len),
@@ -197,7 +198,7 @@ class EpisodeEngine:
         # Tensors to Python lists once, not B element reads per field (same values).
         diverged_l, val_l = diverged.tolist(), val.tolist()
         train_l, progress_l = stats.train_loss.tolist(), progress.expand(self.n_runs).tolist()
-        hparams_l = {k: v.tolist() for k, v in self.space.scheduled(new_hparams, midpoint).items()}
+        hparams_l = {k: v.tolist() for k, v in in_effect.items()}
         ratio_l = (val / self.first_val).tolist()
         task_name, family = self.task.name, self.task.family
         infos: list[dict[str, Any]] = []

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from agents.controllers.protocol import PolicyLike, RolloutContext
 from hpo_env.features import FeatureExtractor
-from hpo_env.space import HyperparameterSpace
+from hpo_env.space import HyperparameterSpace, interval_midpoint
 from hpo_env.stats import StepStats
 
 
@@ -84,6 +84,6 @@ class PolicyController:
             self.context.n_runs, -1
         )
         self._applied = self.space.apply(current, actions_t)
-        midpoint = (self._decisions + 0.5) / self.context.control_steps
+        midpoint = interval_midpoint(self._decisions, 1, self.context.control_steps)
         self._decisions += 1
         return self.space.scheduled(self._applied, midpoint)

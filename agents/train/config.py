@@ -211,13 +211,9 @@ class TrainConfig:
             )
 
     def space(self) -> HyperparameterSpace:
-        """The controlled hyperparameters, with the learning rate's prior."""
-        try:
-            return HyperparameterSpace.from_names(self.hparams, lr_prior=self.lr_prior)
-        except ConfigError:
-            raise
-        except ValueError as error:
-            raise ConfigError(f"TrainConfig.lr_prior: {error}") from error
+        """The controlled hyperparameters, with the learning rate's prior (an unknown
+        name raises `ConfigError` with a did-you-mean)."""
+        return HyperparameterSpace.from_names(self.hparams, lr_prior=self.lr_prior)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (tuples become lists)."""
