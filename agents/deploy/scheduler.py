@@ -437,9 +437,10 @@ class TuningScheduler(LRScheduler):
         return _check_step(self.step_fn())
 
     def _record(self, loss: float, val_loss: float, user_step: int | None) -> None:
+        in_effect = {name: float(v[0]) for name, v in self.in_effect().items()}
         entry = {
             "step": self.steps_done,
-            "hyperparameters": {name: float(v[0]) for name, v in self.in_effect().items()},
+            "hyperparameters": in_effect,
             # The policy's own choice, before an annealing prior (the same without one).
             "policy_values": {name: float(v[0]) for name, v in self.values.items()},
             "lrs": self.get_last_lr(),
@@ -449,9 +450,7 @@ class TuningScheduler(LRScheduler):
         self.history.append(entry)
         if self.wandb_run is None:
             return
-        metrics: dict[str, float] = {
-            f"schedule/{k}": float(v[0]) for k, v in self.in_effect().items()
-        }
+        metrics: dict[str, float] = {f"schedule/{k}": v for k, v in in_effect.items()}
         if math.isfinite(loss):
             metrics["schedule/train_loss"] = loss
         if math.isfinite(val_loss):
