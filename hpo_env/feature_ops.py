@@ -156,10 +156,7 @@ class ScalarOps:
     @staticmethod
     def clip(spec: HyperparameterSpec, value: np.float32) -> np.float32:
         """`HyperparameterSpec.clip`."""
-        low, high = np.float32(spec.low), np.float32(spec.high)
-        if math.isnan(value):
-            return low
-        return np.float32(min(max(value, low), high))
+        return spec.clip_one(value)
 
     def normalized(self, spec: HyperparameterSpec, value: np.float32) -> np.float32:
         """`HyperparameterSpec.normalized`."""

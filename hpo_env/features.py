@@ -31,7 +31,7 @@ from torch import Tensor
 
 from hpo_env.feature_ops import SCALAR_PATH, ScalarOps, TensorOps, _finite
 from hpo_env.space import HyperparameterSpace, HyperparameterSpec
-from hpo_env.stats import StepStats
+from hpo_env.stats import RunInterval, StepStats
 
 FEATURE_SPEC_VERSION = 2
 OBS_BOUND = 10.0
@@ -184,10 +184,28 @@ class FeatureExtractor:
             raise ValueError(f"n_runs must be >= 1, got {n_runs=}")
         self.space = space
         self.n_runs = n_runs
-        self.state: dict[str, Tensor] = {k: self._nan() for k in self.STATE_KEYS}
+        self._state: dict[str, Tensor] = {k: self._nan() for k in self.STATE_KEYS}
+        # One run's state as float32 scalars while `observe_run` folds into it; the
+        # tensors in ``_state`` are rebuilt from it only when someone reads `state`.
+        self._run_state: dict[str, Any] | None = None
         self.initial_hparams: dict[str, Tensor] = {}
         self.previous_hparams: dict[str, Tensor] = {}
         self._scalar_ops = ScalarOps()
+
+    @property
+    def state(self) -> dict[str, Tensor]:
+        """The runs' folded history, name (`STATE_KEYS`) -> float32 [B]."""
+        if self._run_state is not None:
+            keys = self.STATE_KEYS
+            rows = torch.tensor([float(self._run_state[k]) for k in keys], dtype=torch.float32)
+            self._state = dict(zip(keys, rows.reshape(-1, 1).unbind(0)))
+            self._run_state = None
+        return self._state
+
+    @state.setter
+    def state(self, value: dict[str, Tensor]) -> None:
+        self._state = value
+        self._run_state = None
 
     @staticmethod
     def feature_names(space: HyperparameterSpace) -> list[str]:
@@ -269,49 +287,52 @@ class FeatureExtractor:
         return self._finish(run, stats.hparams)
 
     def _observe_one(self, stats: StepStats) -> Tensor:
-        """`observe` for one run on float32 scalars: the same `_fold_interval`, ~20x
-        fewer tensor ops (the deployed scheduler's path). Bit-identical to the tensor
-        path (tests/hpo_env/test_features.py checks it on random and garbage input)."""
+        """`observe` for one run: `observe_run` on its values."""
+        return torch.from_numpy(self.observe_run(stats.run(0)))
+
+    def observe_run(self, run: RunInterval) -> np.ndarray:
+        """`observe` for one run (B=1) given as floats; returns observations [1, D].
+
+        The same `_fold_interval` on float32 scalars: ~20x fewer tensor ops than
+        the tensor path (the deployed scheduler calls this at every decision), with
+        bit-identical observations (tests/hpo_env/test_features.py checks it on
+        random and garbage input). NumPy < 2 takes the tensor path (see
+        `hpo_env.feature_ops.SCALAR_PATH`).
+        """
+        if self.n_runs != 1:
+            raise ValueError(f"observe_run is for one run; this extractor has {self.n_runs}")
+        if not SCALAR_PATH:
+            return self._observe_batched(StepStats.from_run(run)).numpy()
         f32 = np.float32
-        fields = (
-            stats.train_loss,
-            stats.train_loss_std,
-            stats.train_loss_first,
-            stats.grad_norm,
-            stats.grad_cosine,
-            stats.update_ratio,
-            stats.val_loss,
-            stats.progress,
-        )
-        values = [f32(f.item()) for f in fields]  # type: ignore[union-attr]
-        train, std, first, grad, cosine, ratio, val, progress = values
-        keys = self.STATE_KEYS
-        state = dict(zip(keys, (f32(v) for v in torch.cat([self.state[k] for k in keys]).tolist())))
+        state = self._run_state
+        if state is None:
+            keys = self.STATE_KEYS
+            values = torch.cat([self._state[k] for k in keys]).tolist()
+            state = dict(zip(keys, (f32(v) for v in values)))
         with np.errstate(all="ignore"):
             features = _fold_interval(
                 self._scalar_ops,
                 state,
                 _IntervalInputs(
-                    train=train,
-                    train_std=std,
-                    train_first=first,
-                    grad_norm=grad,
-                    grad_cosine=cosine,
-                    update_ratio=ratio,
-                    n_updates=stats.n_updates,
-                    val=val,
-                    progress=progress,
+                    train=f32(run.train_loss),
+                    train_std=f32(run.train_loss_std),
+                    train_first=f32(run.train_loss_first),
+                    grad_norm=f32(run.grad_norm),
+                    grad_cosine=f32(run.grad_cosine),
+                    update_ratio=f32(run.update_ratio),
+                    n_updates=run.n_updates,
+                    val=f32(run.val_loss),
+                    progress=f32(run.progress),
                 ),
             )
             row = [float(features[name]) for name in RUN_FEATURES]
-            row += self._hparam_row(stats.hparams)
-        new_state = torch.tensor([float(state[k]) for k in keys], dtype=torch.float32)
-        self.state = dict(zip(keys, new_state.reshape(-1, 1).unbind(0)))
+            row += self._hparam_row(run.hparams)
+        self._run_state = state
         # `_finish`'s cleaning on floats (float32 values, so exact): non-finite -> 0, clamp.
         row = [min(max(v, -OBS_BOUND), OBS_BOUND) if math.isfinite(v) else 0.0 for v in row]
-        return torch.tensor([row], dtype=torch.float32)
+        return np.array([row], dtype=np.float32)
 
-    def _hparam_row(self, hparams: Mapping[str, Tensor]) -> list[float]:
+    def _hparam_row(self, hparams: Mapping[str, float]) -> list[float]:
         """`_finish`'s hyperparameter columns for one run, on float32 scalars."""
         f32, xp = np.float32, self._scalar_ops
         row: list[float] = []
@@ -319,13 +340,12 @@ class FeatureExtractor:
             if spec.name not in hparams:
                 row += [0.0] * len(HPARAM_FEATURES)
                 continue
-            tensor = torch.as_tensor(hparams[spec.name], dtype=torch.float32).reshape(-1)
-            value = f32(tensor.item())
+            value = f32(hparams[spec.name])
             initial = self.initial_hparams.get(spec.name)
             previous = self.previous_hparams.get(spec.name)
             init = value if initial is None else f32(initial.item())
             prev = value if previous is None else f32(previous.item())
-            self.previous_hparams[spec.name] = tensor.clone()
+            self.previous_hparams[spec.name] = torch.tensor([float(value)], dtype=torch.float32)
             row += [
                 float(xp.normalized(spec, value)),
                 float(xp.change(spec, value, init)),

@@ -13,13 +13,21 @@ what it learns is the correction: raise a rate that is too low, cut one that
 is too hot, hold the rate where annealing does not pay. The environment and
 every deploy path call `HyperparameterSpace.scheduled`, so training and
 deployment stay one loop.
+
+One deployed run takes the ``*_one`` twins (`HyperparameterSpace.apply_one`,
+`HyperparameterSpace.scheduled_one`) on NumPy float32 scalars: a handful of
+one-element tensor ops cost ~100x the arithmetic. Every constant is cast to
+float32 first and the transcendental functions run on torch's own kernels, so
+the twins round exactly as the tensor methods on one run do (tested bit for bit)
+on any NumPy version.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeAlias
 
 import gymnasium as gym
 import numpy as np
@@ -27,6 +35,9 @@ import torch
 from torch import Tensor
 
 from hpo_env.errors import unknown_name_error
+
+Real: TypeAlias = "float | np.floating[Any]"
+"""A Python float or a NumPy float scalar (one run's value on the float path)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +84,7 @@ class HyperparameterSpec:
                 )
 
     def clip(self, value: Tensor) -> Tensor:
+        """``value`` inside the bounds; NaN goes to ``low``."""
         # NaN would survive clamp: send it to the lower bound, the safe side.
         value = torch.nan_to_num(value, nan=self.low, posinf=self.high, neginf=self.low)
         return value.clamp(self.low, self.high)
@@ -85,6 +97,30 @@ class HyperparameterSpec:
         else:
             new = value + action * self.max_step
         return self.clip(new)
+
+    def clip_one(self, value: Real) -> np.float32:
+        """`clip` on one float32 scalar."""
+        low, high = np.float32(self.low), np.float32(self.high)
+        if math.isnan(value):
+            return low
+        return np.float32(min(max(np.float32(value), low), high))
+
+    def apply_one(self, value: Real, action: Real) -> np.float32:
+        """`apply` on one run's float32 value and action component."""
+        a = np.float32(action)
+        if math.isnan(a):
+            a = np.float32(0.0)
+        a = np.float32(-1.0) if a < -1.0 else np.float32(1.0) if a > 1.0 else a
+        if self.log:
+            step = _torch_f32(lambda t: torch.pow(10.0, t), a * np.float32(self.max_step))
+            return self.clip_one(np.float32(value) * step)
+        return self.clip_one(np.float32(value) + a * np.float32(self.max_step))
+
+    def scheduled_one(self, value: Real, progress: float) -> np.float32:
+        """`scheduled` on one run's float32 value."""
+        if self.prior is None:
+            return np.float32(value)
+        return self.clip_one(np.float32(value) * SCALAR_PRIORS[self.prior](progress))
 
     def scheduled(self, value: Tensor, progress: Tensor | float) -> Tensor:
         """The value a run receives for an interval centred on ``progress``: ``value``
@@ -120,8 +156,28 @@ def cosine_warmup(progress: Tensor, warmup: float = 0.05) -> Tensor:
     return torch.where(progress < warmup, ramp, decay)
 
 
+def _torch_f32(fn: Callable[[Tensor], Tensor], x: np.float32) -> np.float32:
+    """``fn`` (torch float32 ops) on one float32 scalar: torch's own rounding, which
+    NumPy's or libm's transcendental functions need not share."""
+    return np.float32(fn(torch.tensor([x], dtype=torch.float32)).item())
+
+
+def cosine_warmup_one(progress: float, warmup: float = 0.05) -> np.float32:
+    """`cosine_warmup` on one float32 scalar, op for op (constants cast to float32
+    first, as torch casts a Python scalar that meets a float32 tensor)."""
+    f32 = np.float32
+    p = f32(progress)
+    p = f32(0.0) if p < 0.0 else f32(1.0) if p > 1.0 else p  # clamp; NaN stays NaN
+    if p < f32(warmup):
+        return f32(p / f32(warmup))
+    angle = f32(math.pi) * (p - f32(warmup)) / f32(1.0 - warmup)
+    return f32(0.5) * (f32(1.0) + _torch_f32(torch.cos, angle))
+
+
 PRIORS = {"cosine_warmup": cosine_warmup}
 """Annealing priors by name (a bundle records the name, not code)."""
+SCALAR_PRIORS = {"cosine_warmup": cosine_warmup_one}
+"""`PRIORS` on one float32 scalar (the deployed scheduler's path), same keys."""
 
 
 def interval_midpoint(steps_done: float, interval: float, total: float) -> float:
@@ -217,6 +273,30 @@ class HyperparameterSpace:
     @property
     def has_prior(self) -> bool:
         return any(s.prior is not None for s in self.specs)
+
+    def apply_one(
+        self, values: Mapping[str, Real], action: Sequence[float] | np.ndarray
+    ) -> dict[str, np.float32]:
+        """`apply` for one run on float32 scalars; ``action`` has one component per spec."""
+        components = np.asarray(action, dtype=np.float32).reshape(-1)
+        if components.size != len(self.specs):
+            raise ValueError(
+                f"expected an action with {len(self.specs)} components {list(self.names)}, "
+                f"got shape {np.shape(action)}"
+            )
+        return {
+            spec.name: spec.apply_one(values[spec.name], float(a))
+            for spec, a in zip(self.specs, components)
+            if spec.name in values
+        }
+
+    def scheduled_one(self, values: Mapping[str, Real], progress: float) -> dict[str, Real]:
+        """`scheduled` for one run on float32 scalars."""
+        out = dict(values)
+        for spec in self.specs:
+            if spec.prior is not None and spec.name in values:
+                out[spec.name] = spec.scheduled_one(values[spec.name], progress)
+        return out
 
     def scheduled(
         self, values: Mapping[str, Tensor], progress: Tensor | float

@@ -27,8 +27,9 @@ For one control interval of K inner updates:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -98,6 +99,27 @@ class StepStats:
             for k, v in self.hparams.items()
         }
 
+    @classmethod
+    def from_run(cls, run: RunInterval) -> StepStats:
+        """One run's `RunInterval` as B=1 statistics (each float rounded to float32)."""
+        fields = torch.tensor(
+            [getattr(run, name) for name in _RUN_FLOAT_FIELDS], dtype=torch.float32
+        ).reshape(len(_RUN_FLOAT_FIELDS), 1)
+        return cls(
+            n_updates=run.n_updates,
+            hparams={k: torch.tensor([float(v)]) for k, v in run.hparams.items()},
+            **dict(zip(_RUN_FLOAT_FIELDS, fields.unbind(0))),
+        )
+
+    def run(self, index: int = 0) -> RunInterval:
+        """Run ``index``'s statistics as floats (the float32 values, exactly)."""
+        values = torch.stack([getattr(self, name)[index] for name in _RUN_FLOAT_FIELDS]).tolist()
+        return RunInterval(
+            n_updates=self.n_updates,
+            hparams={k: float(v[index]) for k, v in self.hparams.items()},
+            **dict(zip(_RUN_FLOAT_FIELDS, values)),
+        )
+
     @property
     def n_runs(self) -> int:
         return int(self.train_loss.shape[0])
@@ -120,3 +142,34 @@ class StepStats:
         names = items[0].hparams.keys()
         hparams = {k: torch.cat([s.hparams[k] for s in items]) for k in names}
         return StepStats(n_updates=items[0].n_updates, hparams=hparams, **fields)
+
+
+class RunInterval(NamedTuple):
+    """One run's `StepStats` as Python floats: what the deployed scheduler hands
+    `hpo_env.features.FeatureExtractor.observe_run`, with no tensor built on the way
+    (a decision's one-element tensor ops would cost more than its arithmetic). The
+    fields mean what `StepStats`'s do; the feature extractor rounds them to float32."""
+
+    train_loss: float
+    train_loss_std: float
+    train_loss_first: float
+    grad_norm: float
+    grad_cosine: float
+    update_ratio: float
+    n_updates: int
+    hparams: Mapping[str, float]
+    val_loss: float = math.nan
+    progress: float = math.nan
+
+
+_RUN_FLOAT_FIELDS = (
+    "train_loss",
+    "train_loss_std",
+    "train_loss_first",
+    "grad_norm",
+    "grad_cosine",
+    "update_ratio",
+    "val_loss",
+    "progress",
+)
+"""`RunInterval`'s float fields (`StepStats`'s tensor fields but ``episode_return``)."""

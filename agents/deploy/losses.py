@@ -28,6 +28,8 @@ def check_loss(value: Any, name: str = "loss") -> LossLike:
             (strings such as ``"0.5"`` are refused: pass ``float(s)``).
         ValueError: a tensor or array with more than one element, or a complex one.
     """
+    if type(value) is float:  # the common case (``loss.item()``), first and cheapest
+        return value
     if isinstance(value, Tensor):
         if value.numel() != 1:
             raise ValueError(

@@ -24,11 +24,11 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from hpo_env.stats import StepStats
+from hpo_env.space import Real
+from hpo_env.stats import RunInterval, StepStats
 
 
 def _trainable(params: Iterable[Any]) -> list[Tensor]:
@@ -58,12 +58,28 @@ def _flat_f32(t: Tensor, device: torch.device) -> Tensor:
     return flat.to(device, torch.float32)
 
 
+def _flat_cat(tensors: list[Tensor], device: torch.device) -> Tensor:
+    """The tensors flattened into one float32 vector on ``device``.
+
+    One ``cat`` when they share a device (it promotes mixed dtypes exactly, and a
+    float32 result needs no conversion): a per-tensor conversion costs ~1 us of
+    Python each, and this runs inside the user's loop."""
+    try:
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+    except RuntimeError:  # several devices: convert one by one
+        return torch.cat([_flat_f32(t, device) for t in tensors])
+    if flat.dtype != torch.float32 or flat.device != device:
+        flat = flat.to(device, torch.float32)
+    return flat
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and population standard deviation; non-finite inputs give non-finite results."""
-    with np.errstate(all="ignore"):
-        array = np.asarray(values, dtype=np.float64)
-        mean = float(array.mean())
-        return mean, float(np.sqrt(np.mean((array - mean) ** 2)))
+    """Mean and population standard deviation in float64; non-finite inputs give
+    non-finite results. Plain Python: NumPy's call overhead is ~5x the arithmetic
+    for an interval's few dozen losses."""
+    n = len(values)
+    mean = sum(values) / n
+    return mean, math.sqrt(sum((v - mean) * (v - mean) for v in values) / n)
 
 
 class StatsTracker:
@@ -97,22 +113,26 @@ class StatsTracker:
         self.losses: list[float] = []
         self.theta_start = self._flat_params()
         self.prev_grad: Tensor | None = None
+        # ||theta_start|| and ||prev_grad||, once known (None: compute from the vector).
+        self._start_norm: float | None = None
+        self._prev_grad_norm: float | None = None
 
     # -- flat views -----------------------------------------------------------
 
     @torch.no_grad()
     def _flat_params(self) -> Tensor:
-        device = self.params[0].device
-        return torch.cat([_flat_f32(p, device) for p in self.params])
+        return _flat_cat(self.params, self.params[0].device)
 
     @torch.no_grad()
     def _flat_grad(self) -> Tensor:
         device = self.params[0].device
-        parts = [
-            torch.zeros(p.numel(), device=device) if p.grad is None else _flat_f32(p.grad, device)
-            for p in self.params
-        ]
-        return torch.cat(parts)
+        grads = [p.grad for p in self.params]
+        if any(g is None for g in grads):
+            grads = [
+                torch.zeros(p.numel(), device=device) if g is None else g
+                for p, g in zip(self.params, grads)
+            ]
+        return _flat_cat(grads, device)  # type: ignore[arg-type]
 
     # -- per update -----------------------------------------------------------
 
@@ -144,6 +164,17 @@ class StatsTracker:
         Raises:
             RuntimeError: No update was recorded since the last interval ended.
         """
+        return StepStats.from_run(self.end_interval_run(hparams, progress, val_loss))
+
+    @torch.no_grad()
+    def end_interval_run(
+        self,
+        hparams: Mapping[str, Real | Tensor],
+        progress: float,
+        val_loss: float | None = None,
+    ) -> RunInterval:
+        """`end_interval` as floats (`hpo_env.stats.RunInterval`): the scheduler's path,
+        which builds no one-element tensors."""
         k = len(self.losses)
         if k == 0:
             raise RuntimeError(
@@ -151,53 +182,43 @@ class StatsTracker:
             )
         # Few tensor ops (this runs inside the user's loop): the vector work is one
         # concatenation per vector, one fused norm and one dot; the rest is on floats.
+        # The norms of this interval's θ_end and gradient are the next interval's
+        # ||θ_start|| and previous-gradient norm: kept, not recomputed.
         grad = self._flat_grad()
         theta_end = self._flat_params()
-        vectors = [grad, theta_end - self.theta_start, self.theta_start]
-        if self.prev_grad is not None:
+        vectors = [grad, theta_end - self.theta_start, theta_end]
+        if self._start_norm is None:
+            vectors.append(self.theta_start)
+        if self.prev_grad is not None and self._prev_grad_norm is None:
             vectors.append(self.prev_grad)
         scalars = list(torch._foreach_norm(vectors))
         if self.prev_grad is not None:
             scalars.append(grad @ self.prev_grad)
         values = torch.stack(scalars).tolist()
-        grad_norm, update_norm, start_norm = values[:3]
+        grad_norm, update_norm, end_norm = values[:3]
+        rest = values[3:]
+        start_norm = rest.pop(0) if self._start_norm is None else self._start_norm
         cosine = 0.0
         if self.prev_grad is not None:
-            cosine = values[4] / max(grad_norm * values[3], 1e-12)
-        self.prev_grad = grad
-        self.theta_start = theta_end
+            prev_norm = rest.pop(0) if self._prev_grad_norm is None else self._prev_grad_norm
+            cosine = rest.pop(0) / max(grad_norm * prev_norm, 1e-12)
+        self.prev_grad, self._prev_grad_norm = grad, grad_norm
+        self.theta_start, self._start_norm = theta_end, end_norm
         mean, std = _mean_std(self.losses)
         first = self.losses[0]
         self.losses = []
-        val = float("nan") if val_loss is None else float(val_loss)
-        rows = torch.tensor(
-            [
-                mean,
-                std,
-                first,
-                grad_norm,
-                cosine,
-                update_norm / (start_norm + 1e-12),
-                val if math.isfinite(val) else float("nan"),
-                float(progress),
-            ],
-            dtype=torch.float32,
-        ).reshape(8, 1)
-        row = rows.unbind(0)  # eight [1] views in one op (indexing is one op each)
-        return StepStats(
-            train_loss=row[0],
-            train_loss_std=row[1],
-            train_loss_first=row[2],
-            grad_norm=row[3],
-            grad_cosine=row[4],
-            update_ratio=row[5],
+        val = math.nan if val_loss is None else float(val_loss)
+        return RunInterval(
+            train_loss=mean,
+            train_loss_std=std,
+            train_loss_first=first,
+            grad_norm=grad_norm,
+            grad_cosine=cosine,
+            update_ratio=update_norm / (start_norm + 1e-12),
             n_updates=k,
-            hparams={
-                name: torch.as_tensor(v, dtype=torch.float32).reshape(1)
-                for name, v in hparams.items()
-            },
-            val_loss=row[6],
-            progress=row[7],
+            hparams={name: float(v) for name, v in hparams.items()},
+            val_loss=val if math.isfinite(val) else math.nan,
+            progress=float(progress),
         )
 
     # -- checkpointing ----------------------------------------------------------
@@ -221,6 +242,7 @@ class StatsTracker:
         device = self.params[0].device
         self.losses = [float(x) for x in state["losses"]]
         self.theta_start = theta.to(device)
+        self._start_norm = self._prev_grad_norm = None
         prev = state.get("prev_grad")
         self.prev_grad = (
             None if prev is None else torch.as_tensor(prev, dtype=torch.float32).to(device)

@@ -221,10 +221,10 @@ class TuningScheduler(LRScheduler):
         for group in groups:
             group.setdefault("initial_lr", group["lr"])
         self.base_lrs: list[float | Tensor] = [float(g["initial_lr"]) for g in groups]
-        # Group 0's values as float32 [1] tensors: the environment's arithmetic, bit for bit.
-        self.values: dict[str, Tensor] = {
-            name: torch.tensor([self.base[name][0]], dtype=torch.float32)
-            for name in self.controlled
+        # Group 0's values as float32 scalars, moved by the space's one-run twins
+        # (`HyperparameterSpace.apply_one`): the environment's arithmetic, bit for bit.
+        self.values: dict[str, np.float32] = {
+            name: np.float32(self.base[name][0]) for name in self.controlled
         }
         self.steps_done = 0
         self.prior_progress = 0.0
@@ -243,7 +243,9 @@ class TuningScheduler(LRScheduler):
         self.tracker = StatsTracker(optimizer)
         self.features = policy.feature_extractor(1)
         with torch.inference_mode():
-            self.last_obs = self.features.reset(dict(self.values)).numpy()
+            self.last_obs = self.features.reset(
+                {k: torch.tensor([float(v)]) for k, v in self.values.items()}
+            ).numpy()
             self._decide(self.last_obs)
         self._record(loss=float("nan"), val_loss=float("nan"), user_step=self._user_step(None))
         self.guard = NonFiniteGuard(optimizer, self._on_skipped_update) if skip_nonfinite else None
@@ -352,14 +354,13 @@ class TuningScheduler(LRScheduler):
         self._flush_pending()
         progress = self.steps_done / self.total_steps
         val = None if self._interval_val is None else float(self._interval_val)
-        stats = self.tracker.end_interval(self.values, progress, val)
-        obs = self.features.observe(stats)
-        self.last_obs = obs.numpy()
+        run = self.tracker.end_interval_run(self.values, progress, val)
+        self.last_obs = self.features.observe_run(run)
         self._decide(self.last_obs)
         self._interval_val = None
         self._backed_off_in_interval = False
         self._record(
-            loss=float(stats.train_loss[0]),
+            loss=float(np.float32(run.train_loss)),  # as StepStats holds it
             val_loss=float("nan") if val is None else val,
             user_step=user_step,
         )
@@ -374,8 +375,7 @@ class TuningScheduler(LRScheduler):
                 f"the policy returned an action of shape {action.shape}, expected {k} components "
                 f"{list(self.space.names)} for one run"
             )
-        new = self.space.apply(self.values, torch.as_tensor(action.reshape(1, k)))
-        self.values.update(new)
+        self.values.update(self.space.apply_one(self.values, action.reshape(k)))
         # The coming interval's midpoint, where an annealing prior is read (as in the env).
         self.prior_progress = interval_midpoint(
             self.steps_done, self.control_interval, self.total_steps
@@ -393,7 +393,9 @@ class TuningScheduler(LRScheduler):
         self.n_backoffs += 1
         spec = self.space["learning_rate"]
         old = float(self.optimizer.param_groups[0]["lr"])
-        self.values["learning_rate"] = spec.clip(self.values["learning_rate"] / BACKOFF_FACTOR)
+        self.values["learning_rate"] = spec.clip_one(
+            self.values["learning_rate"] / np.float32(BACKOFF_FACTOR)
+        )
         self._apply_to_optimizer()
         if not self._warned_nonfinite:
             self._warned_nonfinite = True
@@ -405,16 +407,17 @@ class TuningScheduler(LRScheduler):
                 stacklevel=4,
             )
 
-    def in_effect(self) -> dict[str, Tensor]:
+    def in_effect(self) -> dict[str, float]:
         """Group 0's values for the current interval: the policy's values, times the
         annealing prior where the bundle's space has one."""
-        return self.space.scheduled(self.values, self.prior_progress)
+        scheduled = self.space.scheduled_one(self.values, self.prior_progress)
+        return {name: float(v) for name, v in scheduled.items()}
 
     def _apply_to_optimizer(self) -> None:
         in_effect = self.in_effect()
         for name in self.controlled:
             spec = self.space[name]
-            value0 = float(in_effect[name][0])
+            value0 = in_effect[name]
             change = spec_change(spec, value0, self.base[name][0])
             for i, group in enumerate(self.optimizer.param_groups):
                 # Group 0 holds the environment's float32 value; the float64 clamp only
@@ -437,12 +440,12 @@ class TuningScheduler(LRScheduler):
         return _check_step(self.step_fn())
 
     def _record(self, loss: float, val_loss: float, user_step: int | None) -> None:
-        in_effect = {name: float(v[0]) for name, v in self.in_effect().items()}
+        in_effect = self.in_effect()
         entry = {
             "step": self.steps_done,
             "hyperparameters": in_effect,
             # The policy's own choice, before an annealing prior (the same without one).
-            "policy_values": {name: float(v[0]) for name, v in self.values.items()},
+            "policy_values": {name: float(v) for name, v in self.values.items()},
             "lrs": self.get_last_lr(),
             "loss": loss,
             "val_loss": val_loss,
@@ -525,7 +528,7 @@ class TuningScheduler(LRScheduler):
             "base_lrs": list(self.base_lrs),
             "controlled": list(self.controlled),
             "base": {k: list(v) for k, v in self.base.items()},
-            "values": {k: float(v[0]) for k, v in self.values.items()},
+            "values": {k: float(v) for k, v in self.values.items()},
             "prior_progress": self.prior_progress,
             "interval_val": None if interval_val is None else float(interval_val),
             "backed_off_in_interval": self._backed_off_in_interval,
@@ -560,9 +563,7 @@ class TuningScheduler(LRScheduler):
         self.base = {k: [float(x) for x in v] for k, v in state["base"].items()}
         if "base_lrs" in state:
             self.base_lrs = [float(x) for x in state["base_lrs"]]
-        self.values = {
-            k: torch.tensor([float(v)], dtype=torch.float32) for k, v in state["values"].items()
-        }
+        self.values = {k: np.float32(v) for k, v in state["values"].items()}
         self.prior_progress = float(state.get("prior_progress", self.prior_progress))
         self._pending = PendingLosses()
         self._interval_val = state["interval_val"]
@@ -608,7 +609,7 @@ class TuningScheduler(LRScheduler):
             self._log_plot(self._user_step(_check_step(step)))
 
     def __repr__(self) -> str:
-        values = {k: f"{float(v[0]):.3g}" for k, v in self.values.items()}
+        values = {k: f"{float(v):.3g}" for k, v in self.values.items()}
         return (
             f"TuningScheduler(steps={self.steps_done}/{self.total_steps}, "
             f"control_interval={self.control_interval}, values={values})"

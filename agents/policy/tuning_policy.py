@@ -82,6 +82,8 @@ class TuningPolicy:
         self._clip_obs = float(norm["clip_obs"])
         self._epsilon = float(norm["epsilon"])
         self._norm_obs = bool(norm.get("norm_obs", True))
+        self._std = np.sqrt(self._var + self._epsilon)  # VecNormalize's divisor, once
+        self._observation_size = len(self.metadata["feature_names"])
         weights = contents.weights
         n_layers = len(self.metadata["net_arch"])
         self._layers = [
@@ -112,7 +114,7 @@ class TuningPolicy:
 
     @property
     def observation_size(self) -> int:
-        return len(self.metadata["feature_names"])
+        return self._observation_size
 
     @property
     def feature_names(self) -> list[str]:
@@ -140,8 +142,10 @@ class TuningPolicy:
         obs = np.asarray(obs)
         if not self._norm_obs:
             return obs.astype(np.float32)
-        normed = np.clip(
-            (obs - self._mean) / np.sqrt(self._var + self._epsilon), -self._clip_obs, self._clip_obs
+        # np.minimum/np.maximum are np.clip with finite bounds (NaN kept), at a fifth
+        # of its call overhead on one observation (this runs at every decision).
+        normed = np.minimum(
+            np.maximum((obs - self._mean) / self._std, -self._clip_obs), self._clip_obs
         )
         return normed.astype(np.float32)
 
@@ -170,11 +174,11 @@ class TuningPolicy:
                 f"(features {self.feature_names[:3]}...), got {obs.shape}"
             )
         with torch.no_grad():
-            mean = self.action_mean(torch.as_tensor(self.normalize(obs)))
+            mean = self.action_mean(torch.from_numpy(self.normalize(obs)))
             if not deterministic:
                 noise = torch.randn(mean.shape, generator=self._generator)
                 mean = mean + noise * self._log_std.exp()
-        actions = np.clip(mean.numpy(), -1.0, 1.0).astype(np.float32)
+        actions = np.minimum(np.maximum(mean.numpy(), -1.0), 1.0).astype(np.float32, copy=False)
         return actions[0] if single else actions
 
     def seed(self, seed: int) -> None:

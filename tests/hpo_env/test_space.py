@@ -1,9 +1,10 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from hpo_env.space import HyperparameterSpace, HyperparameterSpec
+from hpo_env.space import PRIORS, SCALAR_PRIORS, HyperparameterSpace, HyperparameterSpec
 
 
 def test_log_action_is_bounded_multiplicative_change():
@@ -116,3 +117,59 @@ def test_interval_midpoint():
 
     assert interval_midpoint(0, 10, 100) == 0.05
     assert interval_midpoint(95, 10, 100) == 1.0  # an interval past the budget reads the end
+
+
+def _f32_grid(n: int, seed: int) -> list[float]:
+    """Values where rounding bites: random, bounds, just outside them, non-finite."""
+    rng = np.random.default_rng(seed)
+    edge = [0.0, -0.0, 1.0, -1.0, 1e-6, 10.0, 0.99, 1e-8, 11.0, -3.0]
+    odd = [float("nan"), float("inf"), float("-inf")]
+    return [float(np.float32(v)) for v in rng.uniform(-2.0, 2.0, n)] + edge + odd
+
+
+@pytest.mark.parametrize("name", ["learning_rate", "momentum", "weight_decay", "entropy_coef"])
+def test_apply_one_is_bit_identical_to_the_tensor_path(name):
+    spec = HyperparameterSpace.from_names([name]).specs[0]
+    values = [float(np.float32(v)) for v in np.geomspace(spec.low or 1e-6, spec.high, 23)]
+    values += [spec.low, spec.high]
+    for value in values:
+        for action in _f32_grid(40, seed=len(name)):
+            tensor = spec.apply(torch.tensor([value]), torch.tensor([action]))
+            one = spec.apply_one(np.float32(value), action)
+            assert isinstance(one, np.float32)
+            assert np.float32(tensor.item()).tobytes() == one.tobytes(), (value, action)
+
+
+@pytest.mark.parametrize("prior", sorted(PRIORS))
+def test_scalar_priors_are_bit_identical_to_the_tensor_priors(prior):
+    assert sorted(SCALAR_PRIORS) == sorted(PRIORS)
+    spec = HyperparameterSpec("learning_rate", 1e-6, 10.0, prior=prior)
+    progress = [(k + 0.5) / n for n in (7, 50, 333) for k in range(n)]
+    progress += [0.0, 0.05, 0.049999, 0.050001, 1.0, -0.5, 2.0, float("nan")]
+    for p in progress:
+        tensor = PRIORS[prior](torch.tensor([p], dtype=torch.float32)).item()
+        assert np.float32(tensor).tobytes() == SCALAR_PRIORS[prior](p).tobytes(), p
+        for value in (1e-6, 3e-4, 0.1, 9.9):
+            tensor = spec.scheduled(torch.tensor([value]), p).item()
+            one = spec.scheduled_one(np.float32(value), p)
+            assert np.float32(tensor).tobytes() == one.tobytes(), (value, p)
+
+
+def test_space_one_run_twins_match_the_batched_methods():
+    space = HyperparameterSpace.from_names(
+        ["learning_rate", "momentum", "entropy_coef"], lr_prior="cosine_warmup"
+    )
+    values = {"learning_rate": np.float32(0.03), "momentum": np.float32(0.9)}
+    action = [0.37, -0.81, 0.5]
+    new = space.apply_one(values, action)
+    expected = space.apply(
+        {k: torch.tensor([v]) for k, v in values.items()}, torch.tensor([action])
+    )
+    assert set(new) == set(expected) == {"learning_rate", "momentum"}  # entropy_coef unused
+    for name in new:
+        assert new[name] == expected[name].item()
+    scheduled = space.scheduled_one(new, 0.3)
+    expected = space.scheduled({k: torch.tensor([v]) for k, v in new.items()}, 0.3)
+    assert {k: float(v) for k, v in scheduled.items()} == {k: v.item() for k, v in expected.items()}
+    with pytest.raises(ValueError, match="3 components"):
+        space.apply_one(values, [0.0])

@@ -150,3 +150,22 @@ def test_state_dict_resumes_mid_interval():
     tracker = StatsTracker(torch.nn.Linear(2, 2).parameters())
     with pytest.raises(ValueError, match="same model"):
         tracker.load_state_dict(StatsTracker(torch.nn.Linear(3, 3).parameters()).state_dict())
+
+
+def test_float64_and_mixed_dtype_parameters_are_flattened_as_float32():
+    """One ``cat`` promotes mixed dtypes exactly; the statistics are float32's."""
+    model = _model(5)
+    model[2].double()  # one float64 layer beside float32 ones
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    tracker = StatsTracker(opt)
+    x, y = _batch(0)
+    loss = (model[2](model[1](model[0](x)).double()) - y.double()).square().mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    tracker.record(loss.item())
+    run = tracker.end_interval_run({"learning_rate": 0.05}, progress=0.5)
+    grad = torch.cat([p.grad.reshape(-1).float() for p in model.parameters()])
+    assert run.grad_norm == pytest.approx(grad.norm().item(), rel=1e-6)
+    assert tracker.theta_start.dtype == torch.float32
+    assert run.hparams == {"learning_rate": 0.05} and run.n_updates == 1
