@@ -163,7 +163,7 @@ class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
         self.control_interval = control_interval or 1
         self.deterministic = deterministic
         self.history: list[dict[str, Any]] = []
-        self.values: dict[str, torch.Tensor] = {}
+        self.values: dict[str, np.float32] = {}
         self.last_obs: np.ndarray | None = None
         self._seen_lo = math.inf
         self._seen_hi = -math.inf
@@ -183,16 +183,14 @@ class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
         if self.requested_interval is None:
             n_rollouts = max(1, math.ceil((total - model.num_timesteps) / _rollout_size(model)))
             self.control_interval = max(1, n_rollouts // decisions_per_run(self.tuning_policy))
-        self.values = {
-            name: torch.tensor([start[name]], dtype=torch.float32)
-            for name in self.space.names
-            if name in start
-        }
+        self.values = {name: np.float32(start[name]) for name in self.space.names if name in start}
         self.schedule = ControlledValue(start["learning_rate"])
         model.lr_schedule = self.schedule
         self.tracker = StatsTracker(_actor_of(model))
         self.features = self.tuning_policy.feature_extractor(1)
-        self.last_obs = self.features.reset(dict(self.values)).numpy()
+        self.last_obs = self.features.reset(
+            {k: torch.tensor([float(v)]) for k, v in self.values.items()}
+        ).numpy()
         self._decide(self.last_obs, loss=float("nan"))
 
     def _entropy_start(self, model: Any) -> float | None:
@@ -272,10 +270,9 @@ class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
     def _end_interval(self) -> None:
         model = self.model
         progress = model.num_timesteps / max(int(model._total_timesteps), 1)
-        stats = self.tracker.end_interval(self.values, progress)
-        stats = stats.replace(episode_return=torch.tensor([self._normalised_return()]))
-        self.last_obs = self.features.observe(stats).numpy()
-        self._decide(self.last_obs, loss=float(stats.train_loss[0]))
+        run = self.tracker.end_interval_run(self.values, progress)
+        self.last_obs = self.features.observe_run(run)
+        self._decide(self.last_obs, loss=float(np.float32(run.train_loss)))
 
     def _decide(self, obs: np.ndarray, loss: float) -> None:
         action = np.asarray(
@@ -288,25 +285,25 @@ class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
                 f"the policy returned an action of shape {action.shape}, expected {k} components "
                 f"{list(self.space.names)} for one run"
             )
-        self.values.update(self.space.apply(self.values, torch.as_tensor(action.reshape(1, k))))
+        self.values.update(self.space.apply_one(self.values, action.reshape(k)))
         # An annealing prior (if the space has one) is read at the coming interval's midpoint.
         model: Any = self.model
         total = max(int(model._total_timesteps), 1)
         interval = self.control_interval * _rollout_size(model)
-        in_effect = self.space.scheduled(
+        scheduled = self.space.scheduled_one(
             self.values, interval_midpoint(model.num_timesteps, interval, total)
         )
-        if "learning_rate" in in_effect:
-            self.schedule.value = float(in_effect["learning_rate"][0])
-        if "entropy_coef" in in_effect:
-            self._write_entropy(float(in_effect["entropy_coef"][0]))
-        hyperparameters = {name: float(v[0]) for name, v in in_effect.items()}
+        hyperparameters = {name: float(v) for name, v in scheduled.items()}
+        if "learning_rate" in hyperparameters:
+            self.schedule.value = hyperparameters["learning_rate"]
+        if "entropy_coef" in hyperparameters:
+            self._write_entropy(hyperparameters["entropy_coef"])
         entry = {
             "num_timesteps": int(self.model.num_timesteps),
             "update": self.n_updates,
             "hyperparameters": hyperparameters,
             # The policy's own choice, before an annealing prior (the same without one).
-            "policy_values": {name: float(v[0]) for name, v in self.values.items()},
+            "policy_values": {name: float(v) for name, v in self.values.items()},
             "loss": loss,
         }
         self.history.append(entry)
