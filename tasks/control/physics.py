@@ -214,26 +214,28 @@ class CartPole(ControlSystem):
         # more of them in cache). `accel` ends up as (xacc, thetaacc).
         work = s.like("work", x, n_planes=2)
         accel = s.like("accel", x, n_planes=2)
+        work_0, work_1 = work.unbind(0)  # planes named once: each indexing costs a call
+        accel_0, accel_1 = accel.unbind(0)
         # Force: -force_mag for action 0, +force_mag for action 1 (Gymnasium's action
         # space; other actions raise), looked up per run in one pass (a gather
         # measured 3x cheaper than a comparison and a select on CPU).
         table = torch.cat((-force_mag, force_mag), dim=-1).expand(*x.shape[:-1], 2)
         index = action if action.dtype == torch.int64 else action.long()
-        force = torch.gather(table, -1, index.expand_as(x), out=accel[0])
-        costheta = torch.cos(theta, out=work[1])
-        sintheta = torch.sin(theta, out=accel[1])
+        force = torch.gather(table, -1, index.expand_as(x), out=accel_0)
+        costheta = torch.cos(theta, out=work_1)
+        sintheta = torch.sin(theta, out=accel_1)
         # temp = (force + polemass_length * theta_dot**2 * sintheta) / total_mass
-        temp = torch.mul(theta_dot, theta_dot, out=work[0])
+        temp = torch.mul(theta_dot, theta_dot, out=work_0)
         temp.mul_(polemass_length).mul_(sintheta).add_(force).div_(total_mass)
         # thetaacc = (gravity * sintheta - costheta * temp) / denom: the numerator first,
         # over sin's plane, then denom = length * (4/3 - masspole * costheta**2 / total_mass)
-        thetaacc = sintheta.mul_(gravity).sub_(torch.mul(costheta, temp, out=accel[0]))
-        denom = torch.mul(costheta, costheta, out=accel[0])
+        thetaacc = sintheta.mul_(gravity).sub_(torch.mul(costheta, temp, out=accel_0))
+        denom = torch.mul(costheta, costheta, out=accel_0)
         denom.mul_(masspole).div_(total_mass)
         torch.sub(state.new_tensor(4.0 / 3.0), denom, out=denom).mul_(length)
         thetaacc.div_(denom)
         # xacc = temp - polemass_length * thetaacc * costheta / total_mass, over denom's plane
-        xacc = torch.mul(thetaacc, polemass_length, out=accel[0])
+        xacc = torch.mul(thetaacc, polemass_length, out=accel_0)
         xacc.mul_(costheta).div_(total_mass)
         torch.sub(temp, xacc, out=xacc)
         # Euler step (x + tau * x_dot, ...) on [2, 2, ...] views, (position, velocity)
@@ -241,18 +243,17 @@ class CartPole(ControlSystem):
         # into component-major storage, which may be the state's own (every state
         # plane is read before it is overwritten).
         planes = state.new_empty((4, *x.shape)) if out is None else out
-        now = state.movedim(-1, 0).unflatten(0, (2, 2))
-        after = planes.unflatten(0, (2, 2))
-        position, velocity = after[:, 0], after[:, 1]
-        torch.add(torch.mul(now[:, 1], self.tau, out=work), now[:, 0], out=position)
-        torch.add(accel.mul_(self.tau), now[:, 1], out=velocity)
+        position_now, velocity_now = state.movedim(-1, 0).unflatten(0, (2, 2)).unbind(1)
+        position, velocity = planes.unflatten(0, (2, 2)).unbind(1)
+        torch.add(torch.mul(velocity_now, self.tau, out=work), position_now, out=position)
+        torch.add(accel.mul_(self.tau), velocity_now, out=velocity)
         # |x| > x_threshold or |theta| > theta_threshold (the same as two comparisons
         # each for every float, NaN included), both at once. The comparison writes 0/1
         # floats, then "either" is a sum: on CPU a float64 -> bool comparison runs a
         # scalar loop, measured 2x slower than float output and a conversion.
         magnitude = torch.abs(position, out=accel)
-        outside = torch.gt(magnitude, self._thresholds(magnitude), out=work)
-        terminated = outside[0].add_(outside[1]).bool()
+        torch.gt(magnitude, self._thresholds(magnitude), out=work)
+        terminated = work_0.add_(work_1).bool()  # work = (x outside, theta outside)
         return planes.movedim(0, -1), torch.ones_like(x), terminated
 
     def _thresholds(self, ref: Tensor) -> Tensor:
