@@ -249,8 +249,8 @@ class CartPole(ControlSystem):
         torch.add(accel.mul_(self.tau), velocity_now, out=velocity)
         # |x| > x_threshold or |theta| > theta_threshold (the same as two comparisons
         # each for every float, NaN included), both at once. The comparison writes 0/1
-        # floats, then "either" is a sum: on CPU a float64 -> bool comparison runs a
-        # scalar loop, measured 2x slower than float output and a conversion.
+        # floats and "either" is their sum: on CPU a comparison with bool output runs a
+        # scalar loop (2x slower than with float output); this path measured ~20% less.
         magnitude = torch.abs(position, out=accel)
         torch.gt(magnitude, self._thresholds(magnitude), out=work)
         terminated = work_0.add_(work_1).bool()  # work = (x outside, theta outside)
