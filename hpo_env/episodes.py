@@ -198,22 +198,28 @@ class EpisodeEngine:
         # Tensors to Python lists once, not B element reads per field (same values).
         diverged_l, val_l = diverged.tolist(), val.tolist()
         train_l, progress_l = stats.train_loss.tolist(), progress.expand(self.n_runs).tolist()
-        hparams_l = {k: v.tolist() for k, v in in_effect.items()}
-        ratio_l = (val / self.first_val).tolist()
+        names = list(in_effect)
+        columns = [in_effect[k].tolist() for k in names]
+        hparams_l = (
+            [dict(zip(names, row)) for row in zip(*columns)]
+            if names
+            else [{} for _ in range(self.n_runs)]
+        )
         task_name, family = self.task.name, self.task.family
-        infos: list[dict[str, Any]] = []
-        for i in range(self.n_runs):
-            info: dict[str, Any] = {
-                "diverged": diverged_l[i],
-                "val_loss": val_l[i],
-                "train_loss": train_l[i],
-                "progress": progress_l[i],
-                "hparams": {k: v[i] for k, v in hparams_l.items()},
+        infos: list[dict[str, Any]] = [
+            {
+                "diverged": d,
+                "val_loss": v,
+                "train_loss": t,
+                "progress": p,
+                "hparams": h,
                 "task": task_name,
                 "family": family,
             }
-            if terminated[i]:
-                info["final_val_ratio"] = ratio_l[i] if not diverged_l[i] else float("nan")
-                info["episode_return"] = float(self.episode_return[i])
-            infos.append(info)
+            for d, v, t, p, h in zip(diverged_l, val_l, train_l, progress_l, hparams_l)
+        ]
+        ratio = val / self.first_val
+        for i in np.flatnonzero(terminated).tolist():
+            infos[i]["final_val_ratio"] = ratio[i].item() if not diverged_l[i] else float("nan")
+            infos[i]["episode_return"] = float(self.episode_return[i])
         return StepResult(obs.numpy(), reward.numpy(), terminated, infos)

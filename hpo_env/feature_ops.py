@@ -1,9 +1,12 @@
-"""The primitives `hpo_env.features` defines its features with, twice: on tensors
-[B] (the environment's runs) and on NumPy float32 scalars (one deployed run).
+"""The primitives `hpo_env.features` defines its features with: on NumPy float32
+arrays [B] (the environment's runs), on NumPy float32 scalars (one deployed run),
+and on tensors [B] (the reference, and the environment's path on NumPy < 2).
 
-Both round as torch's float32 does, and both take logarithms from torch's own
+All three round as torch's float32 does, and all take logarithms from torch's own
 kernels, so a feature written once over these primitives gives bit-identical
-values on either (``tests/hpo_env/test_features.py`` checks it).
+values on any of them (``tests/hpo_env/test_features.py`` checks it). The NumPy
+paths exist for speed: a NumPy operation on a few dozen values costs a fraction
+of a torch call's dispatch, and a decision's features are ~150 such operations.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ def _safe_log(x: Tensor) -> Tensor:
 
 
 SCALAR_PATH = int(np.__version__.split(".")[0]) >= 2
-"""One run (deploy) folds on NumPy float32 scalars. NumPy >= 2 only: its scalar
-promotion (NEP 50: a Python float meets a float32 as float32) is torch's, so the
-arithmetic is bit for bit the tensor path's; older NumPy takes the tensor path."""
+"""One run (deploy) folds on NumPy float32 scalars, B runs (the environment) on
+NumPy float32 arrays. NumPy >= 2 only: its promotion (NEP 50: a Python float meets
+a float32 as float32) is torch's, so the arithmetic is bit for bit the tensor
+path's; older NumPy takes the tensor path."""
 
 
 class TensorOps:
@@ -72,6 +76,65 @@ class TensorOps:
     @staticmethod
     def as_float(mask: Tensor) -> Tensor:
         return mask.float()
+
+
+_F32 = np.float32
+_F32_NAN = np.float32("nan")
+
+
+def _torch_unary(fn: Any, x: np.ndarray) -> np.ndarray:
+    """``fn`` (a torch kernel) on a float32 array, through a shared-memory tensor view."""
+    return fn(torch.from_numpy(x)).numpy()
+
+
+class ArrayOps:
+    """The same primitives on NumPy float32 arrays [B] (the environment's path on NumPy
+    >= 2, whose promotion keeps a Python float meeting float32 in float32, as torch does).
+
+    Each one reproduces its `TensorOps` twin bit for bit, signed zeros and NaN
+    propagation included (``clamp`` keeps ``x`` unless a bound is strictly beyond it,
+    as torch's does); logarithms run torch's kernels on the same values.
+    """
+
+    where = staticmethod(np.where)
+    isnan = staticmethod(np.isnan)
+    isfinite = staticmethod(np.isfinite)
+    fmin = staticmethod(np.fmin)
+
+    @staticmethod
+    def log1p(x: np.ndarray) -> np.ndarray:
+        return _torch_unary(torch.log1p, x)
+
+    @staticmethod
+    def log10(x: np.ndarray) -> np.ndarray:
+        return _torch_unary(torch.log10, x)
+
+    @staticmethod
+    def safe_log(x: np.ndarray) -> np.ndarray:
+        return _torch_unary(torch.log, np.where(np.isfinite(x) & (x > 0), x, _F32_NAN))
+
+    @staticmethod
+    def symlog(x: np.ndarray) -> np.ndarray:
+        # torch.sign's value, +0.0 for zeros and NaN (NumPy's sign keeps -0.0 and NaN).
+        sign = (x > 0).astype(_F32) - (x < 0).astype(_F32)
+        return sign * _torch_unary(torch.log1p, np.abs(x))
+
+    @staticmethod
+    def finite(x: np.ndarray) -> np.ndarray:
+        return np.where(np.isfinite(x), x, _F32(0.0))
+
+    @staticmethod
+    def clamp(x: np.ndarray, low: float, high: float) -> np.ndarray:
+        x = np.where(_F32(low) > x, _F32(low), x)
+        return np.where(_F32(high) < x, _F32(high), x)
+
+    @staticmethod
+    def clamp_min(x: np.ndarray, low: float) -> np.ndarray:
+        return np.where(_F32(low) > x, _F32(low), x)
+
+    @staticmethod
+    def as_float(mask: np.ndarray) -> np.ndarray:
+        return mask.astype(_F32)
 
 
 class ScalarOps:

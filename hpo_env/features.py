@@ -8,10 +8,12 @@ unbounded, so tasks with different loss scales look alike, and every
 non-finite input becomes 0 so the observation is always finite.
 
 Each run feature is defined once, in `_fold_interval`, over a small set of
-primitives: on tensors [B] in the environment, on NumPy float32 scalars for one
-run (deploy: ~150 one-element tensor ops per decision would cost more than the
-arithmetic). Both round as torch's float32 does and take their logarithms from
-torch's kernels, so the two give bit-identical observations (tested).
+primitives (`hpo_env.feature_ops`): on NumPy float32 arrays [B] in the
+environment, on NumPy float32 scalars for one run (deploy), and on tensors [B]
+as the reference (and on NumPy < 2). ~150 tiny tensor ops per decision would
+cost more than the arithmetic; all three round as torch's float32 does and take
+their logarithms from torch's kernels, so they give bit-identical observations
+(tested).
 
 Bump `FEATURE_SPEC_VERSION` whenever a feature's definition changes: bundles
 record it, and loading a bundle made for another version is refused.
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hpo_env.feature_ops import SCALAR_PATH, ScalarOps, TensorOps, _finite
+from hpo_env.feature_ops import SCALAR_PATH, ArrayOps, ScalarOps, TensorOps, _finite
 from hpo_env.space import HyperparameterSpace, HyperparameterSpec
 from hpo_env.stats import RunInterval, StepStats
 
@@ -67,6 +69,7 @@ _EPS = 1e-12
 
 
 _TENSOR_OPS = TensorOps()
+_ARRAY_OPS = ArrayOps()
 
 
 @dataclasses.dataclass
@@ -86,9 +89,10 @@ class _IntervalInputs:
 
 def _fold_interval(xp: Any, s: dict[str, Any], x: _IntervalInputs) -> dict[str, Any]:
     """The run features' one definition: folds an interval into the state ``s`` (in
-    place) and returns the features by name. ``xp`` is `_TENSOR_OPS` (values are
-    tensors [B]) or a `ScalarOps` (float32 scalars of one run); ``+ - * /`` and
-    comparisons are the values' own, with torch's float32 rounding in both."""
+    place) and returns the features by name. ``xp`` is `_ARRAY_OPS` (values are
+    float32 arrays [B]), `_TENSOR_OPS` (tensors [B]) or a `ScalarOps` (float32
+    scalars of one run); ``+ - * /`` and comparisons are the values' own, with
+    torch's float32 rounding in all three."""
     progress = xp.finite(xp.clamp(x.progress, 0.0, 1.0))
     train = x.train
     s["ref_loss"] = xp.where(xp.isnan(s["ref_loss"]), x.train_first, s["ref_loss"])
@@ -259,32 +263,46 @@ class FeatureExtractor:
         """Fold in one interval's statistics; returns observations [B, D]."""
         if stats.n_runs != self.n_runs:
             raise ValueError(f"expected StepStats for {self.n_runs} runs, got {stats.n_runs}")
-        if self.n_runs == 1 and SCALAR_PATH:
-            return self._observe_one(stats)
-        return self._observe_batched(stats)
+        if not SCALAR_PATH:
+            return self._observe_batched(stats)
+        return self._observe_one(stats) if self.n_runs == 1 else self._observe_arrays(stats)
 
-    def _observe_batched(self, stats: StepStats) -> Tensor:
-        """`observe` on tensors [B] (the environment's path)."""
+    @staticmethod
+    def _inputs(stats: StepStats, convert: Any) -> _IntervalInputs:
+        """``stats``'s fields, each passed through ``convert``."""
         # StepStats fills its optional fields with NaN, so these are never None.
         progress, val, first_loss = stats.progress, stats.val_loss, stats.train_loss_first
         assert progress is not None and val is not None and first_loss is not None
-        features = _fold_interval(
-            _TENSOR_OPS,
-            self.state,
-            _IntervalInputs(
-                train=stats.train_loss,
-                train_std=stats.train_loss_std,
-                train_first=first_loss,
-                grad_norm=stats.grad_norm,
-                grad_cosine=stats.grad_cosine,
-                update_ratio=stats.update_ratio,
-                n_updates=stats.n_updates,
-                val=val,
-                progress=progress,
-            ),
+        return _IntervalInputs(
+            train=convert(stats.train_loss),
+            train_std=convert(stats.train_loss_std),
+            train_first=convert(first_loss),
+            grad_norm=convert(stats.grad_norm),
+            grad_cosine=convert(stats.grad_cosine),
+            update_ratio=convert(stats.update_ratio),
+            n_updates=stats.n_updates,
+            val=convert(val),
+            progress=convert(progress),
         )
+
+    def _observe_batched(self, stats: StepStats) -> Tensor:
+        """`observe` on tensors [B]: the reference the NumPy paths are tested against,
+        and the environment's path on NumPy < 2."""
+        features = _fold_interval(_TENSOR_OPS, self.state, self._inputs(stats, lambda t: t))
         run = torch.stack([features[name] for name in RUN_FEATURES], dim=1)
         return self._finish(run, stats.hparams)
+
+    def _observe_arrays(self, stats: StepStats) -> Tensor:
+        """`observe` on NumPy float32 arrays [B] (the environment's path): the same
+        `_fold_interval` at about two thirds of the tensor path's cost, bit-identical to
+        `_observe_batched` (tests/hpo_env/test_features.py checks it). The arrays share
+        memory with the tensors; the fold only rebinds state, never writes into it."""
+        state = {key: value.numpy() for key, value in self.state.items()}
+        with np.errstate(all="ignore"):
+            features = _fold_interval(_ARRAY_OPS, state, self._inputs(stats, Tensor.numpy))
+            run = np.stack([features[name] for name in RUN_FEATURES], axis=1)
+        self.state = {key: torch.from_numpy(value) for key, value in state.items()}
+        return self._finish(torch.from_numpy(run), stats.hparams)
 
     def _observe_one(self, stats: StepStats) -> Tensor:
         """`observe` for one run: `observe_run` on its values."""

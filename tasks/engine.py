@@ -183,7 +183,11 @@ class SupervisedBatchedRun:
             for name in SUPERVISED_HPARAMS
         }
         self._prev_grad = torch.zeros(b, self._n_params, device=self.device)
+        # Its norm, kept from the interval that computed it (the same reduction, not redone).
+        self._prev_grad_norm = torch.zeros(b, device=self.device)
         self._has_prev_grad = torch.zeros(b, dtype=torch.bool, device=self.device)
+        # Where `train` copies the parameters at an interval's start (reused, not reallocated).
+        self._theta_start = torch.empty_like(self.theta)
         self._samplers: list[EpochSampler] = [None] * b  # type: ignore[list-item]
         self._pos = np.zeros(b, dtype=np.int64)
         self._data_ready = False
@@ -241,6 +245,7 @@ class SupervisedBatchedRun:
         idx = list(indices)
         self._optimizer.reset_slots(idx)
         self._prev_grad[idx] = 0.0
+        self._prev_grad_norm[idx] = 0.0
         self._has_prev_grad[idx] = False
 
     def _shuffle_epochs(self, indices: list[int]) -> None:
@@ -334,18 +339,21 @@ class SupervisedBatchedRun:
     def train(self, n_updates: int) -> StepStats:
         if n_updates < 1:
             raise ValueError(f"n_updates must be >= 1, got {n_updates}")
-        theta_start = self.theta.clone()
-        losses = torch.empty(n_updates, self.n_runs, device=self.device)
-        grad = self._prev_grad
-        for k in range(n_updates):
-            losses[k], grad = self._update()
+        theta_start = self._theta_start.copy_(self.theta)
+        # Only the interval's last gradient is kept (the statistics read no other).
+        loss_list = [self._update()[0] for _ in range(n_updates - 1)]
+        last_loss, grad = self._update()
+        losses = torch.stack([*loss_list, last_loss])
         grad_norm = grad.norm(dim=1)
-        prev_norm = self._prev_grad.norm(dim=1)
+        prev_norm = self._prev_grad_norm
         cosine = (grad * self._prev_grad).sum(1) / (grad_norm * prev_norm).clamp_min(1e-12)
         cosine = torch.where(self._has_prev_grad, cosine, torch.zeros_like(cosine))
-        self._prev_grad = grad
+        self._prev_grad, self._prev_grad_norm = grad, grad_norm
         self._has_prev_grad[:] = True
-        update_ratio = (self.theta - theta_start).norm(dim=1) / (theta_start.norm(dim=1) + 1e-12)
+        start_norm = theta_start.norm(dim=1)
+        # theta - theta_start, written over the start copy (no [B, P] temporary).
+        step = torch.sub(self.theta, theta_start, out=theta_start)
+        update_ratio = step.norm(dim=1) / (start_norm + 1e-12)
         # One stacked copy to the CPU (one device sync) for all [B] statistics.
         summary = torch.stack(
             (

@@ -311,3 +311,48 @@ def test_one_run_float_path_matches_on_numeric_garbage(values, steps):
         s = _one_run_stats(train, std, first, grad, cos, ratio, val, progress, hp)
         _assert_same_bits(fast._observe_one(s), ref._observe_batched(s), f"step {step}")
         _assert_same_state(fast, ref, f"step {step}")
+
+
+# -- the environment's NumPy path (B runs) against the tensor path --
+
+
+def _random_batch_stats(rng: random.Random, n: int, progress: float, val_every: int, t: int):
+    items = [_random_stats(rng, progress, val_every, t) for _ in range(n)]
+    k = items[0].n_updates
+    same_k = [s.replace(n_updates=k) for s in items]
+    names = set.intersection(*(set(s.hparams) for s in same_k))
+    return StepStats.cat([s.replace(hparams={h: s.hparams[h] for h in names}) for s in same_k])
+
+
+def _assert_same_batch(fast: torch.Tensor, ref: torch.Tensor, where: str) -> None:
+    assert fast.dtype == ref.dtype == torch.float32 and fast.shape == ref.shape, where
+    assert _bits(fast) == _bits(ref), f"{where}: array path != tensor path"
+
+
+@pytest.mark.skipif(not features_module.SCALAR_PATH, reason="array path needs NumPy >= 2")
+@pytest.mark.parametrize("val_every", [0, 1, 3])
+@pytest.mark.parametrize("seed", range(6))
+def test_batched_array_path_is_bit_identical_to_the_tensor_path(seed, val_every):
+    """B runs of random histories with NaN/inf/zero/huge/tiny statistics, some runs
+    restarting mid-way: observations and kept state equal bit for bit (NaN as NaN)."""
+    rng = random.Random(1000 + seed * 10 + val_every)
+    n = 9
+    fast, ref = FeatureExtractor(PARITY_SPACE, n), FeatureExtractor(PARITY_SPACE, n)
+    hparams = {"learning_rate": torch.tensor([_number(rng) for _ in range(n)])}
+    _assert_same_batch(fast.reset(hparams), ref.reset(hparams), "reset")
+    progress = 0.0
+    for t in range(30):
+        progress += rng.uniform(0.0, 0.05)
+        batch = _random_batch_stats(rng, n, progress, val_every, t)
+        where = f"seed {seed}, interval {t}"
+        _assert_same_batch(fast._observe_arrays(batch), ref._observe_batched(batch), where)
+        for key in FeatureExtractor.STATE_KEYS:
+            a, b = fast.state[key], ref.state[key]
+            assert a.dtype == b.dtype == torch.float32, f"{where}: state {key!r}"
+            assert torch.equal(torch.isnan(a), torch.isnan(b)), f"{where}: state {key!r}"
+            assert _bits(a.nan_to_num(0.0)) == _bits(b.nan_to_num(0.0)), f"{where}: {key!r}"
+        if t % 7 == 3:
+            mask = torch.tensor([rng.random() < 0.3 for _ in range(n)])
+            _assert_same_batch(
+                fast.reset(batch.hparams, mask=mask), ref.reset(batch.hparams, mask=mask), where
+            )
