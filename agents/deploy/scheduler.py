@@ -228,6 +228,7 @@ class TuningScheduler(LRScheduler):
         }
         self.steps_done = 0
         self.prior_progress = 0.0
+        self._in_effect: dict[str, float] = {}  # what _apply_to_optimizer last wrote
         self._step_count = 1  # torch counts the constructor's step
         self.history: list[dict[str, Any]] = []
         self.n_backoffs = 0
@@ -414,7 +415,7 @@ class TuningScheduler(LRScheduler):
         return {name: float(v) for name, v in scheduled.items()}
 
     def _apply_to_optimizer(self) -> None:
-        in_effect = self.in_effect()
+        in_effect = self._in_effect = self.in_effect()
         for name in self.controlled:
             spec = self.space[name]
             value0 = in_effect[name]
@@ -440,7 +441,7 @@ class TuningScheduler(LRScheduler):
         return _check_step(self.step_fn())
 
     def _record(self, loss: float, val_loss: float, user_step: int | None) -> None:
-        in_effect = self.in_effect()
+        in_effect = self._in_effect  # as just written to the optimizer
         entry = {
             "step": self.steps_done,
             "hyperparameters": in_effect,
