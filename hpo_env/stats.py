@@ -162,14 +162,6 @@ class RunInterval(NamedTuple):
     progress: float = math.nan
 
 
-_RUN_FLOAT_FIELDS = (
-    "train_loss",
-    "train_loss_std",
-    "train_loss_first",
-    "grad_norm",
-    "grad_cosine",
-    "update_ratio",
-    "val_loss",
-    "progress",
-)
-"""`RunInterval`'s float fields (`StepStats`'s tensor fields but ``episode_return``)."""
+_RUN_FLOAT_FIELDS = tuple(name for name in _TENSOR_FIELDS if name != "episode_return")
+"""`RunInterval`'s float fields: `StepStats`'s tensor fields but ``episode_return``
+(the features never read it)."""
