@@ -191,9 +191,7 @@ def run_control_bench(
     print(
         f"control bench: torch {torch.__version__}, {torch.get_num_threads()} thread(s), B={n_runs}, E={n_envs} ({total} envs)"
     )
-    batched_rounds, single_rounds = _bench_speedup_pair(
-        n_runs, n_envs, n_steps, gym_steps, rounds
-    )
+    batched_rounds, single_rounds = _bench_speedup_pair(n_runs, n_envs, n_steps, gym_steps, rounds)
     batched, single = max(batched_rounds), max(single_rounds)
     ratios = [b / g for b, g in zip(batched_rounds, single_rounds)]
     print(f"batched torch CartPole: {batched:,.0f} env steps/s (best of {rounds} rounds)")

@@ -15,6 +15,20 @@ def test_engine_bench_reports_the_headline_ratio() -> None:
     )
     assert lines[-1].startswith("engine_speedup_b64=")
     assert summary["engine_speedup_b64"] > 0 and summary["bare_b64"] > 0
+    # The headline env_overhead is the paired one; the separate windows' ratio is kept.
+    assert f"env_overhead={summary['env_overhead']:.3f}" in lines[-1]
+    assert summary["env_overhead"] != summary["env_overhead_unpaired"]
+    assert -1.0 < summary["env_overhead"] < 10.0
+
+
+@pytest.mark.slow
+def test_paired_env_overhead_alternates_rounds() -> None:
+    from agents.perf.engine import paired_env_overhead
+
+    (task,) = sample_bench_tasks(1, seed=3)
+    overhead = paired_env_overhead(task, n_runs=4, rounds=3, seconds_per_round=0.02)
+    # The environment does everything bare training does and more.
+    assert -0.5 < overhead < 10.0
 
 
 @pytest.mark.slow
