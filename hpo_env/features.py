@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from hpo_env.feature_ops import SCALAR_PATH, ArrayOps, ScalarOps, TensorOps, _finite
-from hpo_env.space import HyperparameterSpace, HyperparameterSpec
+from hpo_env.space import HyperparameterSpace, HyperparameterSpec, Real
 from hpo_env.stats import RunInterval, StepStats
 
 FEATURE_SPEC_VERSION = 2
@@ -235,8 +235,9 @@ class FeatureExtractor:
             return torch.ones(self.n_runs, dtype=torch.bool)
         return torch.as_tensor(mask, dtype=torch.bool).reshape(self.n_runs)
 
-    def reset(self, hparams: Mapping[str, Tensor], mask: Tensor | None = None) -> Tensor:
-        """Start new episodes for the runs in ``mask`` (all by default).
+    def reset(self, hparams: Mapping[str, Tensor | Real], mask: Tensor | None = None) -> Tensor:
+        """Start new episodes for the runs in ``mask`` (all by default); ``hparams``
+        holds [B] tensors, or one run's float32 scalars.
 
         Returns the initial observation of every run, [B, D]: before any update
         only the hyperparameters are known, so the first decision (which comes
@@ -268,8 +269,9 @@ class FeatureExtractor:
         return self._observe_one(stats) if self.n_runs == 1 else self._observe_arrays(stats)
 
     @staticmethod
-    def _inputs(stats: StepStats, convert: Any) -> _IntervalInputs:
-        """``stats``'s fields, each passed through ``convert``."""
+    def _inputs(stats: StepStats | RunInterval, convert: Any) -> _IntervalInputs:
+        """``stats``'s fields (the same names on `StepStats` and `RunInterval`), each
+        passed through ``convert``."""
         # StepStats fills its optional fields with NaN, so these are never None.
         progress, val, first_loss = stats.progress, stats.val_loss, stats.train_loss_first
         assert progress is not None and val is not None and first_loss is not None
@@ -328,21 +330,7 @@ class FeatureExtractor:
             values = torch.cat([self._state[k] for k in keys]).tolist()
             state = dict(zip(keys, (f32(v) for v in values)))
         with np.errstate(all="ignore"):
-            features = _fold_interval(
-                self._scalar_ops,
-                state,
-                _IntervalInputs(
-                    train=f32(run.train_loss),
-                    train_std=f32(run.train_loss_std),
-                    train_first=f32(run.train_loss_first),
-                    grad_norm=f32(run.grad_norm),
-                    grad_cosine=f32(run.grad_cosine),
-                    update_ratio=f32(run.update_ratio),
-                    n_updates=run.n_updates,
-                    val=f32(run.val_loss),
-                    progress=f32(run.progress),
-                ),
-            )
+            features = _fold_interval(self._scalar_ops, state, self._inputs(run, f32))
             row = [float(features[name]) for name in RUN_FEATURES]
             row += self._hparam_row(run.hparams)
         self._run_state = state
@@ -372,7 +360,7 @@ class FeatureExtractor:
             ]
         return row
 
-    def _finish(self, run: Tensor, hparams: Mapping[str, Tensor]) -> Tensor:
+    def _finish(self, run: Tensor, hparams: Mapping[str, Tensor | Real]) -> Tensor:
         columns = [run]
         for spec in self.space.specs:
             if spec.name in hparams:

@@ -193,7 +193,7 @@ class StatsTracker:
                 "StatsTracker.end_interval called with no recorded update; call record(loss) first"
             )
         # Few tensor ops (this runs inside the user's loop): the vector work is one
-        # concatenation per vector, one fused norm and one dot; the rest is on floats.
+        # foreach copy per vector, one fused norm and one dot; the rest is on floats.
         # The norms of this interval's θ_end and gradient are the next interval's
         # ||θ_start|| and previous-gradient norm: kept, not recomputed.
         grad = self._flat_grad()

@@ -188,9 +188,7 @@ class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
         model.lr_schedule = self.schedule
         self.tracker = StatsTracker(_actor_of(model))
         self.features = self.tuning_policy.feature_extractor(1)
-        self.last_obs = self.features.reset(
-            {k: torch.tensor([float(v)]) for k, v in self.values.items()}
-        ).numpy()
+        self.last_obs = self.features.reset(self.values).numpy()
         self._decide(self.last_obs, loss=float("nan"))
 
     def _entropy_start(self, model: Any) -> float | None:

@@ -244,9 +244,7 @@ class TuningScheduler(LRScheduler):
         self.tracker = StatsTracker(optimizer)
         self.features = policy.feature_extractor(1)
         with torch.inference_mode():
-            self.last_obs = self.features.reset(
-                {k: torch.tensor([float(v)]) for k, v in self.values.items()}
-            ).numpy()
+            self.last_obs = self.features.reset(self.values).numpy()
             self._decide(self.last_obs)
         self._record(loss=float("nan"), val_loss=float("nan"), user_step=self._user_step(None))
         self.guard = NonFiniteGuard(optimizer, self._on_skipped_update) if skip_nonfinite else None
