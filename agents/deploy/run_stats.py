@@ -62,12 +62,14 @@ class _FlatPair:
     """
 
     def __init__(self, like: list[Tensor], device: torch.device) -> None:
-        sizes = [p.numel() for p in like]
-        self.buffers = [torch.empty(sum(sizes), device=device) for _ in range(2)]
-        self.views = [
-            [chunk.view(p.shape) for chunk, p in zip(buf.split(sizes), like)]
-            for buf in self.buffers
-        ]
+        self.sizes = [p.numel() for p in like]
+        self.shapes = [p.shape for p in like]
+        self.buffers = [torch.empty(sum(self.sizes), device=device) for _ in range(2)]
+        self.views = [self.split(buf) for buf in self.buffers]
+
+    def split(self, flat: Tensor) -> list[Tensor]:
+        """``flat``'s per-parameter views, shaped like the parameters."""
+        return [chunk.view(shape) for chunk, shape in zip(flat.split(self.sizes), self.shapes)]
 
     @torch.no_grad()
     def fill(self, sources: list[Tensor | None], keep: Tensor | None) -> Tensor:
@@ -137,6 +139,8 @@ class StatsTracker:
         # ||theta_start|| and ||prev_grad||, once known (None: compute from the vector).
         self._start_norm: float | None = None
         self._prev_grad_norm: float | None = None
+        self.params_finite = True
+        """Whether the parameters at the last interval's end had a finite norm."""
 
     # -- flat views -----------------------------------------------------------
 
@@ -215,7 +219,11 @@ class StatsTracker:
             prev_norm = rest.pop(0) if self._prev_grad_norm is None else self._prev_grad_norm
             cosine = rest.pop(0) / max(grad_norm * prev_norm, 1e-12)
         self.prev_grad, self._prev_grad_norm = grad, grad_norm
-        self.theta_start, self._start_norm = theta_end, end_norm
+        # A non-finite θ_end (or one whose norm overflows float32) is no starting point:
+        # θ_start stays the last finite snapshot, which `restore_start` can put back.
+        self.params_finite = math.isfinite(end_norm)
+        if self.params_finite:
+            self.theta_start, self._start_norm = theta_end, end_norm
         mean, std = _mean_std(self.losses)
         first = self.losses[0]
         self.losses = []
@@ -232,6 +240,20 @@ class StatsTracker:
             val_loss=val if math.isfinite(val) else math.nan,
             progress=float(progress),
         )
+
+    @torch.no_grad()
+    def restore_start(self) -> None:
+        """Copy θ_start (the parameters at the last decision whose parameters were
+        finite) back into the parameters (converted to each parameter's dtype: a
+        float64 parameter comes back rounded to float32). The interval's recorded
+        losses stay; its update ratio is then measured from the restored point."""
+        views = self._theta_pair.split(self.theta_start)
+        try:
+            torch._foreach_copy_(self.params, views)
+        except (AttributeError, RuntimeError):  # no such kernel, or a list it refuses
+            for param, view in zip(self.params, views):
+                param.copy_(view)
+        self.params_finite = True
 
     # -- checkpointing ----------------------------------------------------------
 

@@ -46,6 +46,8 @@ def _check_optimizer(opt: torch.optim.Optimizer, space) -> None:
     gain=st.sampled_from([1.0, 50.0]),
 )
 def test_observations_stay_finite_and_bounded(losses, grads, interval, adam, gain):
+    """With the per-update guard (``nonfinite="skip"``), whose warnings are exactly
+    predictable: one when a NaN/inf loss or gradient element occurs, none otherwise."""
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 2)
     groups = [{"params": [model.weight]}, {"params": [model.bias], "lr": 1e-3, "weight_decay": 0.0}]
@@ -56,7 +58,9 @@ def test_observations_stay_finite_and_bounded(losses, grads, interval, adam, gai
     obs_space = FeatureExtractor.observation_space(policy.space)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sched = TuningScheduler(policy, opt, total_steps=len(losses), control_interval=interval)
+        sched = TuningScheduler(
+            policy, opt, total_steps=len(losses), control_interval=interval, nonfinite="skip"
+        )
         for i, loss in enumerate(losses):
             g = grads[i % len(grads)]
             for p in model.parameters():
@@ -78,6 +82,43 @@ def test_observations_stay_finite_and_bounded(losses, grads, interval, adam, gai
     ]
     assert len(backoff_warnings) == (1 if non_finite else 0)
     assert len(policy.observations) == 1 + len(losses) // interval
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    losses=st.lists(values, min_size=1, max_size=12),
+    grads=st.lists(values, min_size=1, max_size=12),
+    interval=st.integers(1, 4),
+    adam=st.booleans(),
+)
+def test_rollback_leaves_finite_parameters_at_every_decision(losses, grads, interval, adam):
+    """The default ``nonfinite="rollback"``: whatever the losses and gradients, the
+    parameters are finite right after every decision, the optimizer is never
+    written a non-finite hyperparameter, and a run warns at most once."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    opt = (
+        torch.optim.Adam(model.parameters(), lr=1e-2)
+        if adam
+        else torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
+    )
+    policy = MlpStandInPolicy(hparams=HPARAMS)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sched = TuningScheduler(policy, opt, total_steps=len(losses), control_interval=interval)
+        for i, loss in enumerate(losses):
+            g = grads[i % len(grads)]
+            for p in model.parameters():
+                p.grad = torch.full_like(p, g)
+            opt.step()
+            decisions = len(sched.history)
+            sched.step(loss)
+            if len(sched.history) > decisions:
+                assert all(p.isfinite().all() for p in model.parameters())
+            _check_optimizer(opt, policy.space)
+    assert sched.n_rollbacks >= (1 if any(not math.isfinite(x) for x in losses) else 0)
+    assert len([w for w in caught if "non-finite" in str(w.message)]) <= 1
+    assert all(np.isfinite(o).all() for o in policy.observations)
 
 
 @settings(max_examples=20, deadline=None)

@@ -16,12 +16,12 @@ def test_overhead_bench_quick(capsys):
     out = capsys.readouterr().out
     last = out.strip().splitlines()[-1]
     assert last.startswith("deploy_overhead=")
-    assert f"overhead_without_guard={result['overhead_without_guard']:.4f}" in out
+    assert f"overhead_skip_guard={result['overhead_skip_guard']:.4f}" in out
     assert float(last.split("=")[1].split()[0]) == pytest.approx(
         result["overhead_paired_median"], abs=1e-4
     )
     assert math.isfinite(result["overhead_fastest_rounds"])
-    assert math.isfinite(result["overhead_without_guard"])
+    assert math.isfinite(result["overhead_skip_guard"])
     # The interval a user gets by default on the README's 3000-step run.
     assert result["control_interval"] == RUN_STEPS // decisions_per_run(benchmark_policy()[0])
     # Timing on a shared machine is noisy: only a gross regression fails here.
