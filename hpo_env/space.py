@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
@@ -112,7 +113,7 @@ class HyperparameterSpec:
             a = np.float32(0.0)
         a = np.float32(-1.0) if a < -1.0 else np.float32(1.0) if a > 1.0 else a
         if self.log:
-            step = _torch_f32(lambda t: torch.pow(10.0, t), a * np.float32(self.max_step))
+            step = _torch_f32(_pow10, a * np.float32(self.max_step))
             return self.clip_one(np.float32(value) * step)
         return self.clip_one(np.float32(value) + a * np.float32(self.max_step))
 
@@ -156,10 +157,29 @@ def cosine_warmup(progress: Tensor, warmup: float = 0.05) -> Tensor:
     return torch.where(progress < warmup, ramp, decay)
 
 
-def _torch_f32(fn: Callable[[Tensor], Tensor], x: np.float32) -> np.float32:
-    """``fn`` (torch float32 ops) on one float32 scalar: torch's own rounding, which
-    NumPy's or libm's transcendental functions need not share."""
-    return np.float32(fn(torch.tensor([x], dtype=torch.float32)).item())
+def _pow10(exponent: Tensor, *, out: Tensor) -> Tensor:
+    return torch.pow(10.0, exponent, out=out)
+
+
+_SCRATCH = threading.local()
+
+
+def _torch_f32(fn: Callable[..., Tensor], x: np.float32) -> np.float32:
+    """``fn(t, out=t)`` (a torch float32 kernel) on one float32 scalar: torch's own
+    rounding, which NumPy's or libm's transcendental functions need not share.
+
+    The value goes in and out through a NumPy view of a one-element buffer (one per
+    thread) so that the kernel is the only torch call: this runs at every decision
+    inside the user's training loop."""
+    scratch = getattr(_SCRATCH, "pair", None)
+    if scratch is None:
+        with torch.inference_mode(False):  # writable in and out of inference mode
+            buffer = torch.empty(1, dtype=torch.float32)
+        scratch = _SCRATCH.pair = (buffer, buffer.numpy())
+    buffer, view = scratch
+    view[0] = x
+    fn(buffer, out=buffer)
+    return view[0]
 
 
 def cosine_warmup_one(progress: float, warmup: float = 0.05) -> np.float32:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import random
+import struct
 
+import numpy as np
 import pytest
 import torch
 
-from agents.deploy.run_stats import StatsTracker
+from agents.deploy.run_stats import StatsTracker, _mean_std
 from tests.agents.support.scheduler_fixtures import one_torch_thread  # noqa: F401  (autouse)
 
 
@@ -169,3 +172,23 @@ def test_float64_and_mixed_dtype_parameters_are_flattened_as_float32():
     assert run.grad_norm == pytest.approx(grad.norm().item(), rel=1e-6)
     assert tracker.theta_start.dtype == torch.float32
     assert run.hparams == {"learning_rate": 0.05} and run.n_updates == 1
+
+
+def test_mean_std_is_numpys_bit_for_bit():
+    """The interval's loss mean and std in plain Python equal ``np.mean`` / ``np.std``
+    in every bit, on lengths around the pairwise sum's block sizes and on NaN/inf."""
+    rng = random.Random(0)
+
+    def same(a: float, b: float) -> bool:
+        return struct.pack("d", a) == struct.pack("d", b) or (math.isnan(a) and math.isnan(b))
+
+    for trial in range(3000):
+        n = rng.choice([1, 2, 7, 8, 9, 15, 16, 17, 60, 127, 128, 129, 136, 255, 257, 1000])
+        values = [rng.uniform(-1, 1) * 10 ** rng.uniform(-8, 8) for _ in range(n)]
+        if trial % 7 == 0:
+            values[rng.randrange(n)] = rng.choice([math.nan, math.inf, -math.inf, -0.0, 1e308])
+        mean, std = _mean_std(values)
+        array = np.array(values)
+        with np.errstate(all="ignore"):
+            assert same(mean, float(np.mean(array))), (n, values)
+            assert same(std, float(np.std(array))), (n, values)
