@@ -192,9 +192,34 @@ class FeatureExtractor:
         # One run's state as float32 scalars while `observe_run` folds into it; the
         # tensors in ``_state`` are rebuilt from it only when someone reads `state`.
         self._run_state: dict[str, Any] | None = None
-        self.initial_hparams: dict[str, Tensor] = {}
-        self.previous_hparams: dict[str, Tensor] = {}
+        self._initial: dict[str, Tensor] = {}
+        self._previous: dict[str, Tensor] = {}
+        # Likewise one run's (initial, previous) hyperparameters as float32 scalars (None:
+        # not recorded), the newer copy while set; see `initial_hparams`.
+        self._run_hparams: dict[str, list[Any]] | None = None
         self._scalar_ops = ScalarOps()
+
+    @property
+    def initial_hparams(self) -> dict[str, Tensor]:
+        """Each hyperparameter's value at the episode's start, name -> float32 [B]."""
+        self._sync_run_hparams()
+        return self._initial
+
+    @property
+    def previous_hparams(self) -> dict[str, Tensor]:
+        """Each hyperparameter's value at the previous decision, name -> float32 [B]."""
+        self._sync_run_hparams()
+        return self._previous
+
+    def _sync_run_hparams(self) -> None:
+        """Write `observe_run`'s scalar hyperparameters back into the tensors (which a
+        reader may then change: the scalars are rebuilt from them when next needed)."""
+        if self._run_hparams is None:
+            return
+        for name, (_, previous) in self._run_hparams.items():
+            if previous is not None:
+                self._previous[name] = torch.tensor([float(previous)], dtype=torch.float32)
+        self._run_hparams = None
 
     @property
     def state(self) -> dict[str, Tensor]:
@@ -341,23 +366,33 @@ class FeatureExtractor:
     def _hparam_row(self, hparams: Mapping[str, float]) -> list[float]:
         """`_finish`'s hyperparameter columns for one run, on float32 scalars."""
         f32, xp = np.float32, self._scalar_ops
+        known = self._run_hparams
+        if known is None:  # from the tensors, once; kept as scalars between decisions
+            pairs = {
+                name: (self._initial.get(name), self._previous.get(name))
+                for name in self.space.names
+            }
+            known = {
+                name: [None if t is None else f32(t.item()) for t in pair]
+                for name, pair in pairs.items()
+            }
         row: list[float] = []
         for spec in self.space.specs:
             if spec.name not in hparams:
                 row += [0.0] * len(HPARAM_FEATURES)
                 continue
             value = f32(hparams[spec.name])
-            initial = self.initial_hparams.get(spec.name)
-            previous = self.previous_hparams.get(spec.name)
-            init = value if initial is None else f32(initial.item())
-            prev = value if previous is None else f32(previous.item())
-            self.previous_hparams[spec.name] = torch.tensor([float(value)], dtype=torch.float32)
+            initial, previous = known[spec.name]
+            init = value if initial is None else initial
+            prev = value if previous is None else previous
+            known[spec.name][1] = value
             row += [
                 float(xp.normalized(spec, value)),
                 float(xp.change(spec, value, init)),
                 1.0,
                 float(xp.change(spec, value, prev)),
             ]
+        self._run_hparams = known
         return row
 
     def _finish(self, run: Tensor, hparams: Mapping[str, Tensor | Real]) -> Tensor:

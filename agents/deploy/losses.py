@@ -54,16 +54,23 @@ class PendingLosses:
 
     def __init__(self) -> None:
         self.items: list[LossLike] = []
+        self.tensor_positions: list[int] = []
+        """Where the tensors are in `items` (none, in a loop that passes ``loss.item()``)."""
 
     def __len__(self) -> int:
         return len(self.items)
 
     def append(self, loss: LossLike) -> None:
+        if type(loss) is not float:
+            self.tensor_positions.append(len(self.items))
         self.items.append(loss)
 
     def read(self) -> list[float]:
         """All pending losses as floats (one device transfer per device); clears them."""
         items, self.items = self.items, []
+        if not self.tensor_positions:
+            return items  # floats only: nothing to read
+        self.tensor_positions = []
         out: list[Any] = list(items)
         by_device: dict[torch.device, list[int]] = {}
         for i, item in enumerate(items):

@@ -185,6 +185,10 @@ class StatsTracker:
         """Append one update's minibatch loss (computed before that update)."""
         self.losses.append(loss)
 
+    def record_many(self, losses: list[float]) -> None:
+        """`record` each of ``losses``, in order."""
+        self.losses.extend(losses)
+
     @property
     def n_recorded(self) -> int:
         """Updates recorded in the current interval."""

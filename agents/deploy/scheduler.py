@@ -299,9 +299,7 @@ class TuningScheduler(LRScheduler):
             self._decide(self.last_obs)
         self._record(loss=float("nan"), val_loss=float("nan"), user_step=self._user_step(None))
         self.guard = (
-            NonFiniteGuard(optimizer, self._on_skipped_update)
-            if self.nonfinite == "skip"
-            else None
+            NonFiniteGuard(optimizer, self._on_skipped_update) if self.nonfinite == "skip" else None
         )
 
     def _resolve_interval(self, control_interval: int | None) -> int:
@@ -406,7 +404,7 @@ class TuningScheduler(LRScheduler):
     def _flush_pending(self) -> None:
         """Read the interval's losses (one transfer per device) into the tracker."""
         # Float losses were judged on arrival; only tensors are news here.
-        from_tensors = [i for i, item in enumerate(self._pending.items) if isinstance(item, Tensor)]
+        from_tensors = list(self._pending.tensor_positions)
         val_pending = isinstance(self._interval_val, Tensor)
         if val_pending:
             self._pending.append(self._interval_val)  # type: ignore[arg-type]
@@ -416,8 +414,7 @@ class TuningScheduler(LRScheduler):
         bad = next((values[i] for i in from_tensors if not math.isfinite(values[i])), None)
         if bad is not None:
             self._on_nonfinite_loss(bad)
-        for v in values:
-            self.tracker.record(v)
+        self.tracker.record_many(values)
 
     def _on_nonfinite_loss(self, loss: float) -> None:
         """A NaN/inf loss: its gradient has reached the weights unless ``"skip"``'s

@@ -184,6 +184,13 @@ def _assert_same_state(fast: FeatureExtractor, ref: FeatureExtractor, where: str
         assert a.shape == b.shape == (1,), key
         if not (torch.isnan(a).all() and torch.isnan(b).all()):
             assert _bits(a) == _bits(b), f"{where}: state {key!r} {a} != {b}"
+    # The hyperparameters at the start and at the previous decision, which the float
+    # path also keeps as scalars between reads.
+    for kind in ("initial_hparams", "previous_hparams"):
+        a_map, b_map = getattr(fast, kind), getattr(ref, kind)
+        assert a_map.keys() == b_map.keys(), f"{where}: {kind}"
+        for name in a_map:
+            assert _bits(a_map[name]) == _bits(b_map[name]), f"{where}: {kind}[{name!r}]"
 
 
 def _number(rng: random.Random) -> float:

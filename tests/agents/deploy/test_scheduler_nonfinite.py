@@ -54,7 +54,9 @@ def _scheduler(opt, **kwargs) -> TuningScheduler:
 @pytest.mark.parametrize("as_tensor", [False, True], ids=["float", "tensor"])
 def test_rollback_returns_to_the_last_decision_and_training_goes_on(opt_cls, as_tensor):
     model = _model()
-    opt = opt_cls(model.parameters(), lr=0.05, **({"momentum": 0.9} if opt_cls is torch.optim.SGD else {}))
+    opt = opt_cls(
+        model.parameters(), lr=0.05, **({"momentum": 0.9} if opt_cls is torch.optim.SGD else {})
+    )
     sched = _scheduler(opt)
     for i in range(INTERVAL):  # one interval, then a decision
         _update(model, opt, sched, i, as_tensor=as_tensor)

@@ -14,7 +14,6 @@ from torch.optim.lr_scheduler import LRScheduler
 from agents.deploy.scheduler import TuningScheduler
 from tests.agents.support.scheduler_fixtures import (
     MlpStandInPolicy,
-    ReplayPolicy,
     one_torch_thread,  # noqa: F401  (autouse)
 )
 
