@@ -85,7 +85,7 @@ __all__ = [
     "write_hyperparameters",
 ]
 
-_INF = math.inf
+_INF, _NEG_INF = math.inf, -math.inf
 DEFAULT_DECISIONS_PER_RUN = 50
 """Decisions per run when the policy's metadata does not say how many it was trained with."""
 BACKOFF_FACTOR = 10.0
@@ -361,10 +361,10 @@ class TuningScheduler(LRScheduler):
             TypeError: No loss, or a loss / step of the wrong type (e.g. a string).
             ValueError: A tensor loss with more than one element.
         """
-        if type(loss) is float and val_loss is None and step is None and -_INF < loss < _INF:
+        if type(loss) is float and val_loss is None and step is None and _NEG_INF < loss < _INF:
             # ``step(loss.item())``, the common call: nothing to check or convert. This
             # runs after every update, so it is kept to a few attribute operations.
-            self._pending.append(loss)
+            self._pending.items.append(loss)  # a float: no tensor position to note
         else:
             self._take(loss, val_loss, step)
         self.steps_done += 1
