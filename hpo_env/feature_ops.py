@@ -168,11 +168,11 @@ class ScalarOps:
         if out is None:
             self._view[0] = key  # exact: ``key`` is a float32 value
             fn(self._buf, out=self._buf)
-            out = float(self._view[0])
+            out = self._view[0]  # a NumPy float32 scalar (a copy)
             if len(memo) >= self._MEMO_SIZE:
                 memo.clear()
             memo[key] = out
-        return np.float32(out)
+        return out
 
     @staticmethod
     def where(cond: Any, a: Any, b: Any) -> np.float32:

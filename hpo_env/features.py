@@ -360,7 +360,8 @@ class FeatureExtractor:
             row += self._hparam_row(run.hparams)
         self._run_state = state
         # `_finish`'s cleaning on floats (float32 values, so exact): non-finite -> 0, clamp.
-        row = [min(max(v, -OBS_BOUND), OBS_BOUND) if math.isfinite(v) else 0.0 for v in row]
+        low, high, isfinite = -OBS_BOUND, OBS_BOUND, math.isfinite
+        row = [(low if v < low else high if v > high else v) if isfinite(v) else 0.0 for v in row]
         return np.array([row], dtype=np.float32)
 
     def _hparam_row(self, hparams: Mapping[str, float]) -> list[float]:

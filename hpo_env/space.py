@@ -25,6 +25,7 @@ on any NumPy version.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -99,12 +100,17 @@ class HyperparameterSpec:
             new = value + action * self.max_step
         return self.clip(new)
 
+    @functools.cached_property
+    def _bounds32(self) -> tuple[np.float32, np.float32]:
+        return np.float32(self.low), np.float32(self.high)
+
     def clip_one(self, value: Real) -> np.float32:
         """`clip` on one float32 scalar."""
-        low, high = np.float32(self.low), np.float32(self.high)
-        if math.isnan(value):
+        low, high = self._bounds32
+        v = np.float32(value)
+        if v != v:  # NaN
             return low
-        return np.float32(min(max(np.float32(value), low), high))
+        return low if v < low else high if v > high else v  # min(max(v, low), high)
 
     def apply_one(self, value: Real, action: Real) -> np.float32:
         """`apply` on one run's float32 value and action component."""

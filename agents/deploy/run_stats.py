@@ -70,10 +70,10 @@ class _FlatPair:
         """``flat``'s per-parameter views, shaped like the parameters."""
         return [chunk.view(shape) for chunk, shape in zip(flat.split(self.sizes), self.shapes)]
 
-    @torch.no_grad()
     def fill(self, sources: list[Tensor | None], keep: Tensor | None) -> Tensor:
         """The flat copy of ``sources`` (None counts as zeros), written into the
-        buffer that ``keep`` (the previous interval's vector) is not."""
+        buffer that ``keep`` (the previous interval's vector) is not. Call it under
+        ``torch.no_grad()`` (the tracker's methods are)."""
         i = 1 if keep is self.buffers[0] else 0
         views = self.views[i]
         present = [(v, t) for v, t in zip(views, sources) if t is not None]
@@ -163,7 +163,8 @@ class StatsTracker:
         device = self.params[0].device
         self._theta_pair = _FlatPair(self.params, device)
         self._grad_pair = _FlatPair(self.params, device)
-        self.theta_start = self._theta_pair.fill(list(self.params), keep=None)
+        with torch.no_grad():
+            self.theta_start = self._theta_pair.fill(list(self.params), keep=None)
         self.prev_grad: Tensor | None = None
         # ||theta_start|| and ||prev_grad||, once known (None: compute from the vector).
         self._start_norm: float | None = None

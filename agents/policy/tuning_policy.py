@@ -151,7 +151,7 @@ class TuningPolicy:
 
     def action_mean(self, normalized_obs: Tensor) -> Tensor:
         """The actor's Gaussian mean for already-normalised observations [B, D]."""
-        x = normalized_obs.float()
+        x = normalized_obs if normalized_obs.dtype == torch.float32 else normalized_obs.float()
         for weight, bias in self._layers:
             x = self._activation(torch.nn.functional.linear(x, weight, bias))
         return torch.nn.functional.linear(x, *self._head)
@@ -164,7 +164,8 @@ class TuningPolicy:
             deterministic: the Gaussian mean (deployment); False samples from the
                 policy's own noise (seed it with `seed`).
         """
-        obs = np.asarray(obs, dtype=np.float32)
+        if type(obs) is not np.ndarray or obs.dtype != np.float32:
+            obs = np.asarray(obs, dtype=np.float32)
         single = obs.ndim == 1
         if single:
             obs = obs[None, :]

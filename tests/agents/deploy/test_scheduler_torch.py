@@ -247,3 +247,26 @@ def test_plot_has_a_title_log_axes_and_the_users_start_rate(tmp_path, monkeypatc
     marked = [line for line in ax_lr.get_lines() if line.get_linestyle() == "--"]
     assert marked and marked[0].get_ydata()[0] == pytest.approx(0.05)
     assert "your start lr" in " ".join(t.get_text() for t in ax_lr.get_legend().get_texts())
+
+
+def test_counters_and_decision_steps_survive_mid_interval_reads_and_overrun():
+    """Decisions fall every ``control_interval`` updates whatever the losses' types and
+    however often `state_dict` reads the pending ones; `last_epoch` / ``_step_count``
+    follow; running past ``total_steps`` warns once and keeps deciding."""
+    opt = torch.optim.SGD(_model().parameters(), lr=0.05)
+    sched = TuningScheduler(MlpStandInPolicy(), opt, total_steps=10, control_interval=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(14):
+            sched.step(torch.tensor(1.0 + i) if i % 3 == 1 else 1.0 + i)
+            if i % 4 == 2:
+                sched.state_dict()  # reads the pending losses mid-interval
+            assert sched.steps_done == sched.last_epoch == i + 1 == sched._step_count - 1
+    assert [h["step"] for h in sched.history] == [0, 3, 6, 9, 12]
+    assert [h["loss"] for h in sched.history[1:3]] == [2.0, 5.0]  # means of 1-3 and 4-6
+    overrun = [w for w in caught if "more than total_steps" in str(w.message)]
+    assert len(overrun) == 1
+    sched.last_epoch = 20  # torch's setter: the count moves, the interval (2 of 3) does not
+    sched.step(1.0)
+    assert sched.steps_done == 21 and len(sched.history) == 6
+    assert sched.history[-1]["step"] == 21
