@@ -74,19 +74,35 @@ class _FlatPair:
         """The flat copy of ``sources`` (None counts as zeros), written into the
         buffer that ``keep`` (the previous interval's vector) is not. Call it under
         ``torch.no_grad()`` (the tracker's methods are)."""
+        flat, views, present = self.targets(sources, keep)
+        _copy_all(views, present)
+        return flat
+
+    def targets(
+        self, sources: list[Tensor | None], keep: Tensor | None
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """`fill` up to its copy: the buffer, and the views and sources to copy (views
+        whose source is None are zeroed here), so that several pairs can share one
+        ``_foreach_copy_``."""
         i = 1 if keep is self.buffers[0] else 0
         views = self.views[i]
+        if all(t is not None for t in sources):
+            return self.buffers[i], views, sources  # type: ignore[return-value]
         present = [(v, t) for v, t in zip(views, sources) if t is not None]
-        if len(present) < len(views):
-            for view, source in zip(views, sources):
-                if source is None:
-                    view.zero_()
-        try:
-            torch._foreach_copy_([v for v, _ in present], [t for _, t in present])
-        except (AttributeError, RuntimeError):  # no such kernel, or a list it refuses
-            for view, source in present:
-                view.copy_(source)
-        return self.buffers[i]
+        for view, source in zip(views, sources):
+            if source is None:
+                view.zero_()
+        return self.buffers[i], [v for v, _ in present], [t for _, t in present]
+
+
+def _copy_all(destinations: list[Tensor], sources: list[Tensor]) -> None:
+    """``destinations[i].copy_(sources[i])`` for all i, in one foreach call when torch
+    takes the lists (dtype and device conversions included, exact)."""
+    try:
+        torch._foreach_copy_(destinations, sources)
+    except (AttributeError, RuntimeError):  # no such kernel, or a list it refuses
+        for destination, source in zip(destinations, sources):
+            destination.copy_(source)
 
 
 def _pairwise_sum(values: list[float], start: int, n: int) -> float:
@@ -163,6 +179,9 @@ class StatsTracker:
         device = self.params[0].device
         self._theta_pair = _FlatPair(self.params, device)
         self._grad_pair = _FlatPair(self.params, device)
+        # θ_end - θ_start, written in place: a fresh vector at every decision would go
+        # back and forth to the allocator (and, above its trim threshold, the kernel).
+        self._update = torch.empty_like(self._theta_pair.buffers[0])
         with torch.no_grad():
             self.theta_start = self._theta_pair.fill(list(self.params), keep=None)
         self.prev_grad: Tensor | None = None
@@ -174,11 +193,14 @@ class StatsTracker:
 
     # -- flat views -----------------------------------------------------------
 
-    def _flat_params(self) -> Tensor:
-        return self._theta_pair.fill(list(self.params), self.theta_start)
-
-    def _flat_grad(self) -> Tensor:
-        return self._grad_pair.fill([p.grad for p in self.params], self.prev_grad)
+    def _flat_grad_and_params(self) -> tuple[Tensor, Tensor]:
+        """Flat copies of the gradients and the parameters, in one foreach copy."""
+        grad, grad_views, grads = self._grad_pair.targets(
+            [p.grad for p in self.params], self.prev_grad
+        )
+        theta, theta_views, params = self._theta_pair.targets(self.params, self.theta_start)
+        _copy_all(grad_views + theta_views, grads + params)
+        return grad, theta
 
     # -- per update -----------------------------------------------------------
 
@@ -216,7 +238,6 @@ class StatsTracker:
         """
         return StepStats.from_run(self.end_interval_run(hparams, progress, val_loss))
 
-    @torch.no_grad()
     def end_interval_run(
         self,
         hparams: Mapping[str, Real | Tensor],
@@ -225,18 +246,21 @@ class StatsTracker:
     ) -> RunInterval:
         """`end_interval` as floats (`hpo_env.stats.RunInterval`): the scheduler's path,
         which builds no one-element tensors."""
+        if torch.is_grad_enabled():  # the scheduler calls it with autograd already off
+            with torch.no_grad():
+                return self.end_interval_run(hparams, progress, val_loss)
         k = len(self.losses)
         if k == 0:
             raise RuntimeError(
                 "StatsTracker.end_interval called with no recorded update; call record(loss) first"
             )
         # Few tensor ops (this runs inside the user's loop): the vector work is one
-        # foreach copy per vector, one fused norm and one dot; the rest is on floats.
+        # foreach copy, one subtraction, one fused norm and one dot; the rest is floats.
         # The norms of this interval's θ_end and gradient are the next interval's
         # ||θ_start|| and previous-gradient norm: kept, not recomputed.
-        grad = self._flat_grad()
-        theta_end = self._flat_params()
-        vectors = [grad, theta_end - self.theta_start, theta_end]
+        grad, theta_end = self._flat_grad_and_params()
+        update = torch.sub(theta_end, self.theta_start, out=self._update)
+        vectors = [grad, update, theta_end]
         if self._start_norm is None:
             vectors.append(self.theta_start)
         if self.prev_grad is not None and self._prev_grad_norm is None:
