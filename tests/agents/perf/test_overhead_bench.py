@@ -22,6 +22,7 @@ def test_overhead_bench_quick(capsys):
     )
     assert math.isfinite(result["overhead_fastest_rounds"])
     assert math.isfinite(result["overhead_skip_guard"])
+    assert f"overhead_vs_reading_loop={result['overhead_vs_reading_loop']:.4f}" in out
     # The interval a user gets by default on the README's 3000-step run.
     assert result["control_interval"] == RUN_STEPS // decisions_per_run(benchmark_policy()[0])
     # Timing on a shared machine is noisy: only a gross regression fails here.
