@@ -16,23 +16,15 @@ from tests.agents.support.scheduler_fixtures import (
     MlpStandInPolicy,
     ReplayPolicy,
     one_torch_thread,  # noqa: F401  (autouse)
+    regression_loss,
+    small_model,
 )
 
 INTERVAL = 4
 
 
-def _model(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-
-
-def _loss(model, i: int) -> torch.Tensor:
-    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(i))
-    return (model(x) - x.sum(1, keepdim=True)).square().mean()
-
-
 def _update(model, opt, sched, i: int, scale: float = 1.0, as_tensor: bool = False) -> None:
-    loss = _loss(model, i) * scale
+    loss = regression_loss(model, i) * scale
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -53,7 +45,7 @@ def _scheduler(opt, **kwargs) -> TuningScheduler:
 @pytest.mark.parametrize("opt_cls", [torch.optim.SGD, torch.optim.Adam], ids=["sgd", "adam"])
 @pytest.mark.parametrize("as_tensor", [False, True], ids=["float", "tensor"])
 def test_rollback_returns_to_the_last_decision_and_training_goes_on(opt_cls, as_tensor):
-    model = _model()
+    model = small_model()
     opt = opt_cls(
         model.parameters(), lr=0.05, **({"momentum": 0.9} if opt_cls is torch.optim.SGD else {})
     )
@@ -84,12 +76,12 @@ def test_rollback_returns_to_the_last_decision_and_training_goes_on(opt_cls, as_
 def test_rollback_catches_parameters_gone_non_finite_under_a_finite_loss():
     """A NaN gradient with a finite loss (the loss is reported as a number) is caught at
     the decision from the parameters' norm, which the tracker computes anyway."""
-    model = _model()
+    model = small_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     sched = _scheduler(opt)
     start = _snapshot(model)
     for i in range(INTERVAL):
-        loss = _loss(model, i)
+        loss = regression_loss(model, i)
         opt.zero_grad()
         loss.backward()
         if i == 2:
@@ -105,7 +97,7 @@ def test_rollback_catches_parameters_gone_non_finite_under_a_finite_loss():
 
 
 def test_rollback_survives_a_checkpoint():
-    model = _model()
+    model = small_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     sched = _scheduler(opt)
     for i in range(INTERVAL + 1):
@@ -124,7 +116,7 @@ def test_rollback_survives_a_checkpoint():
 
 @pytest.mark.parametrize("opt_cls", [torch.optim.SGD, torch.optim.Adam], ids=["sgd", "adam"])
 def test_skip_drops_only_the_bad_update(opt_cls):
-    model = _model()
+    model = small_model()
     opt = opt_cls(model.parameters(), lr=0.05)
     sched = _scheduler(opt, nonfinite="skip")
     for i in range(3):
@@ -144,7 +136,7 @@ def test_skip_drops_only_the_bad_update(opt_cls):
 
 
 def test_off_lets_a_nan_loss_reach_the_weights():
-    model = _model()
+    model = small_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     sched = TuningScheduler(MlpStandInPolicy(), opt, 8, 4, nonfinite="off")
     with pytest.warns(UserWarning, match="non-finite training loss"):
@@ -154,7 +146,7 @@ def test_off_lets_a_nan_loss_reach_the_weights():
 
 
 def test_nonfinite_is_checked_and_skip_nonfinite_is_its_deprecated_spelling():
-    opt = torch.optim.SGD(_model().parameters(), lr=0.05)
+    opt = torch.optim.SGD(small_model().parameters(), lr=0.05)
     with pytest.raises(ValueError, match=r"nonfinite must be one of \['rollback', 'skip', 'off'\]"):
         TuningScheduler(MlpStandInPolicy(), opt, 8, 4, nonfinite="ignore")
     with pytest.raises(ValueError, match="pass nonfinite= alone"):
@@ -168,7 +160,7 @@ def test_nonfinite_is_checked_and_skip_nonfinite_is_its_deprecated_spelling():
 
 
 def test_a_nan_tensor_loss_beside_a_tensor_val_loss_rolls_back_once():
-    model = _model()
+    model = small_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     sched = _scheduler(opt)
     start = _snapshot(model)

@@ -37,14 +37,20 @@ def _check_optimizer(opt: torch.optim.Optimizer, space) -> None:
                 assert spec.low <= value <= spec.high, (name, value)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    losses=st.lists(values, min_size=1, max_size=12),
-    grads=st.lists(values, min_size=1, max_size=12),
-    interval=st.integers(1, 4),
-    adam=st.booleans(),
-    gain=st.sampled_from([1.0, 50.0]),
+RUNS = {
+    "losses": st.lists(values, min_size=1, max_size=12),
+    "grads": st.lists(values, min_size=1, max_size=12),
+    "interval": st.integers(1, 4),
+    "adam": st.booleans(),
+}
+"""A short run: its losses, the gradient written before each update, the interval, the optimizer."""
+RUN_SETTINGS = settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+
+
+@RUN_SETTINGS
+@given(**RUNS, gain=st.sampled_from([1.0, 50.0]))
 def test_observations_stay_finite_and_bounded(losses, grads, interval, adam, gain):
     """With the per-update guard (``nonfinite="skip"``), whose warnings are exactly
     predictable: one when a NaN/inf loss or gradient element occurs, none otherwise."""
@@ -84,13 +90,8 @@ def test_observations_stay_finite_and_bounded(losses, grads, interval, adam, gai
     assert len(policy.observations) == 1 + len(losses) // interval
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    losses=st.lists(values, min_size=1, max_size=12),
-    grads=st.lists(values, min_size=1, max_size=12),
-    interval=st.integers(1, 4),
-    adam=st.booleans(),
-)
+@RUN_SETTINGS
+@given(**RUNS)
 def test_rollback_leaves_finite_parameters_at_every_decision(losses, grads, interval, adam):
     """The default ``nonfinite="rollback"``: whatever the losses and gradients, the
     parameters are finite right after every decision, the optimizer is never

@@ -15,27 +15,19 @@ from agents.deploy.scheduler import TuningScheduler
 from tests.agents.support.scheduler_fixtures import (
     MlpStandInPolicy,
     one_torch_thread,  # noqa: F401  (autouse)
+    regression_loss,
+    small_model,
 )
 
 
-def _model(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-
-
-def _loss(model, i: int) -> torch.Tensor:
-    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(i))
-    return (model(x) - x.sum(1, keepdim=True)).square().mean()
-
-
 def _run(sched_kwargs=None, n_steps=12, as_tensor=False, opt_cls=torch.optim.SGD):
-    model = _model()
+    model = small_model()
     opt = opt_cls(model.parameters(), lr=0.05)
     sched = TuningScheduler(
         MlpStandInPolicy(), opt, total_steps=n_steps, control_interval=4, **(sched_kwargs or {})
     )
     for i in range(n_steps):
-        loss = _loss(model, i)
+        loss = regression_loss(model, i)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -138,7 +130,7 @@ def test_tensor_losses_are_read_once_per_decision_and_decide_like_floats():
     assert str(tensors.history) == str(floats.history)
 
     sched = TuningScheduler(
-        MlpStandInPolicy(), torch.optim.SGD(_model().parameters(), lr=0.05), 12, 4
+        MlpStandInPolicy(), torch.optim.SGD(small_model().parameters(), lr=0.05), 12, 4
     )
     _CountingTensor.reads = 0
     for i in range(12):
@@ -149,7 +141,7 @@ def test_tensor_losses_are_read_once_per_decision_and_decide_like_floats():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_loss_syncs_only_at_decisions():
-    model = _model().cuda()
+    model = small_model().cuda()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     sched = TuningScheduler(MlpStandInPolicy(), opt, 8, 4)  # the default: no guard per update
     x = torch.randn(16, 4, device="cuda")
@@ -188,7 +180,11 @@ def test_wandb_uses_the_users_step_and_never_creates_one(monkeypatch):
     monkeypatch.setattr(tracking, "line_plot", line_plot)
     run = _Run()
     sched = TuningScheduler(
-        MlpStandInPolicy(), torch.optim.SGD(_model().parameters(), lr=0.05), 8, 4, wandb_run=run
+        MlpStandInPolicy(),
+        torch.optim.SGD(small_model().parameters(), lr=0.05),
+        8,
+        4,
+        wandb_run=run,
     )
     # No step of the user's: every row rides along (commit=False), none is created.
     assert [c for _, _, c in run.logged] == [False]
@@ -198,7 +194,11 @@ def test_wandb_uses_the_users_step_and_never_creates_one(monkeypatch):
 
     run = _Run()
     sched = TuningScheduler(
-        MlpStandInPolicy(), torch.optim.SGD(_model().parameters(), lr=0.05), 8, 4, wandb_run=run
+        MlpStandInPolicy(),
+        torch.optim.SGD(small_model().parameters(), lr=0.05),
+        8,
+        4,
+        wandb_run=run,
     )
     _drive(sched, 8, step_of=lambda i: 10 * (i + 1))
     assert [s for _, s, _ in run.logged] == [None, 40, 80, 80]  # the plot joins the last row
@@ -207,7 +207,7 @@ def test_wandb_uses_the_users_step_and_never_creates_one(monkeypatch):
     run = _Run()
     sched = TuningScheduler(
         MlpStandInPolicy(),
-        torch.optim.SGD(_model().parameters(), lr=0.05),
+        torch.optim.SGD(small_model().parameters(), lr=0.05),
         8,
         4,
         wandb_run=run,
@@ -222,7 +222,11 @@ def test_wandb_uses_the_users_step_and_never_creates_one(monkeypatch):
 
     run = _Run()
     sched = TuningScheduler(
-        MlpStandInPolicy(), torch.optim.SGD(_model().parameters(), lr=0.05), 8, 4, wandb_run=run
+        MlpStandInPolicy(),
+        torch.optim.SGD(small_model().parameters(), lr=0.05),
+        8,
+        4,
+        wandb_run=run,
     )
     _drive(sched, 5, step_of=lambda i: i)
     sched.close(step=7)  # stopped before the last decision: close() logs the plot
@@ -253,7 +257,7 @@ def test_counters_and_decision_steps_survive_mid_interval_reads_and_overrun():
     """Decisions fall every ``control_interval`` updates whatever the losses' types and
     however often `state_dict` reads the pending ones; `last_epoch` / ``_step_count``
     follow; running past ``total_steps`` warns once and keeps deciding."""
-    opt = torch.optim.SGD(_model().parameters(), lr=0.05)
+    opt = torch.optim.SGD(small_model().parameters(), lr=0.05)
     sched = TuningScheduler(MlpStandInPolicy(), opt, total_steps=10, control_interval=3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -19,6 +19,18 @@ from hpo_env.features import FeatureExtractor
 from hpo_env.space import HyperparameterSpace
 
 
+def small_model(seed: int = 0) -> torch.nn.Module:
+    """A 4-8-1 tanh MLP, seeded."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+
+def regression_loss(model: torch.nn.Module, i: int) -> torch.Tensor:
+    """``small_model``'s squared error on minibatch ``i`` (16 examples, drawn from ``i``)."""
+    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(i))
+    return (model(x) - x.sum(1, keepdim=True)).square().mean()
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """Tiny models on a shared 2-core machine: a second intra-op thread spin-waiting
