@@ -300,6 +300,12 @@ class StatsTracker:
         )
 
     @torch.no_grad()
+    def params_all_finite(self) -> bool:
+        """Whether every element of every parameter is finite now (one read of them
+        all and one host sync: for the rare moment a loss was not finite)."""
+        return all(bool(torch.isfinite(p).all()) for p in self.params)
+
+    @torch.no_grad()
     def restore_start(self) -> None:
         """Copy θ_start (the parameters at the last decision whose parameters were
         finite) back into the parameters (converted to each parameter's dtype: a

@@ -28,8 +28,8 @@ environment); every other group is moved by the same factor (log-scale
 hyperparameters) or offset (linear ones) from its own starting value, clipped
 to the bundle's bounds.
 
-Do no harm (``nonfinite=``): by default (``"rollback"``) a non-finite loss, or
-parameters that are no longer finite at a decision, send the parameters back
+Do no harm (``nonfinite=``): by default (``"rollback"``) parameters that are no
+longer finite (checked after a non-finite loss, and at every decision) go back
 to the last decision's snapshot (the one `StatsTracker` keeps anyway), clear
 the optimizer's per-parameter state and cut the learning rate, at no cost per
 update and with no device synchronisation between decisions. ``"skip"`` checks
@@ -169,9 +169,9 @@ class TuningScheduler(LRScheduler):
         nonfinite: What a NaN/inf does to the run (the learning rate is cut
             `BACKOFF_FACTOR`x in every mode, at most once per interval):
 
-            - ``"rollback"`` (default): a non-finite loss (a float at once, a
-              tensor when read at the decision) or parameters whose norm is not
-              finite at a decision put the parameters back to the last decision's
+            - ``"rollback"`` (default): parameters that are not finite after a
+              non-finite loss (a float at once, a tensor when read at the decision),
+              or whose norm is not finite at a decision, go back to the last decision's
               (float32 copies: a float64 parameter comes back rounded) and clear the
               optimizer's per-parameter state (momenta, Adam's moments restart).
               Costs nothing per update and never synchronises a device between
@@ -447,9 +447,10 @@ class TuningScheduler(LRScheduler):
         self._update_due()
 
     def _on_nonfinite_loss(self, loss: float) -> None:
-        """A NaN/inf loss: its gradient has reached the weights unless ``"skip"``'s
-        guard stopped it, so ``"rollback"`` puts the last decision's parameters back."""
-        if self.nonfinite == "rollback":
+        """A NaN/inf loss: its gradient has usually reached the parameters, and then
+        ``"rollback"`` puts the last decision's back. Parameters still finite (a
+        ``torch.amp.GradScaler`` skipped the update, say) are left as they are."""
+        if self.nonfinite == "rollback" and not self.tracker.params_all_finite():
             self._roll_back()
         self._back_off(f"non-finite training loss ({loss})")
 
@@ -516,12 +517,15 @@ class TuningScheduler(LRScheduler):
         if not self._warned_nonfinite:
             self._warned_nonfinite = True
             new = float(self.optimizer.param_groups[0]["lr"])
-            if self.nonfinite == "rollback":
+            if self.n_rollbacks:
                 done = (
                     "the parameters went back to the last decision's, the optimizer's "
                     "per-parameter state was cleared and the learning rate was cut"
                 )
                 advice = "nonfinite='skip' loses only the bad update, at a cost per update"
+            elif self.nonfinite == "rollback":
+                done = "the parameters are still finite and the learning rate was cut"
+                advice = "they go back to the last decision's if they stop being finite"
             else:
                 done = "the learning rate was cut"
                 advice = "if the model's parameters are already non-finite, restore a checkpoint"

@@ -159,18 +159,40 @@ def test_nonfinite_is_checked_and_skip_nonfinite_is_its_deprecated_spelling():
     assert TuningScheduler(MlpStandInPolicy(), opt, 8, 4).nonfinite == "rollback"
 
 
-def test_a_nan_tensor_loss_beside_a_tensor_val_loss_rolls_back_once():
+def test_a_nan_tensor_loss_is_judged_once_when_read():
+    """A tensor loss is judged when it is read (here by `state_dict`, mid-interval), not
+    again at the decision; parameters it left finite stay, corrupted ones go back."""
     model = small_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     sched = _scheduler(opt)
     start = _snapshot(model)
     sched.step(torch.tensor(1.0), val_loss=torch.tensor(0.5))
     sched.step(torch.tensor(float("nan")), val_loss=torch.tensor(0.25))
-    with pytest.warns(UserWarning, match="non-finite training loss"):
+    with pytest.warns(UserWarning, match="the parameters are still finite"):
         state = sched.state_dict()  # reading the losses is when the scheduler learns of them
     assert state["interval_val"] == 0.25 and state["tracker"]["losses"][0] == 1.0
+    assert sched.n_backoffs == 1 and sched.n_rollbacks == 0  # nothing reached the weights
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")  # now something has
+    sched.step(torch.tensor(float("inf")))
+    sched.state_dict()
     assert sched.n_rollbacks == 1
-    sched.step(2.0)
-    sched.step(3.0)  # the decision: the NaN, already read, is not news again
-    assert sched.n_rollbacks == 1 and len(sched.history) == 2
     assert all(torch.equal(a, b) for a, b in zip(start, model.parameters()))
+    sched.step(2.0)  # the decision: the NaN and inf, already read, are not news again
+    assert sched.n_rollbacks == 1 and sched.n_backoffs == 1 and len(sched.history) == 2
+
+
+def test_a_nan_loss_whose_update_was_skipped_rolls_nothing_back():
+    """A ``torch.amp.GradScaler`` (here: no optimizer step at all) skips the update of
+    a non-finite loss itself: the parameters are finite and stay where they are."""
+    model = small_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sched = _scheduler(opt)
+    for i in range(INTERVAL + 2):
+        _update(model, opt, sched, i)
+    before = _snapshot(model)
+    with pytest.warns(UserWarning, match="the parameters are still finite"):
+        sched.step(float("nan"))
+    assert sched.n_rollbacks == 0 and sched.n_backoffs == 1
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(p in opt.state for p in model.parameters())  # momenta kept
