@@ -34,7 +34,7 @@ to the last decision's snapshot (the one `StatsTracker` keeps anyway), clear
 the optimizer's per-parameter state and cut the learning rate, at no cost per
 update and with no device synchronisation between decisions. ``"skip"`` checks
 every update's gradients instead (`NonFiniteGuard`: nothing but the bad update
-is lost, at ~2-3% of a small CPU model's step and one sync per update);
+is lost, at ~3% of a small CPU model's step and one sync per update);
 ``"off"`` only cuts the learning rate.
 
 The module passes 500 lines on purpose: `TuningScheduler` mirrors the
@@ -179,7 +179,7 @@ class TuningScheduler(LRScheduler):
             - ``"skip"``: a `NonFiniteGuard` checks every update's gradients and
               skips an update with a NaN/inf element (weights and optimizer state
               untouched). Only the bad update is lost, at one fused read of the
-              gradients and one host sync per update (~2-3% of a small CPU MLP's
+              gradients and one host sync per update (~3% of a small CPU MLP's
               step, `hpo-rl bench overhead`).
             - ``"off"``: nothing beyond the learning-rate cut.
         skip_nonfinite: Deprecated: True is ``nonfinite="skip"``, False ``"off"``.
