@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agents.deploy.scheduler import TuningScheduler
@@ -92,6 +92,8 @@ def test_observations_stay_finite_and_bounded(losses, grads, interval, adam, gai
 
 @RUN_SETTINGS
 @given(**RUNS)
+@example(losses=[0.0], grads=[math.nan], interval=2, adam=False)  # no decision ever comes
+@example(losses=[math.nan, 1.0], grads=[0.0], interval=1, adam=True)  # nothing to restore
 def test_rollback_leaves_finite_parameters_at_every_decision(losses, grads, interval, adam):
     """The default ``nonfinite="rollback"``: whatever the losses and gradients, the
     parameters are finite right after every decision, the optimizer is never
@@ -117,8 +119,9 @@ def test_rollback_leaves_finite_parameters_at_every_decision(losses, grads, inte
             if len(sched.history) > decisions:
                 assert all(p.isfinite().all() for p in model.parameters())
             _check_optimizer(opt, policy.space)
-    nonfinite = [x for x in losses + grads[: len(losses)] if not math.isfinite(x)]
-    assert sched.n_backoffs >= (1 if nonfinite else 0)
+    # A non-finite loss always cuts the rate; parameters gone non-finite under finite
+    # losses are caught at the next decision, which a short run may not reach.
+    assert sched.n_backoffs >= (1 if any(not math.isfinite(x) for x in losses) else 0)
     assert len([w for w in caught if "non-finite" in str(w.message)]) <= 1
     assert all(np.isfinite(o).all() for o in policy.observations)
 
