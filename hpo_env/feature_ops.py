@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hpo_env.space import HyperparameterSpec
+from hpo_env.space import HyperparameterSpec, torch_f32
 
 
 def symlog(x: Tensor) -> Tensor:
@@ -153,10 +153,6 @@ class ScalarOps:
             torch.log10: {},
             torch.log1p: {},
         }
-        with torch.inference_mode(False):  # writable in and out of inference mode
-            self._buf = torch.empty(1, dtype=torch.float32)
-        # Values go in and out through a NumPy view: the kernel is the only torch call.
-        self._view = self._buf.numpy()
 
     def _unary(self, fn: Any, x: np.float32) -> np.float32:
         key = float(x)
@@ -166,9 +162,7 @@ class ScalarOps:
         memo = self._memo[fn] if key != 0.0 else {}
         out = memo.get(key)
         if out is None:
-            self._view[0] = key  # exact: ``key`` is a float32 value
-            fn(self._buf, out=self._buf)
-            out = self._view[0]  # a NumPy float32 scalar (a copy)
+            out = torch_f32(fn, x)
             if len(memo) >= self._MEMO_SIZE:
                 memo.clear()
             memo[key] = out

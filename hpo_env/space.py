@@ -119,7 +119,7 @@ class HyperparameterSpec:
             a = np.float32(0.0)
         a = np.float32(-1.0) if a < -1.0 else np.float32(1.0) if a > 1.0 else a
         if self.log:
-            step = _torch_f32(_pow10, a * np.float32(self.max_step))
+            step = torch_f32(_pow10, a * np.float32(self.max_step))
             return self.clip_one(np.float32(value) * step)
         return self.clip_one(np.float32(value) + a * np.float32(self.max_step))
 
@@ -170,13 +170,14 @@ def _pow10(exponent: Tensor, *, out: Tensor) -> Tensor:
 _SCRATCH = threading.local()
 
 
-def _torch_f32(fn: Callable[..., Tensor], x: np.float32) -> np.float32:
+def torch_f32(fn: Callable[..., Tensor], x: np.float32) -> np.float32:
     """``fn(t, out=t)`` (a torch float32 kernel) on one float32 scalar: torch's own
     rounding, which NumPy's or libm's transcendental functions need not share.
 
     The value goes in and out through a NumPy view of a one-element buffer (one per
     thread) so that the kernel is the only torch call: this runs at every decision
-    inside the user's training loop."""
+    inside the user's training loop (here, and for `hpo_env.feature_ops.ScalarOps`'s
+    logarithms)."""
     scratch = getattr(_SCRATCH, "pair", None)
     if scratch is None:
         with torch.inference_mode(False):  # writable in and out of inference mode
@@ -197,7 +198,7 @@ def cosine_warmup_one(progress: float, warmup: float = 0.05) -> np.float32:
     if p < f32(warmup):
         return f32(p / f32(warmup))
     angle = f32(math.pi) * (p - f32(warmup)) / f32(1.0 - warmup)
-    return f32(0.5) * (f32(1.0) + _torch_f32(torch.cos, angle))
+    return f32(0.5) * (f32(1.0) + torch_f32(torch.cos, angle))
 
 
 PRIORS = {"cosine_warmup": cosine_warmup}

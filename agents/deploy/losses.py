@@ -68,14 +68,13 @@ class PendingLosses:
     def read(self) -> list[float]:
         """All pending losses as floats (one device transfer per device); clears them."""
         items, self.items = self.items, []
-        if not self.tensor_positions:
+        positions, self.tensor_positions = self.tensor_positions, []
+        if not positions:
             return items  # floats only: nothing to read
-        self.tensor_positions = []
         out: list[Any] = list(items)
         by_device: dict[torch.device, list[int]] = {}
-        for i, item in enumerate(items):
-            if isinstance(item, Tensor):
-                by_device.setdefault(item.device, []).append(i)
+        for i in positions:
+            by_device.setdefault(items[i].device, []).append(i)  # type: ignore[union-attr]
         for indices in by_device.values():
             tensors = [items[i] for i in indices]
             dtype = tensors[0].dtype  # type: ignore[union-attr]

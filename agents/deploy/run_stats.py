@@ -311,12 +311,7 @@ class StatsTracker:
         finite) back into the parameters (converted to each parameter's dtype: a
         float64 parameter comes back rounded to float32). The interval's recorded
         losses stay; its update ratio is then measured from the restored point."""
-        views = self._theta_pair.split(self.theta_start)
-        try:
-            torch._foreach_copy_(self.params, views)
-        except (AttributeError, RuntimeError):  # no such kernel, or a list it refuses
-            for param, view in zip(self.params, views):
-                param.copy_(view)
+        _copy_all(self.params, self._theta_pair.split(self.theta_start))
         self.params_finite = True
 
     # -- checkpointing ----------------------------------------------------------

@@ -454,7 +454,6 @@ class TuningScheduler(LRScheduler):
             self._roll_back()
         self._back_off(f"non-finite training loss ({loss})")
 
-    @torch.no_grad()
     def _roll_back(self) -> None:
         self.tracker.restore_start()
         state = self.optimizer.state
