@@ -15,7 +15,9 @@ On the same sampled supervised tasks, measures inner updates per second
 (e) meta-training throughput per `agents.train.config` preset (when the caller
     passes the presets): the preset's vec env (its n_envs and task distribution)
     stepped with random actions for a few seconds, in decisions and inner updates
-    per second (`preset_throughput`).
+    per second (`preset_throughput`). On an accelerator: each preset on the CPU
+    (2 torch threads) and on the device at 32 to 1,024 envs, side by side, and
+    whether 1,024 parallel runs of every family fit (`agents.perf.device_scaling`).
 
 Everything batched runs on ``device`` (``cpu`` default; ``cuda``/``auto`` where
 available); the sequential baseline is plain PyTorch on the CPU.
@@ -427,6 +429,16 @@ def run_engine_bench(
         f"{100 * val_share:.0f}% of the environment's time; without it "
         f"{100 * summary['env_overhead_excl_validation']:+.0f}%"
     )
+    if dev.type != "cpu" and presets:
+        # The same presets on the CPU and on the accelerator, side by side, and
+        # whether 1,024 parallel runs of every family fit on it.
+        from agents.perf.device_scaling import preset_device_table, runs_fit
+
+        summary.update(
+            preset_device_table(presets, dev, seconds=preset_seconds, seed=seed, print_fn=print_fn)
+        )
+        summary.update(runs_fit(dev, print_fn=print_fn))
+        presets = {}
     for name, config in (presets or {}).items():
         rates = preset_throughput(config, dev, preset_seconds, seed)
         summary[f"{name}_decisions_per_s"] = rates["decisions_per_s"]

@@ -1,0 +1,146 @@
+"""What a GPU buys meta-training, measured side by side with the CPU in one run.
+
+`hpo-rl bench engine --device cuda` calls these after the engine bench:
+
+- `preset_device_table`: each preset's vec env stepped with random actions (as
+  `agents.perf.engine.preset_throughput` does) on the CPU with ``cpu_threads``
+  torch threads, then on the GPU at the preset's own ``n_envs`` and at each of
+  ``gpu_n_envs``. The ratio ``{preset}_gpu_speedup`` is the GPU's best decisions
+  per second over the CPU's at the preset as shipped: what a user gains by moving
+  the same meta-training to the GPU and raising ``--n-envs`` to fill it.
+- `runs_fit`: one vec env of ``n_runs`` parallel runs per train-split family,
+  reset and stepped on the device, with the peak memory it took; an
+  out-of-memory error is reported as a family that does not fit.
+
+A small batch on a GPU is bound by kernel launches, not arithmetic, so the
+speedup at the preset's own 32 envs is printed too: it is the honest answer for
+a user who changes nothing but ``--device``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.perf.engine import preset_throughput
+from tasks.distribution import list_families, task_by_name
+
+
+def _set_threads(n: int) -> int:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    return before
+
+
+def preset_device_table(
+    presets: Mapping[str, Any],
+    device: torch.device,
+    *,
+    cpu_threads: int = 2,
+    gpu_n_envs: Sequence[int] = (256, 1024),
+    seconds: float = 3.0,
+    seed: int = 0,
+    print_fn: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """Decisions per second of each preset on the CPU (``cpu_threads`` threads) and on
+    ``device`` at the preset's ``n_envs`` and at each of ``gpu_n_envs``.
+
+    Returns ``{name}_cpu_decisions_per_s``, ``{name}_gpu_n{N}_decisions_per_s`` (N the
+    sub-env count; updates likewise) and ``{name}_gpu_speedup`` (best GPU rate over the
+    CPU rate at the preset's ``n_envs``).
+    """
+    summary: dict[str, float] = {}
+    for name, config in presets.items():
+        before = _set_threads(cpu_threads)
+        try:
+            cpu = preset_throughput(config, "cpu", seconds, seed)
+        finally:
+            torch.set_num_threads(before)
+        summary[f"{name}_cpu_decisions_per_s"] = cpu["decisions_per_s"]
+        summary[f"{name}_cpu_updates_per_s"] = cpu["updates_per_s"]
+        gpu_rates = {}
+        for n_envs in sorted({config.n_envs, *gpu_n_envs}):
+            sized = dataclasses.replace(config, n_envs=n_envs)
+            rates = preset_throughput(sized, device, seconds, seed)
+            gpu_rates[n_envs] = rates["decisions_per_s"]
+            summary[f"{name}_gpu_n{n_envs}_decisions_per_s"] = rates["decisions_per_s"]
+            summary[f"{name}_gpu_n{n_envs}_updates_per_s"] = rates["updates_per_s"]
+            _release(device)
+        best_n = max(gpu_rates, key=gpu_rates.__getitem__)
+        speedup = gpu_rates[best_n] / cpu["decisions_per_s"]
+        same_envs = gpu_rates[config.n_envs] / cpu["decisions_per_s"]
+        summary[f"{name}_gpu_speedup"] = speedup
+        summary[f"{name}_gpu_speedup_same_envs"] = same_envs
+        print_fn(
+            f"preset {name}: CPU ({cpu_threads} threads, {config.n_envs} envs) "
+            f"{cpu['decisions_per_s']:.0f} decisions/s, {cpu['updates_per_s']:.0f} updates/s; "
+            f"{device} "
+            + ", ".join(f"{n} envs {r:.0f}" for n, r in gpu_rates.items())
+            + f" decisions/s; {name}_gpu_speedup={speedup:.1f} (at {best_n} envs) "
+            f"{name}_gpu_speedup_same_envs={same_envs:.2f}"
+        )
+    return summary
+
+
+def _release(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def runs_fit(
+    device: torch.device,
+    n_runs: int = 1024,
+    n_steps: int = 3,
+    print_fn: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """Build, reset and step ``n_steps`` decisions of a vec env of ``n_runs`` runs for
+    each train-split family's representative task on ``device``.
+
+    Returns ``runs_fit_families`` (how many fit), ``runs_fit_total`` and
+    ``runs_fit_peak_mib`` (the largest peak device memory of one family; 0 on CPU,
+    where torch keeps no such counter).
+    """
+    from hpo_env import make_vec_env
+
+    is_cuda = device.type == "cuda"
+    oom_errors: tuple[type[BaseException], ...] = (
+        (torch.cuda.OutOfMemoryError,) if is_cuda else (MemoryError,)
+    )
+    fits, peak = 0, 0.0
+    families = list_families("train")
+    for family in families:
+        _release(device)
+        if is_cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        vec = None
+        try:
+            vec = make_vec_env(n_runs, seed=0, task=task_by_name(family), device=device)
+            vec.reset()
+            actions = np.zeros((n_runs, len(vec.space)), dtype=np.float32)
+            for _ in range(n_steps):
+                vec.step(actions)
+            family_peak = torch.cuda.max_memory_allocated(device) / 2**20 if is_cuda else 0.0
+            fits += 1
+            peak = max(peak, family_peak)
+            print_fn(f"  {family}: {n_runs} runs fit, peak {family_peak:.0f} MiB on {device}")
+        except oom_errors as error:
+            print_fn(f"  {family}: {n_runs} runs do NOT fit on {device}: {error}")
+        finally:
+            if vec is not None:
+                vec.close()
+            del vec
+    print_fn(
+        f"runs_fit={fits}/{len(families)} families at {n_runs} parallel runs, "
+        f"runs_fit_peak_mib={peak:.0f}"
+    )
+    return {
+        "runs_fit_families": float(fits),
+        "runs_fit_total": float(len(families)),
+        "runs_fit_peak_mib": peak,
+    }

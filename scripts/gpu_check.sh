@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The checks that need a GPU, as one short run on a CUDA machine (about 6 min on an H200):
+# the CUDA parity tests, `hpo-rl bench engine --device cuda` on two CPU cores (so its CPU
+# figures are a 2-core machine's, measured side by side), and a smoke meta-training on the
+# device. Logs go to the folder given (default gpu_check/).
+#
+#   bash scripts/gpu_check.sh [OUT_DIR]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-gpu_check}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 WANDB_MODE=disabled WANDB_SILENT=true MPLBACKEND=Agg OMP_NUM_THREADS=2
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
+
+timeout 180 python3 -m pytest -q -p no:cacheprovider \
+  tests/hpo_env/test_cuda_parity.py tests/agents/deploy/test_scheduler_torch.py 2>&1 | tee "$out/tests.log"
+
+# Every code path in seconds first, so a failure shows before the long run.
+timeout 120 taskset -c 0,1 python3 -m agents.cli bench engine --device cuda --quick 2>&1 \
+  | tee "$out/bench_engine_quick.log"
+timeout 420 taskset -c 0,1 python3 -m agents.cli bench engine --device cuda 2>&1 \
+  | tee "$out/bench_engine.log"
+
+timeout 120 python3 -m agents.cli train --preset smoke --device cuda --wandb-mode disabled \
+  --out-dir "$(mktemp -d)/smoke" 2>&1 | tail -n 30 | tee "$out/train_smoke.log"
