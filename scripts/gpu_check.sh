@@ -14,14 +14,14 @@ export PYTHONUNBUFFERED=1 WANDB_MODE=disabled WANDB_SILENT=true MPLBACKEND=Agg O
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
 
-timeout 180 python3 -m pytest -q -p no:cacheprovider \
+timeout 150 python3 -m pytest -q -p no:cacheprovider \
   tests/hpo_env/test_cuda_parity.py tests/agents/deploy/test_scheduler_torch.py 2>&1 | tee "$out/tests.log"
 
 # Every code path in seconds first, so a failure shows before the long run.
-timeout 120 taskset -c 0,1 python3 -m agents.cli bench engine --device cuda --quick 2>&1 \
+timeout 100 taskset -c 0,1 python3 -m agents.cli bench engine --device cuda --quick 2>&1 \
   | tee "$out/bench_engine_quick.log"
-timeout 420 taskset -c 0,1 python3 -m agents.cli bench engine --device cuda 2>&1 \
-  | tee "$out/bench_engine.log"
-
-timeout 120 python3 -m agents.cli train --preset smoke --device cuda --wandb-mode disabled \
+timeout 90 python3 -m agents.cli train --preset smoke --device cuda --wandb-mode disabled \
   --out-dir "$(mktemp -d)/smoke" 2>&1 | tail -n 30 | tee "$out/train_smoke.log"
+
+timeout 360 taskset -c 0,1 python3 -m agents.cli bench engine --device cuda 2>&1 \
+  | tee "$out/bench_engine.log"
