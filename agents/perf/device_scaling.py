@@ -3,9 +3,9 @@
 `hpo-rl bench engine --device cuda` calls these after the engine bench:
 
 - `preset_device_table`: each preset's vec env stepped with random actions (as
-  `agents.perf.engine.preset_throughput` does) on the CPU with ``cpu_threads``
-  torch threads, then on the GPU at the preset's own ``n_envs`` and at each of
-  ``gpu_n_envs``. The ratio ``{preset}_gpu_speedup`` is the GPU's best decisions
+  `agents.perf.engine.preset_throughput` does) over the same ``n_rounds`` tasks,
+  on the CPU with ``cpu_threads`` torch threads, then on the GPU at the preset's
+  own ``n_envs`` and at each of ``gpu_n_envs``. The ratio ``{preset}_gpu_speedup`` is the GPU's best decisions
   per second over the CPU's at the preset as shipped: what a user gains by moving
   the same meta-training to the GPU and raising ``--n-envs`` to fill it.
 - `runs_fit`: one vec env of ``n_runs`` parallel runs per train-split family,
@@ -42,49 +42,90 @@ def preset_device_table(
     device: torch.device,
     *,
     cpu_threads: int = 2,
-    gpu_n_envs: Sequence[int] = (256, 1024),
-    seconds: float = 3.0,
+    gpu_n_envs: Sequence[int] = (1024,),
+    n_rounds: int = 3,
+    control_family: str | None = "control_cartpole",
     seed: int = 0,
     print_fn: Callable[[str], None] = print,
 ) -> dict[str, float]:
     """Decisions per second of each preset on the CPU (``cpu_threads`` threads) and on
-    ``device`` at the preset's ``n_envs`` and at each of ``gpu_n_envs``.
+    ``device`` at the preset's ``n_envs`` and at each of ``gpu_n_envs``, each over the
+    first ``n_rounds`` tasks ``seed`` draws (whole rounds, so every setting does the
+    same mix of tasks). Those draws may hold no control task (15% of the default
+    distribution), so one round of ``control_family``'s representative task under the
+    first preset is measured too, as the row ``{control_family}``.
 
     Returns ``{name}_cpu_decisions_per_s``, ``{name}_gpu_n{N}_decisions_per_s`` (N the
     sub-env count; updates likewise) and ``{name}_gpu_speedup`` (best GPU rate over the
     CPU rate at the preset's ``n_envs``).
     """
-    summary: dict[str, float] = {}
+    rows: list[tuple[str, Any, list[Any]]] = []
     for name, config in presets.items():
-        before = _set_threads(cpu_threads)
-        try:
-            cpu = preset_throughput(config, "cpu", seconds, seed)
-        finally:
-            torch.set_num_threads(before)
-        summary[f"{name}_cpu_decisions_per_s"] = cpu["decisions_per_s"]
-        summary[f"{name}_cpu_updates_per_s"] = cpu["updates_per_s"]
-        gpu_rates = {}
-        for n_envs in sorted({config.n_envs, *gpu_n_envs}):
-            sized = dataclasses.replace(config, n_envs=n_envs)
-            rates = preset_throughput(sized, device, seconds, seed)
-            gpu_rates[n_envs] = rates["decisions_per_s"]
-            summary[f"{name}_gpu_n{n_envs}_decisions_per_s"] = rates["decisions_per_s"]
-            summary[f"{name}_gpu_n{n_envs}_updates_per_s"] = rates["updates_per_s"]
-            _release(device)
-        best_n = max(gpu_rates, key=gpu_rates.__getitem__)
-        speedup = gpu_rates[best_n] / cpu["decisions_per_s"]
-        same_envs = gpu_rates[config.n_envs] / cpu["decisions_per_s"]
-        summary[f"{name}_gpu_speedup"] = speedup
-        summary[f"{name}_gpu_speedup_same_envs"] = same_envs
-        print_fn(
-            f"preset {name}: CPU ({cpu_threads} threads, {config.n_envs} envs) "
-            f"{cpu['decisions_per_s']:.0f} decisions/s, {cpu['updates_per_s']:.0f} updates/s; "
-            f"{device} "
-            + ", ".join(f"{n} envs {r:.0f}" for n, r in gpu_rates.items())
-            + f" decisions/s; {name}_gpu_speedup={speedup:.1f} (at {best_n} envs) "
-            f"{name}_gpu_speedup_same_envs={same_envs:.2f}"
+        rows.append((name, config, _drawn_tasks(config, n_rounds, seed)))
+    if control_family is not None and presets:
+        rows.append((control_family, next(iter(presets.values())), [task_by_name(control_family)]))
+    summary: dict[str, float] = {}
+    for name, config, tasks in rows:
+        summary.update(
+            _device_row(name, config, tasks, device, cpu_threads, gpu_n_envs, seed, print_fn)
         )
     return summary
+
+
+def _drawn_tasks(config: Any, n_rounds: int, seed: int) -> list[Any]:
+    from agents.common.ray_vec_env import vec_env_kwargs_from_config
+    from hpo_env.distributions import resolve_sampler
+
+    kwargs = vec_env_kwargs_from_config(config)
+    sampler = resolve_sampler(
+        kwargs["distribution"], split=kwargs["split"], **kwargs.get("distribution_kwargs", {})
+    )
+    rng = np.random.default_rng(seed)
+    return [sampler.sample(rng) for _ in range(n_rounds)]
+
+
+def _device_row(
+    name: str,
+    config: Any,
+    tasks: list[Any],
+    device: torch.device,
+    cpu_threads: int,
+    gpu_n_envs: Sequence[int],
+    seed: int,
+    print_fn: Callable[[str], None],
+) -> dict[str, float]:
+    before = _set_threads(cpu_threads)
+    try:
+        cpu = preset_throughput(config, "cpu", seed=seed, tasks=tasks)
+    finally:
+        torch.set_num_threads(before)
+    row = {
+        f"{name}_cpu_decisions_per_s": cpu["decisions_per_s"],
+        f"{name}_cpu_updates_per_s": cpu["updates_per_s"],
+    }
+    gpu_rates = {}
+    for n_envs in sorted({config.n_envs, *gpu_n_envs}):
+        sized = dataclasses.replace(config, n_envs=n_envs)
+        rates = preset_throughput(sized, device, seed=seed, tasks=tasks)
+        gpu_rates[n_envs] = rates["decisions_per_s"]
+        row[f"{name}_gpu_n{n_envs}_decisions_per_s"] = rates["decisions_per_s"]
+        row[f"{name}_gpu_n{n_envs}_updates_per_s"] = rates["updates_per_s"]
+        _release(device)
+    best_n = max(gpu_rates, key=gpu_rates.__getitem__)
+    speedup = gpu_rates[best_n] / cpu["decisions_per_s"]
+    same_envs = gpu_rates[config.n_envs] / cpu["decisions_per_s"]
+    row[f"{name}_gpu_speedup"] = speedup
+    row[f"{name}_gpu_speedup_same_envs"] = same_envs
+    names = ", ".join(task.name.split("(")[0].split("[")[0] for task in tasks)
+    print_fn(
+        f"{name} ({names}): CPU ({cpu_threads} threads, {config.n_envs} envs) "
+        f"{cpu['decisions_per_s']:.0f} decisions/s, {cpu['updates_per_s']:.0f} updates/s; "
+        f"{device} "
+        + ", ".join(f"{n} envs {r:.0f}" for n, r in gpu_rates.items())
+        + f" decisions/s; {name}_gpu_speedup={speedup:.1f} (at {best_n} envs) "
+        f"{name}_gpu_speedup_same_envs={same_envs:.2f}"
+    )
+    return row
 
 
 def _release(device: torch.device) -> None:

@@ -205,13 +205,23 @@ def paired_env_overhead(
 
 
 def preset_throughput(
-    config: Any, device: torch.device | str = "cpu", min_seconds: float = 3.0, seed: int = 0
+    config: Any,
+    device: torch.device | str = "cpu",
+    min_seconds: float = 3.0,
+    seed: int = 0,
+    n_rounds: int | None = None,
+    tasks: Sequence[Any] | None = None,
 ) -> dict[str, float]:
     """Meta-training throughput of one `agents.train.config.TrainConfig` preset.
 
     Steps the preset's vec env (its ``n_envs``, distribution, hyperparameters) with
-    uniform random actions, as an untrained policy acts, for ``min_seconds`` (at
-    least one decision), round changes (new tasks) included.
+    uniform random actions, as an untrained policy acts, round changes (new tasks)
+    included: for ``min_seconds`` (at least one decision), or, with ``n_rounds``, for
+    exactly that many whole rounds on the first ``n_rounds`` tasks ``seed`` draws from
+    the distribution. The rounds make a workload that does not depend on ``n_envs`` or
+    the device (a timed window covers one task's first decisions at 1,024 envs and
+    several tasks at 32), so two settings can be compared fairly. ``tasks`` gives the
+    rounds' tasks instead of drawing them.
 
     Returns:
         ``{"decisions_per_s": ..., "updates_per_s": ...}``: control decisions and
@@ -222,22 +232,34 @@ def preset_throughput(
 
     kwargs = {**vec_env_kwargs_from_config(config), "device": device}
     vec = make_vec_env(config.n_envs, seed=seed, **kwargs)
+    if tasks is None and n_rounds is not None:
+        if n_rounds < 1:
+            raise ValueError(f"n_rounds must be >= 1, got {n_rounds}")
+        task_rng = np.random.default_rng(seed)
+        tasks = [vec.sampler.sample(task_rng) for _ in range(n_rounds)]
+    tasks = list(tasks or [])
+    if tasks:
+        vec.fixed_task = tasks[0]
     vec.reset()
     rng = np.random.default_rng(seed)
     n_envs, n_actions = config.n_envs, len(vec.space)
-    decisions = updates = 0
+    decisions = updates = rounds_done = 0
     _synchronize(device)
     start = time.perf_counter()
     while True:
         task = vec.engine.task  # this decision's task (before a round change)
         assert task is not None, "reset() starts a round"
         k = task.updates_per_step
+        last_of_round = vec.engine.round_step + 1 >= vec.engine.round_length
+        if tasks and last_of_round:  # the round this step starts
+            vec.fixed_task = tasks[(rounds_done + 1) % len(tasks)]
         vec.step(rng.uniform(-1.0, 1.0, size=(n_envs, n_actions)).astype(np.float32))
         decisions += n_envs
         updates += n_envs * k
+        rounds_done += last_of_round
         _synchronize(device)
         elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
+        if (rounds_done >= len(tasks)) if tasks else elapsed >= min_seconds:
             break
     vec.close()
     return {"decisions_per_s": decisions / elapsed, "updates_per_s": updates / elapsed}
@@ -435,7 +457,9 @@ def run_engine_bench(
         from agents.perf.device_scaling import preset_device_table, runs_fit
 
         summary.update(
-            preset_device_table(presets, dev, seconds=preset_seconds, seed=seed, print_fn=print_fn)
+            preset_device_table(
+                presets, dev, n_rounds=1 if quick else 3, seed=seed, print_fn=print_fn
+            )
         )
         summary.update(runs_fit(dev, print_fn=print_fn))
         presets = {}
