@@ -138,13 +138,21 @@ class EpochSampler:
         self._perms = torch.empty(0, n, dtype=torch.int64)
         self._next = 0
 
+    @property
+    def epoch_len(self) -> int:
+        return self.n_batches * self.batch_size
+
+    def draw(self) -> Tensor:
+        """The next ``epochs_per_draw`` epochs' indices, [epochs_per_draw, epoch_len] int64."""
+        uniforms = torch.rand(self.epochs_per_draw, self.n, generator=self.generator)
+        return uniforms.argsort(dim=1, stable=True)[:, : self.epoch_len]
+
     def epoch(self) -> Tensor:
-        """The next epoch's indices, [n_batches * batch_size] int64."""
+        """The next epoch's indices, [epoch_len] int64."""
         if self._next == self._perms.shape[0]:
-            uniforms = torch.rand(self.epochs_per_draw, self.n, generator=self.generator)
-            self._perms = uniforms.argsort(dim=1, stable=True)
+            self._perms = self.draw()
             self._next = 0
-        perm = self._perms[self._next, : self.n_batches * self.batch_size]
+        perm = self._perms[self._next]
         self._next += 1
         return perm
 
@@ -189,6 +197,12 @@ class SupervisedBatchedRun:
         # Where `train` copies the parameters at an interval's start (reused, not reallocated).
         self._theta_start = torch.empty_like(self.theta)
         self._samplers: list[EpochSampler] = [None] * b  # type: ignore[list-item]
+        # Each run's drawn epochs, on the device: a new epoch is one gather for all
+        # the runs that need one, and a run's sampler is called once per draw
+        # (``epochs_per_draw`` epochs), not per epoch (1,024 calls per epoch dominated
+        # a GPU step). `_perm_next[i]` is run i's next epoch in the bank.
+        self._perm_bank = torch.empty(0, dtype=torch.int64, device=self.device)
+        self._perm_next = np.zeros(b, dtype=np.int64)
         self._pos = np.zeros(b, dtype=np.int64)
         self._data_ready = False
         self._fill(range(b), seeds)
@@ -208,7 +222,10 @@ class SupervisedBatchedRun:
             self._x_val = first.x_val.new_zeros(b, *first.x_val.shape, device=dev)
             self._y_val = first.y_val.new_zeros(b, *first.y_val.shape, device=dev)
             sampler = EpochSampler(self._n_train, spec.batch_size, 0)
-            self._epoch_len = sampler.n_batches * spec.batch_size
+            self._epoch_len = sampler.epoch_len
+            self._perm_bank = torch.zeros(
+                b, sampler.epochs_per_draw, self._epoch_len, dtype=torch.int64, device=dev
+            )
             # Each run's current epoch, pre-shuffled: a minibatch is then a slice (no copy)
             # whenever the runs sit at the same position, which is the common case.
             self._x_epoch = first.x_train.new_zeros(
@@ -220,27 +237,38 @@ class SupervisedBatchedRun:
             self._row_offsets = (torch.arange(b, device=dev) * self._epoch_len).unsqueeze(1)
             self._batch_arange = torch.arange(spec.batch_size, device=dev)
             self._data_ready = True
-        for i, seed, data in zip(indices, seeds, datas, strict=True):
-            for name, store in (
-                ("x_train", self._x_train),
-                ("y_train", self._y_train),
-                ("x_val", self._x_val),
-                ("y_val", self._y_val),
-            ):
+        # Built on the CPU and stored with one copy per tensor: a store per run was
+        # ~10 small device copies each, 1,024 times over at every round on a GPU.
+        index = torch.as_tensor(list(indices), dtype=torch.int64)
+        for name, store in (
+            ("x_train", self._x_train),
+            ("y_train", self._y_train),
+            ("x_val", self._x_val),
+            ("y_val", self._y_val),
+        ):
+            for seed, data in zip(seeds, datas, strict=True):
                 value = getattr(data, name)
                 if value.shape != store.shape[1:]:
                     raise ValueError(
                         f"{name} of seed {seed} has shape {tuple(value.shape)}, expected "
                         f"{tuple(store.shape[1:])} like the other runs of this task"
                     )
-                store[i] = value
-            gen = torch.Generator().manual_seed(derive_seed(seed, INIT_STREAM))
-            self.theta[i] = init_flat_params(spec.net, gen)
-            for name, value in spec.initial_hparams(seed).items():
-                self._hparams[name][i] = value
-            sampler = EpochSampler(self._n_train, spec.batch_size, seed)
-            self._samplers[i] = sampler
+            values = torch.stack([getattr(data, name) for data in datas])
+            store[index.to(self.device)] = values.to(self.device, store.dtype)
+        inits = [
+            init_flat_params(spec.net, torch.Generator().manual_seed(derive_seed(s, INIT_STREAM)))
+            for s in seeds
+        ]
+        self.theta[index.to(self.device)] = torch.stack(inits).to(self.device)
+        initial = [spec.initial_hparams(seed) for seed in seeds]
+        for name, store in self._hparams.items():
+            if name in initial[0]:
+                values = torch.tensor([h[name] for h in initial], dtype=store.dtype)
+                store[index.to(self.device)] = values.to(self.device)
+        for i, seed in zip(indices, seeds, strict=True):
+            self._samplers[i] = EpochSampler(self._n_train, spec.batch_size, seed)
             self.seeds[i] = int(seed)
+        self._perm_next[list(indices)] = self._perm_bank.shape[1]  # nothing drawn yet
         self._shuffle_epochs(list(indices))
         idx = list(indices)
         self._optimizer.reset_slots(idx)
@@ -250,8 +278,15 @@ class SupervisedBatchedRun:
 
     def _shuffle_epochs(self, indices: list[int]) -> None:
         """Start a new epoch for runs ``indices``: one gather for all of them."""
-        perms = torch.stack([self._samplers[i].epoch() for i in indices]).to(self.device)
-        index = torch.tensor(indices, device=self.device)
+        runs = np.asarray(indices, dtype=np.int64)
+        spent = runs[self._perm_next[runs] >= self._perm_bank.shape[1]]
+        if spent.size:
+            drawn = torch.stack([self._samplers[i].draw() for i in spent.tolist()])
+            self._perm_bank[torch.from_numpy(spent).to(self.device)] = drawn.to(self.device)
+            self._perm_next[spent] = 0
+        index = torch.from_numpy(runs).to(self.device)
+        perms = self._perm_bank[index, torch.from_numpy(self._perm_next[runs]).to(self.device)]
+        self._perm_next[runs] += 1
         rows = (perms + (index * self._n_train).unsqueeze(1)).reshape(-1)
         x = self._x_train.view(-1, *self._x_train.shape[2:]).index_select(0, rows)
         y = self._y_train.view(-1, *self._y_train.shape[2:]).index_select(0, rows)

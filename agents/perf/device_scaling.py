@@ -53,7 +53,7 @@ def preset_device_table(
     first ``n_rounds`` tasks ``seed`` draws (whole rounds, so every setting does the
     same mix of tasks). Those draws may hold no control task (15% of the default
     distribution), so one round of ``control_family``'s representative task under the
-    first preset is measured too, as the row ``{control_family}``.
+    ``default`` preset (else the first) is measured too, as the row ``{control_family}``.
 
     Returns ``{name}_cpu_decisions_per_s``, ``{name}_gpu_n{N}_decisions_per_s`` (N the
     sub-env count; updates likewise) and ``{name}_gpu_speedup`` (best GPU rate over the
@@ -63,7 +63,8 @@ def preset_device_table(
     for name, config in presets.items():
         rows.append((name, config, _drawn_tasks(config, n_rounds, seed)))
     if control_family is not None and presets:
-        rows.append((control_family, next(iter(presets.values())), [task_by_name(control_family)]))
+        base = presets.get("default", next(iter(presets.values())))
+        rows.append((control_family, base, [task_by_name(control_family)]))
     summary: dict[str, float] = {}
     for name, config, tasks in rows:
         summary.update(
