@@ -130,6 +130,22 @@ def test_reset_mid_epoch_keeps_positions_per_run(tiny_task) -> None:
         torch.testing.assert_close(s.train_loss[1], c.train_loss[1])
 
 
+def test_minibatch_order_matches_the_twins_across_draws_and_resets(tiny_task) -> None:
+    """Epochs come from a bank of drawn permutations (42 epochs of 6 batches per draw
+    here): every slot's minibatches are its twin's, across several draws, with a
+    slot reset mid-draw."""
+    run = tiny_task.build([11, 12, 13])
+    twins = {i: tiny_task.make_torch_run(seed) for i, seed in enumerate([11, 12, 13])}
+    for step in range(600):  # past two draws of 252 minibatches
+        if step == 101:
+            run.reset_runs([1], [20])
+            twins[1] = tiny_task.make_torch_run(20)
+        x, y = run._next_batch()  # the minibatches the next update would use
+        for i, twin in twins.items():
+            twin_x, twin_y = twin.next_batch()
+            assert torch.equal(x[i], twin_x) and torch.equal(y[i], twin_y), (step, i)
+
+
 def test_task_pickles(tiny_task_factory) -> None:
     task = tiny_task_factory("digits_cnn", "adam")
     clone = pickle.loads(pickle.dumps(task))

@@ -49,3 +49,43 @@ def test_bench_cli_rejects_device_for_other_benches() -> None:
     from agents.cli import main
 
     assert main(["bench", "control", "--device", "cuda", "--quick"]) == 2
+
+
+def test_preset_throughput_over_whole_rounds_of_given_tasks() -> None:
+    from agents.perf.engine import preset_throughput
+    from agents.train.config import get_preset
+    from tests.conftest import make_tiny_task
+
+    task = make_tiny_task()
+    rates = preset_throughput(get_preset("smoke"), device="cpu", tasks=[task])
+    # One task: every decision runs its updates_per_step inner updates.
+    assert rates["updates_per_s"] / rates["decisions_per_s"] == pytest.approx(
+        task.updates_per_step
+    )
+    with pytest.raises(ValueError, match="n_rounds must be >= 1"):
+        preset_throughput(get_preset("smoke"), device="cpu", n_rounds=0)
+
+
+@pytest.mark.slow
+def test_device_table_and_runs_fit_on_the_cpu() -> None:
+    import torch
+
+    from agents.perf.device_scaling import preset_device_table, runs_fit
+    from agents.train.config import get_preset
+
+    lines: list[str] = []
+    cpu = torch.device("cpu")
+    row = preset_device_table(
+        {"smoke": get_preset("smoke")},
+        cpu,
+        gpu_n_envs=(16,),
+        n_rounds=1,
+        control_family=None,
+        print_fn=lines.append,
+    )
+    best = max(row["smoke_gpu_n8_decisions_per_s"], row["smoke_gpu_n16_decisions_per_s"])
+    assert row["smoke_gpu_speedup"] == pytest.approx(best / row["smoke_cpu_decisions_per_s"])
+    assert "smoke_gpu_speedup=" in lines[-1]
+    fit = runs_fit(cpu, n_runs=4, n_steps=1, print_fn=lines.append)
+    assert fit["runs_fit_families"] == fit["runs_fit_total"] >= 2
+    assert lines[-1].startswith(f"runs_fit={int(fit['runs_fit_total'])}/")
