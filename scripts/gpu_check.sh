@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The checks that need a GPU, as one short run on a CUDA machine (about 6 min on an H200):
+# The checks that need a GPU, as one run on a CUDA machine (several minutes on an H200):
 # the CUDA parity tests, `hpo-rl bench engine --device cuda` on two CPU cores (so its CPU
 # figures are a 2-core machine's, measured side by side), and a smoke meta-training on the
 # device. Logs go to the folder given (default gpu_check/).
