@@ -69,8 +69,11 @@ def train_and_evaluate(
     import gymnasium as gym
     import stable_baselines3
     from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.logger import Logger
 
     model = getattr(stable_baselines3, algorithm)("MlpPolicy", env_id, seed=seed, device="cpu")
+    # SB3's default logger makes an empty /tmp/SB3-<time> folder per learn() call.
+    model.set_logger(Logger(folder=None, output_formats=[]))
     model.learn(timesteps, callback=callback)
     eval_env = gym.make(env_id)
     eval_env.reset(seed=seed + 10_000)  # evaluation episodes never replay training seeds

@@ -48,7 +48,11 @@ def test_bad_rl_config_names_the_fix() -> None:
 
 
 @pytest.mark.slow  # two SB3 runs per algorithm, one rollout each: seconds
-def test_quick_rl_transfer_runs() -> None:
+def test_quick_rl_transfer_runs(tmp_path, monkeypatch) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     result = run_rl_transfer(RLTransferConfig(quick=True, quick_timesteps=256, n_eval_episodes=1))
     assert [r["algorithm"] for r in result["runs"]] == ["PPO", "A2C"]
     assert result["summary"]["overall"]["n"] == 2
+    assert list(tmp_path.glob("SB3-*")) == []  # no stray SB3 log folder per run
