@@ -172,3 +172,20 @@ def test_cuda_device_without_cuda_fails_at_build_time_with_the_fix(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"CUDA is not available.*'cpu' or 'auto'"):
         make_train_env(get_preset("smoke", device="cuda"))
+
+
+def test_a_small_batch_on_a_gpu_warns_with_the_fix(monkeypatch):
+    """CI has no GPU: the resolver is made to answer CUDA, and the env is not built."""
+    import torch
+
+    from agents.train import trainer
+
+    built = {}
+    monkeypatch.setattr(trainer, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(trainer, "make_vec_env", lambda n, **kw: built.update(n=n, **kw))
+    with pytest.warns(UserWarning, match=r"n_envs=32 on cuda.*raise --n-envs"):
+        trainer.make_train_env(get_preset("default", device="cuda"))
+    assert built["n"] == 32 and built["device"] == torch.device("cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer.make_train_env(get_preset("default", device="cuda", n_envs=1024))
