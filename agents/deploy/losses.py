@@ -65,6 +65,12 @@ class PendingLosses:
             self.tensor_positions.append(len(self.items))
         self.items.append(loss)
 
+    def append_tensor(self, loss: Tensor) -> None:
+        """`append` for a tensor (`check_loss`'s output, or a detached real 0-d one)."""
+        items = self.items
+        self.tensor_positions.append(len(items))
+        items.append(loss)
+
     def read(self) -> list[float]:
         """All pending losses as floats (one device transfer per device); clears them."""
         items, self.items = self.items, []

@@ -10,7 +10,9 @@ third arm in the same alternation, ``nonfinite="skip"``, checks every update's
 gradients (`agents.deploy.guard.NonFiniteGuard`) and prints what that costs
 (``overhead_skip_guard``); a fourth, the plain loop reading ``loss.item()`` every
 step, gives the scheduler's cost in a loop that logs its loss
-(``overhead_vs_reading_loop``). The output ends with ``deploy_overhead=<fraction>
+(``overhead_vs_reading_loop``); a fifth passes the loss tensor, ``sched.step(loss)``
+as in the README's loop, instead of ``loss.item()`` (``overhead_tensor_loss``).
+The output ends with ``deploy_overhead=<fraction>
 ...`` (target: <= 0.03).
 """
 
@@ -31,7 +33,7 @@ BATCH_SIZE = 64
 HIDDEN = (128, 128)
 RUN_STEPS = 3000
 """Length of the run the scheduler is told about (the README's example)."""
-ARMS = ("plain", "reading", "tuned", "skip_guard")
+ARMS = ("plain", "reading", "tuned", "skip_guard", "tensor_loss")
 """No scheduler; no scheduler but ``loss.item()`` every step (what a loop that logs its
 loss pays anyway); the scheduler as shipped; the scheduler with ``nonfinite="skip"``."""
 
@@ -104,6 +106,7 @@ def _round(
     batches: list[tuple[torch.Tensor, torch.Tensor]],
     scheduler: Any | None,
     read_loss: bool = False,
+    tensor_loss: bool = False,
 ) -> tuple[float, float]:
     """Wall and CPU (this thread) seconds of one pass over ``batches``.
 
@@ -124,13 +127,20 @@ def _round(
             loss.backward()
             optimizer.step()
             loss.item()
-    else:
+    elif not tensor_loss:
         for x, y in batches:
             loss = loss_fn(model(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             scheduler.step(loss.item())
+    else:
+        for x, y in batches:
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step(loss)
     return time.perf_counter() - start, time.thread_time() - cpu_start
 
 
@@ -165,7 +175,7 @@ def run_overhead_bench(quick: bool = False, seed: int = 0) -> dict[str, float]:
             model = _mlp(seed)
             optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
             scheduler = None
-            if arm in ("tuned", "skip_guard"):
+            if arm in ("tuned", "skip_guard", "tensor_loss"):
                 # The interval a user gets by default on a RUN_STEPS run, over a budget
                 # long enough for every round.
                 total = max(RUN_STEPS, (n_rounds + 1) * steps)
@@ -180,7 +190,9 @@ def run_overhead_bench(quick: bool = False, seed: int = 0) -> dict[str, float]:
         for r in range(n_rounds + 1):  # round 0 warms the arms up and is discarded
             for arm in ARMS if r % 2 == 0 else ARMS[::-1]:
                 model, optimizer, scheduler = arms[arm]
-                wall, cpu = _round(model, optimizer, batches, scheduler, arm == "reading")
+                wall, cpu = _round(
+                    model, optimizer, batches, scheduler, arm == "reading", arm == "tensor_loss"
+                )
                 if r > 0:
                     times[arm].append(wall)
                     cpu_times[arm].append(cpu)
@@ -192,6 +204,7 @@ def run_overhead_bench(quick: bool = False, seed: int = 0) -> dict[str, float]:
     overhead = float(statistics.median(paired))
     skip_guard = [t / p - 1.0 for t, p in zip(times["skip_guard"], times["plain"])]
     vs_reading = [t / p - 1.0 for t, p in zip(times["tuned"], times["reading"])]
+    tensor_loss = [t / p - 1.0 for t, p in zip(times["tensor_loss"], times["plain"])]
     result = {
         "plain_step_us": plain / steps * 1e6,
         "tuned_step_us": tuned / steps * 1e6,
@@ -207,6 +220,7 @@ def run_overhead_bench(quick: bool = False, seed: int = 0) -> dict[str, float]:
         "overhead_fastest_rounds": tuned / plain - 1.0,
         "overhead_skip_guard": float(statistics.median(skip_guard)),
         "overhead_vs_reading_loop": float(statistics.median(vs_reading)),
+        "overhead_tensor_loss": float(statistics.median(tensor_loss)),
         "deploy_overhead": overhead,
     }
     print(
@@ -227,6 +241,10 @@ def run_overhead_bench(quick: bool = False, seed: int = 0) -> dict[str, float]:
     print(
         f"overhead_vs_reading_loop={result['overhead_vs_reading_loop']:.4f} (median of paired "
         "rounds, against a loop that calls loss.item() every step)"
+    )
+    print(
+        f"overhead_tensor_loss={result['overhead_tensor_loss']:.4f} (median of paired rounds, "
+        "sched.step(loss) with the loss tensor, as the README's loop)"
     )
     print(
         f"cpu_time_overhead={result['cpu_overhead']:.4f} (median thread CPU time per round; "

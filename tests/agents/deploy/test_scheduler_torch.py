@@ -274,3 +274,36 @@ def test_counters_and_decision_steps_survive_mid_interval_reads_and_overrun():
     sched.step(1.0)
     assert sched.steps_done == 21 and len(sched.history) == 6
     assert sched.history[-1]["step"] == 21
+
+
+def test_a_loss_tensor_keeps_no_graph_alive_and_a_complex_one_is_refused_at_the_call():
+    import gc
+    import weakref
+
+    sched = TuningScheduler(
+        MlpStandInPolicy(), torch.optim.SGD(small_model().parameters(), lr=0.05), 12, 4
+    )
+
+    class Saved:  # what the graph keeps for backward, boxed to see when it is freed
+        def __init__(self, tensor: torch.Tensor) -> None:
+            self.tensor = tensor
+
+    kept: list[weakref.ref] = []
+
+    def pack(tensor: torch.Tensor) -> Saved:
+        box = Saved(tensor)
+        kept.append(weakref.ref(box))
+        return box
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda box: box.tensor):
+        weights = torch.randn(1000, requires_grad=True)
+        loss = (weights * torch.randn(1000)).sum()  # the product keeps both factors
+    assert kept and all(ref() is not None for ref in kept)
+    sched.step(loss)  # never backpropagated: only a detached loss may be kept
+    del loss
+    gc.collect()
+    assert all(ref() is None for ref in kept)
+    with pytest.raises(ValueError, match="real number"):
+        sched.step(torch.tensor(1.0 + 1.0j))
+    sched.step(torch.ones(1))  # a one-element tensor of any shape is a loss
+    assert sched.steps_done == 2

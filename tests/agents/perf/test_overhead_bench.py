@@ -23,6 +23,7 @@ def test_overhead_bench_quick(capsys):
     assert math.isfinite(result["overhead_fastest_rounds"])
     assert math.isfinite(result["overhead_skip_guard"])
     assert f"overhead_vs_reading_loop={result['overhead_vs_reading_loop']:.4f}" in out
+    assert f"overhead_tensor_loss={result['overhead_tensor_loss']:.4f}" in out
     # The interval a user gets by default on the README's 3000-step run.
     assert result["control_interval"] == RUN_STEPS // decisions_per_run(benchmark_policy()[0])
     # Timing on a shared machine is noisy: only a gross regression fails here.
