@@ -5,6 +5,10 @@
 # device. Logs go to the folder given (default gpu_check/).
 #
 #   bash scripts/gpu_check.sh [OUT_DIR]
+#
+# The project must be installed (`pip install -e ".[dev]"`, or with --no-deps where torch,
+# gymnasium and stable-baselines3 are there already): the task distributions are found
+# through its entry points.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-gpu_check}
