@@ -239,7 +239,8 @@ class SupervisedBatchedRun:
             self._data_ready = True
         # Built on the CPU and stored with one copy per tensor: a store per run was
         # ~10 small device copies each, 1,024 times over at every round on a GPU.
-        index = torch.as_tensor(list(indices), dtype=torch.int64)
+        idx = list(indices)
+        index = torch.as_tensor(idx, dtype=torch.int64, device=self.device)
         for name, store in (
             ("x_train", self._x_train),
             ("y_train", self._y_train),
@@ -254,23 +255,22 @@ class SupervisedBatchedRun:
                         f"{tuple(store.shape[1:])} like the other runs of this task"
                     )
             values = torch.stack([getattr(data, name) for data in datas])
-            store[index.to(self.device)] = values.to(self.device, store.dtype)
+            store[index] = values.to(self.device, store.dtype)
         inits = [
             init_flat_params(spec.net, torch.Generator().manual_seed(derive_seed(s, INIT_STREAM)))
             for s in seeds
         ]
-        self.theta[index.to(self.device)] = torch.stack(inits).to(self.device)
+        self.theta[index] = torch.stack(inits).to(self.device)
         initial = [spec.initial_hparams(seed) for seed in seeds]
         for name, store in self._hparams.items():
             if name in initial[0]:
                 values = torch.tensor([h[name] for h in initial], dtype=store.dtype)
-                store[index.to(self.device)] = values.to(self.device)
+                store[index] = values.to(self.device)
         for i, seed in zip(indices, seeds, strict=True):
             self._samplers[i] = EpochSampler(self._n_train, spec.batch_size, seed)
             self.seeds[i] = int(seed)
-        self._perm_next[list(indices)] = self._perm_bank.shape[1]  # nothing drawn yet
-        self._shuffle_epochs(list(indices))
-        idx = list(indices)
+        self._perm_next[idx] = self._perm_bank.shape[1]  # nothing drawn yet
+        self._shuffle_epochs(idx)
         self._optimizer.reset_slots(idx)
         self._prev_grad[idx] = 0.0
         self._prev_grad_norm[idx] = 0.0

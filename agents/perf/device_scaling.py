@@ -27,14 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.perf.engine import preset_throughput
+from agents.common.threads import torch_threads
+from agents.perf.engine import draw_preset_tasks, preset_throughput
 from tasks.distribution import list_families, task_by_name
-
-
-def _set_threads(n: int) -> int:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    return before
 
 
 def preset_device_table(
@@ -61,7 +56,7 @@ def preset_device_table(
     """
     rows: list[tuple[str, Any, list[Any]]] = []
     for name, config in presets.items():
-        rows.append((name, config, _drawn_tasks(config, n_rounds, seed)))
+        rows.append((name, config, draw_preset_tasks(config, n_rounds, seed)))
     if control_family is not None and presets:
         base = presets.get("default", next(iter(presets.values())))
         rows.append((control_family, base, [task_by_name(control_family)]))
@@ -71,18 +66,6 @@ def preset_device_table(
             _device_row(name, config, tasks, device, cpu_threads, gpu_n_envs, seed, print_fn)
         )
     return summary
-
-
-def _drawn_tasks(config: Any, n_rounds: int, seed: int) -> list[Any]:
-    from agents.common.ray_vec_env import vec_env_kwargs_from_config
-    from hpo_env.distributions import resolve_sampler
-
-    kwargs = vec_env_kwargs_from_config(config)
-    sampler = resolve_sampler(
-        kwargs["distribution"], split=kwargs["split"], **kwargs.get("distribution_kwargs", {})
-    )
-    rng = np.random.default_rng(seed)
-    return [sampler.sample(rng) for _ in range(n_rounds)]
 
 
 def _device_row(
@@ -95,11 +78,8 @@ def _device_row(
     seed: int,
     print_fn: Callable[[str], None],
 ) -> dict[str, float]:
-    before = _set_threads(cpu_threads)
-    try:
+    with torch_threads(cpu_threads):
         cpu = preset_throughput(config, "cpu", seed=seed, tasks=tasks)
-    finally:
-        torch.set_num_threads(before)
     row = {
         f"{name}_cpu_decisions_per_s": cpu["decisions_per_s"],
         f"{name}_cpu_updates_per_s": cpu["updates_per_s"],

@@ -209,19 +209,17 @@ def preset_throughput(
     device: torch.device | str = "cpu",
     min_seconds: float = 3.0,
     seed: int = 0,
-    n_rounds: int | None = None,
     tasks: Sequence[Any] | None = None,
 ) -> dict[str, float]:
     """Meta-training throughput of one `agents.train.config.TrainConfig` preset.
 
     Steps the preset's vec env (its ``n_envs``, distribution, hyperparameters) with
     uniform random actions, as an untrained policy acts, round changes (new tasks)
-    included: for ``min_seconds`` (at least one decision), or, with ``n_rounds``, for
-    exactly that many whole rounds on the first ``n_rounds`` tasks ``seed`` draws from
-    the distribution. The rounds make a workload that does not depend on ``n_envs`` or
-    the device (a timed window covers one task's first decisions at 1,024 envs and
-    several tasks at 32), so two settings can be compared fairly. ``tasks`` gives the
-    rounds' tasks instead of drawing them.
+    included: for ``min_seconds`` (at least one decision), or, given ``tasks`` (e.g.
+    `draw_preset_tasks`), for exactly one whole round of each. The rounds make a
+    workload that does not depend on ``n_envs`` or the device (a timed window covers
+    one task's first decisions at 1,024 envs and several tasks at 32), so two settings
+    can be compared fairly.
 
     Returns:
         ``{"decisions_per_s": ..., "updates_per_s": ...}``: control decisions and
@@ -232,11 +230,6 @@ def preset_throughput(
 
     kwargs = {**vec_env_kwargs_from_config(config), "device": device}
     vec = make_vec_env(config.n_envs, seed=seed, **kwargs)
-    if tasks is None and n_rounds is not None:
-        if n_rounds < 1:
-            raise ValueError(f"n_rounds must be >= 1, got {n_rounds}")
-        task_rng = np.random.default_rng(seed)
-        tasks = [vec.sampler.sample(task_rng) for _ in range(n_rounds)]
     tasks = list(tasks or [])
     if tasks:
         vec.fixed_task = tasks[0]
@@ -263,6 +256,22 @@ def preset_throughput(
             break
     vec.close()
     return {"decisions_per_s": decisions / elapsed, "updates_per_s": updates / elapsed}
+
+
+def draw_preset_tasks(config: Any, n_rounds: int, seed: int = 0) -> list[Any]:
+    """The first ``n_rounds`` tasks ``seed`` draws from a preset's training distribution
+    (what `preset_throughput` runs as whole rounds)."""
+    from agents.common.ray_vec_env import vec_env_kwargs_from_config
+    from hpo_env.distributions import resolve_sampler
+
+    if n_rounds < 1:
+        raise ValueError(f"n_rounds must be >= 1, got {n_rounds}")
+    kwargs = vec_env_kwargs_from_config(config)
+    sampler = resolve_sampler(
+        kwargs["distribution"], split=kwargs["split"], **kwargs.get("distribution_kwargs", {})
+    )
+    rng = np.random.default_rng(seed)
+    return [sampler.sample(rng) for _ in range(n_rounds)]
 
 
 def validation_seconds_per_decision(
@@ -462,17 +471,17 @@ def run_engine_bench(
             )
         )
         summary.update(runs_fit(dev, print_fn=print_fn))
-        presets = {}
-    for name, config in (presets or {}).items():
-        rates = preset_throughput(config, dev, preset_seconds, seed)
-        summary[f"{name}_decisions_per_s"] = rates["decisions_per_s"]
-        summary[f"{name}_updates_per_s"] = rates["updates_per_s"]
-        print_fn(
-            f"meta-training throughput, preset {name} ({config.n_envs} envs, distribution "
-            f"{config.distribution!r}, control weight {config.control_weight}), "
-            f"{preset_seconds:g} s: {name}_decisions_per_s={rates['decisions_per_s']:.1f} "
-            f"{name}_updates_per_s={rates['updates_per_s']:.0f}"
-        )
+    else:
+        for name, config in (presets or {}).items():
+            rates = preset_throughput(config, dev, preset_seconds, seed)
+            summary[f"{name}_decisions_per_s"] = rates["decisions_per_s"]
+            summary[f"{name}_updates_per_s"] = rates["updates_per_s"]
+            print_fn(
+                f"meta-training throughput, preset {name} ({config.n_envs} envs, distribution "
+                f"{config.distribution!r}, control weight {config.control_weight}), "
+                f"{preset_seconds:g} s: {name}_decisions_per_s={rates['decisions_per_s']:.1f} "
+                f"{name}_updates_per_s={rates['updates_per_s']:.0f}"
+            )
     print_fn(
         f"engine_speedup_b64={summary['engine_speedup_b64']:.2f} "
         f"env_overhead={summary['env_overhead']:.3f} "

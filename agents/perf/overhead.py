@@ -35,7 +35,8 @@ RUN_STEPS = 3000
 """Length of the run the scheduler is told about (the README's example)."""
 ARMS = ("plain", "reading", "tuned", "skip_guard", "tensor_loss")
 """No scheduler; no scheduler but ``loss.item()`` every step (what a loop that logs its
-loss pays anyway); the scheduler as shipped; the scheduler with ``nonfinite="skip"``."""
+loss pays anyway); the scheduler as shipped; the scheduler with ``nonfinite="skip"``;
+the scheduler given the loss tensor (``sched.step(loss)``, the README's call)."""
 
 
 def _digits() -> tuple[torch.Tensor, torch.Tensor]:

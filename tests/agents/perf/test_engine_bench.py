@@ -60,8 +60,10 @@ def test_preset_throughput_over_whole_rounds_of_given_tasks() -> None:
     rates = preset_throughput(get_preset("smoke"), device="cpu", tasks=[task])
     # One task: every decision runs its updates_per_step inner updates.
     assert rates["updates_per_s"] / rates["decisions_per_s"] == pytest.approx(task.updates_per_step)
+    from agents.perf.engine import draw_preset_tasks
+
     with pytest.raises(ValueError, match="n_rounds must be >= 1"):
-        preset_throughput(get_preset("smoke"), device="cpu", n_rounds=0)
+        draw_preset_tasks(get_preset("smoke"), n_rounds=0)
 
 
 @pytest.mark.slow
