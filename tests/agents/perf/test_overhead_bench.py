@@ -7,7 +7,7 @@ import math
 import pytest
 
 from agents.deploy.scheduler import decisions_per_run
-from agents.perf.overhead import RUN_STEPS, benchmark_policy, run_overhead_bench
+from agents.perf.overhead import ARMS, RUN_STEPS, arm_order, benchmark_policy, run_overhead_bench
 
 
 @pytest.mark.slow
@@ -24,7 +24,22 @@ def test_overhead_bench_quick(capsys):
     assert math.isfinite(result["overhead_skip_guard"])
     assert f"overhead_vs_reading_loop={result['overhead_vs_reading_loop']:.4f}" in out
     assert f"overhead_tensor_loss={result['overhead_tensor_loss']:.4f}" in out
+    assert f"overhead_aa_twin={result['overhead_aa_twin']:.4f}" in out
+    assert f"overhead_direct={result['overhead_direct']:.4f}" in out
+    # Time inside sched.step: two decisions (and 118 appends) in a 120-step round
+    # cost something, and far less than the round itself.
+    assert 0.0 < result["overhead_direct"] < 0.5
     # The interval a user gets by default on the README's 3000-step run.
     assert result["control_interval"] == RUN_STEPS // decisions_per_run(benchmark_policy()[0])
     # Timing on a shared machine is noisy: only a gross regression fails here.
     assert result["cpu_overhead"] < 0.5
+
+
+def test_arm_order_rotates_every_arm_through_every_position():
+    rounds = [arm_order(r) for r in range(len(ARMS))]
+    assert all(sorted(order) == sorted(ARMS) for order in rounds)
+    for position in range(len(ARMS)):
+        assert sorted(order[position] for order in rounds) == sorted(ARMS)
+    # No arm runs twice in a row across a round boundary (it would find its model cached).
+    for r in range(3 * len(ARMS)):
+        assert arm_order(r)[-1] != arm_order(r + 1)[0]
