@@ -15,6 +15,12 @@
 A small batch on a GPU is bound by kernel launches, not arithmetic, so the
 speedup at the preset's own 32 envs is printed too: it is the honest answer for
 a user who changes nothing but ``--device``.
+
+One CPU reading can be off by a third from one machine to the next (two runs of
+the same code read the ``default`` preset's CPU side 31% apart), so the preset
+the target is about (``settle``) is measured again in ``repeats`` alternating
+pairs, CPU then device then the other way round, and
+``{settle}_gpu_speedup_paired`` is the median of the pairs' ratios.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ def preset_device_table(
     gpu_n_envs: Sequence[int] = (1024,),
     n_rounds: int = 3,
     control_family: str | None = "control_cartpole",
+    settle: str | None = "default",
+    repeats: int = 3,
     seed: int = 0,
     print_fn: Callable[[str], None] = print,
 ) -> dict[str, float]:
@@ -52,8 +60,12 @@ def preset_device_table(
 
     Returns ``{name}_cpu_decisions_per_s``, ``{name}_gpu_n{N}_decisions_per_s`` (N the
     sub-env count; updates likewise) and ``{name}_gpu_speedup`` (best GPU rate over the
-    CPU rate at the preset's ``n_envs``).
+    CPU rate at the preset's ``n_envs``); for the preset named ``settle`` (if present),
+    also ``{settle}_gpu_speedup_paired``, the median ratio of ``repeats`` alternating
+    CPU / device pairs at the best size (see `paired_speedup`).
     """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     rows: list[tuple[str, Any, list[Any]]] = []
     for name, config in presets.items():
         rows.append((name, config, draw_preset_tasks(config, n_rounds, seed)))
@@ -62,10 +74,66 @@ def preset_device_table(
         rows.append((control_family, base, [task_by_name(control_family)]))
     summary: dict[str, float] = {}
     for name, config, tasks in rows:
-        summary.update(
-            _device_row(name, config, tasks, device, cpu_threads, gpu_n_envs, seed, print_fn)
-        )
+        row = _device_row(name, config, tasks, device, cpu_threads, gpu_n_envs, seed, print_fn)
+        summary.update(row)
+        if name == settle and name in presets:
+            best_n = max(
+                {config.n_envs, *gpu_n_envs}, key=lambda n: row[f"{name}_gpu_n{n}_decisions_per_s"]
+            )
+            summary.update(
+                paired_speedup(
+                    name, config, tasks, device, best_n, cpu_threads, repeats, seed, print_fn
+                )
+            )
     return summary
+
+
+def paired_speedup(
+    name: str,
+    config: Any,
+    tasks: list[Any],
+    device: torch.device,
+    n_envs: int,
+    cpu_threads: int,
+    repeats: int,
+    seed: int,
+    print_fn: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """``repeats`` pairs of whole-round throughputs, the preset as shipped on the CPU and
+    at ``n_envs`` on ``device``, back to back with the first side alternating: the median
+    of the pairs' ratios is ``{name}_gpu_speedup_paired``, less moved by what else the
+    machine is doing than one reading of each side."""
+    sized = dataclasses.replace(config, n_envs=n_envs)
+
+    def cpu_rate() -> float:
+        with torch_threads(cpu_threads):
+            return preset_throughput(config, "cpu", seed=seed, tasks=tasks)["decisions_per_s"]
+
+    def device_rate() -> float:
+        rate = preset_throughput(sized, device, seed=seed, tasks=tasks)["decisions_per_s"]
+        _release(device)
+        return rate
+
+    ratios = []
+    for r in range(repeats):
+        if r % 2 == 0:
+            cpu = cpu_rate()
+            ratios.append(device_rate() / cpu)
+        else:
+            dev = device_rate()
+            ratios.append(dev / cpu_rate())
+    median = float(np.median(ratios))
+    print_fn(
+        f"{name}: {repeats} alternating pairs, CPU ({config.n_envs} envs) vs {device} "
+        f"({n_envs} envs), ratios "
+        + ", ".join(f"{r:.1f}" for r in ratios)
+        + f"; {name}_gpu_speedup_paired={median:.1f}"
+    )
+    return {
+        f"{name}_gpu_speedup_paired": median,
+        f"{name}_gpu_speedup_paired_min": float(min(ratios)),
+        f"{name}_gpu_speedup_paired_max": float(max(ratios)),
+    }
 
 
 def _device_row(

@@ -467,7 +467,12 @@ def run_engine_bench(
 
         summary.update(
             preset_device_table(
-                presets, dev, n_rounds=1 if quick else 3, seed=seed, print_fn=print_fn
+                presets,
+                dev,
+                n_rounds=1 if quick else 3,
+                repeats=2 if quick else 3,
+                seed=seed,
+                print_fn=print_fn,
             )
         )
         summary.update(runs_fit(dev, print_fn=print_fn))

@@ -81,11 +81,24 @@ def test_device_table_and_runs_fit_on_the_cpu() -> None:
         gpu_n_envs=(16,),
         n_rounds=1,
         control_family=None,
+        settle="smoke",
+        repeats=2,
         print_fn=lines.append,
     )
     best = max(row["smoke_gpu_n8_decisions_per_s"], row["smoke_gpu_n16_decisions_per_s"])
     assert row["smoke_gpu_speedup"] == pytest.approx(best / row["smoke_cpu_decisions_per_s"])
-    assert "smoke_gpu_speedup=" in lines[-1]
+    assert "smoke_gpu_speedup=" in lines[-2]
+    # The settled preset: two more alternating pairs, their median ratio printed last.
+    assert lines[-1].endswith(f"smoke_gpu_speedup_paired={row['smoke_gpu_speedup_paired']:.1f}")
+    assert "2 alternating pairs" in lines[-1]
+    assert (
+        0
+        < row["smoke_gpu_speedup_paired_min"]
+        <= row["smoke_gpu_speedup_paired"]
+        <= row["smoke_gpu_speedup_paired_max"]
+    )
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        preset_device_table({"smoke": get_preset("smoke")}, cpu, repeats=0)
     fit = runs_fit(cpu, n_runs=4, n_steps=1, print_fn=lines.append)
     assert fit["runs_fit_families"] == fit["runs_fit_total"] >= 2
     assert lines[-1].startswith(f"runs_fit={int(fit['runs_fit_total'])}/")
