@@ -16,11 +16,12 @@ A small batch on a GPU is bound by kernel launches, not arithmetic, so the
 speedup at the preset's own 32 envs is printed too: it is the honest answer for
 a user who changes nothing but ``--device``.
 
-One CPU reading can be off by a third from one machine to the next (two runs of
-the same code read the ``default`` preset's CPU side 31% apart), so the preset
-the target is about (``settle``) is measured again in ``repeats`` alternating
-pairs, CPU then device then the other way round, and
-``{settle}_gpu_speedup_paired`` is the median of the pairs' ratios.
+One reading of each side is one sample of a noisy machine, so the preset the
+target is about (``settle``) is measured again in ``repeats`` alternating pairs,
+CPU then device then the other way round, and ``{settle}_gpu_speedup_paired`` is
+the median of the pairs' ratios. Pairs do not remove differences between
+machines: two runs of the same code on two machines read the ``default``
+preset's CPU side 31% apart.
 """
 
 from __future__ import annotations
