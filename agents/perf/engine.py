@@ -14,8 +14,10 @@ On the same sampled supervised tasks, measures inner updates per second
     auto-resets; `env_updates_per_second`);
 (e) meta-training throughput per `agents.train.config` preset (when the caller
     passes the presets): the preset's vec env (its n_envs and task distribution)
-    stepped with random actions for a few seconds, in decisions and inner updates
-    per second (`preset_throughput`). On an accelerator: each preset on the CPU
+    stepped with random actions over whole rounds of supervised tasks and of a
+    control task from its distribution, weighted by how often each kind is drawn,
+    in decisions and inner updates per second (`preset_mix_throughput`). On an
+    accelerator: each preset on the CPU
     (2 torch threads) and on the device at 32 to 1,024 envs, side by side, and
     whether 1,024 parallel runs of every family fit (`agents.perf.device_scaling`).
 
@@ -223,7 +225,8 @@ def preset_throughput(
 
     Returns:
         ``{"decisions_per_s": ..., "updates_per_s": ...}``: control decisions and
-        inner run-updates (one run doing one update counts 1) per second.
+        inner run-updates (one run doing one update counts 1) per second; and the
+        totals they come from, ``decisions``, ``updates`` and ``seconds``.
     """
     from agents.common.ray_vec_env import vec_env_kwargs_from_config
     from hpo_env import make_vec_env
@@ -255,23 +258,125 @@ def preset_throughput(
         if (rounds_done >= len(tasks)) if tasks else elapsed >= min_seconds:
             break
     vec.close()
-    return {"decisions_per_s": decisions / elapsed, "updates_per_s": updates / elapsed}
+    return {
+        "decisions_per_s": decisions / elapsed,
+        "updates_per_s": updates / elapsed,
+        "decisions": float(decisions),
+        "updates": float(updates),
+        "seconds": elapsed,
+    }
+
+
+MAX_MIX_DRAWS = 1000
+"""Draws `preset_mix_throughput` makes looking for its tasks before it gives up."""
+
+
+def control_share(sampler: Any, n_draws: int = 2000, seed: int = 0) -> float:
+    """The probability that a round of ``sampler`` is a control task: exact for a
+    `tasks.distribution.TaskDistribution`, else the share of ``n_draws`` draws."""
+    from tasks.control.tasks import ControlTask
+    from tasks.distribution import control_families
+
+    if isinstance(sampler, TaskDistribution):
+        control = {family.name for family in control_families()}
+        return float(sum(p for name, p in sampler.probabilities.items() if name in control))
+    rng = np.random.default_rng(seed)
+    return sum(isinstance(sampler.sample(rng), ControlTask) for _ in range(n_draws)) / n_draws
+
+
+def mix_rates(parts: Sequence[tuple[float, Mapping[str, float], int]]) -> dict[str, float]:
+    """Long-run rates of rounds drawn at random: ``parts`` holds (probability of a
+    round of this kind, `preset_throughput` totals over its rounds, number of those
+    rounds). Rates are expected work per round over expected seconds per round (a
+    renewal process), not an average of the kinds' rates."""
+    seconds = sum(p * totals["seconds"] / n for p, totals, n in parts)
+    return {
+        "decisions_per_s": sum(p * totals["decisions"] / n for p, totals, n in parts) / seconds,
+        "updates_per_s": sum(p * totals["updates"] / n for p, totals, n in parts) / seconds,
+    }
+
+
+def preset_mix_throughput(
+    config: Any,
+    device: torch.device | str = "cpu",
+    n_supervised: int = 4,
+    seed: int = 0,
+) -> dict[str, float]:
+    """A preset's meta-training throughput over its own mix of tasks.
+
+    A control decision costs several supervised ones, and a control task is one draw
+    in seven of the ``default`` distribution, so a short window from the first draws
+    usually sees none. Instead: whole rounds of the first ``n_supervised`` supervised
+    tasks and of the first control task ``seed`` draws from the preset's distribution
+    (`preset_throughput`), combined by `mix_rates` with the distribution's
+    `control_share`.
+
+    Returns:
+        ``decisions_per_s`` and ``updates_per_s`` of the mix; ``supervised_*`` and
+        ``control_*`` rates of each kind alone; ``control_share`` (of rounds) and
+        ``control_time_share`` (of the time).
+    """
+    from tasks.control.tasks import ControlTask
+
+    if n_supervised < 1:
+        raise ValueError(f"n_supervised must be >= 1, got {n_supervised}")
+    sampler = preset_sampler(config)
+    share = control_share(sampler, seed=seed)
+    want_supervised = n_supervised if share < 1.0 else 0
+    rng = np.random.default_rng(seed)
+    supervised: list[Any] = []
+    control: Any | None = None
+    for _ in range(MAX_MIX_DRAWS):
+        if len(supervised) >= want_supervised and (control is not None or share == 0.0):
+            break
+        task = sampler.sample(rng)
+        if isinstance(task, ControlTask):
+            control = control if control is not None else task
+        elif len(supervised) < want_supervised:
+            supervised.append(task)
+    else:
+        raise RuntimeError(
+            f"{MAX_MIX_DRAWS} draws from the preset's distribution gave {len(supervised)} of "
+            f"{want_supervised} supervised tasks and {int(control is not None)} control task; "
+            "is its control share right?"
+        )
+    result: dict[str, float] = {"control_share": share, "control_time_share": 0.0}
+    parts: list[tuple[float, Mapping[str, float], int]] = []
+    for kind, weight, tasks in (
+        ("supervised", 1.0 - share, supervised),
+        ("control", share, [control] if control is not None else []),
+    ):
+        if tasks:
+            totals = preset_throughput(config, device, seed=seed, tasks=tasks)
+            parts.append((weight, totals, len(tasks)))
+            result[f"{kind}_decisions_per_s"] = totals["decisions_per_s"]
+            result[f"{kind}_updates_per_s"] = totals["updates_per_s"]
+    if control is not None:
+        seconds_per_round = sum(p * totals["seconds"] / n for p, totals, n in parts)
+        result["control_time_share"] = share * parts[-1][1]["seconds"] / seconds_per_round
+    result.update(mix_rates(parts))
+    return result
 
 
 def draw_preset_tasks(config: Any, n_rounds: int, seed: int = 0) -> list[Any]:
     """The first ``n_rounds`` tasks ``seed`` draws from a preset's training distribution
     (what `preset_throughput` runs as whole rounds)."""
+    if n_rounds < 1:
+        raise ValueError(f"n_rounds must be >= 1, got {n_rounds}")
+    sampler = preset_sampler(config)
+    rng = np.random.default_rng(seed)
+    return [sampler.sample(rng) for _ in range(n_rounds)]
+
+
+def preset_sampler(config: Any) -> Any:
+    """The task sampler of a preset's training distribution, as meta-training builds it."""
     from agents.common.ray_vec_env import vec_env_kwargs_from_config
     from hpo_env.distributions import resolve_sampler
 
-    if n_rounds < 1:
-        raise ValueError(f"n_rounds must be >= 1, got {n_rounds}")
     kwargs = vec_env_kwargs_from_config(config)
-    sampler = resolve_sampler(
+    return resolve_sampler(
         kwargs["distribution"], split=kwargs["split"], **kwargs.get("distribution_kwargs", {})
     )
-    rng = np.random.default_rng(seed)
-    return [sampler.sample(rng) for _ in range(n_rounds)]
 
 
 def validation_seconds_per_decision(
@@ -342,7 +447,6 @@ def run_engine_bench(
     print_fn: Callable[[str], None] = print,
     device: str = "cpu",
     presets: Mapping[str, Any] | None = None,
-    preset_seconds: float | None = None,
 ) -> dict[str, float]:
     """Measure and print (a) sequential, (b) engine at ``batch_sizes``, (c) bare B=64,
     (d) the environment at B=64, (e) meta-training throughput per preset.
@@ -356,8 +460,9 @@ def run_engine_bench(
         min_seconds: Timing per measurement (default 0.3 if ``quick`` else 1.5).
         print_fn: Where the report lines go.
         device: Where batched runs compute (``cpu``, ``cuda``, ``cuda:N``, ``auto``).
-        presets: Name -> `agents.train.config.TrainConfig` to measure (e); None skips it.
-        preset_seconds: Timing per preset (default 0.5 if ``quick`` else 3).
+        presets: Name -> `agents.train.config.TrainConfig` to measure (e) over whole
+            rounds of its own task mix (`preset_mix_throughput`: 4 supervised tasks and
+            one control task, 1 and 1 if ``quick``); None skips it.
 
     Returns:
         ``{"sequential": ..., "engine_b1": ..., "bare_b64": ..., "engine_speedup_b64": ...}``:
@@ -367,7 +472,6 @@ def run_engine_bench(
         raise ValueError(f"batch_sizes must include 64 for engine_speedup_b64, got {batch_sizes}")
     n_tasks = n_tasks if n_tasks is not None else (2 if quick else 5)
     min_seconds = min_seconds if min_seconds is not None else (0.3 if quick else 1.5)
-    preset_seconds = preset_seconds if preset_seconds is not None else (0.5 if quick else 3.0)
     dev = resolve_device(device)
     tasks = sample_bench_tasks(n_tasks, seed)
     print_fn(
@@ -478,13 +582,19 @@ def run_engine_bench(
         summary.update(runs_fit(dev, print_fn=print_fn))
     else:
         for name, config in (presets or {}).items():
-            rates = preset_throughput(config, dev, preset_seconds, seed)
+            rates = preset_mix_throughput(config, dev, n_supervised=1 if quick else 4, seed=seed)
             summary[f"{name}_decisions_per_s"] = rates["decisions_per_s"]
             summary[f"{name}_updates_per_s"] = rates["updates_per_s"]
+            kinds = ", ".join(
+                f"{kind} {rates[f'{kind}_decisions_per_s']:.0f}/s"
+                for kind in ("supervised", "control")
+                if f"{kind}_decisions_per_s" in rates
+            )
             print_fn(
                 f"meta-training throughput, preset {name} ({config.n_envs} envs, distribution "
-                f"{config.distribution!r}, control weight {config.control_weight}), "
-                f"{preset_seconds:g} s: {name}_decisions_per_s={rates['decisions_per_s']:.1f} "
+                f"{config.distribution!r}, control share {rates['control_share']:.2f} of rounds, "
+                f"{100 * rates['control_time_share']:.0f}% of the time; decisions: {kinds}): "
+                f"{name}_decisions_per_s={rates['decisions_per_s']:.1f} "
                 f"{name}_updates_per_s={rates['updates_per_s']:.0f}"
             )
     print_fn(

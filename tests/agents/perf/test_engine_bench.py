@@ -102,3 +102,51 @@ def test_device_table_and_runs_fit_on_the_cpu() -> None:
     fit = runs_fit(cpu, n_runs=4, n_steps=1, print_fn=lines.append)
     assert fit["runs_fit_families"] == fit["runs_fit_total"] >= 2
     assert lines[-1].startswith(f"runs_fit={int(fit['runs_fit_total'])}/")
+
+
+def test_mix_rates_are_expected_work_over_expected_time() -> None:
+    from agents.perf.engine import mix_rates
+
+    # Supervised rounds: 2 rounds, 2,000 decisions in 4 s; a control round: 500 in 5 s.
+    supervised = {"decisions": 2000.0, "updates": 20000.0, "seconds": 4.0}
+    control = {"decisions": 500.0, "updates": 4000.0, "seconds": 5.0}
+    rates = mix_rates([(0.8, supervised, 2), (0.2, control, 1)])
+    # Per round on average: 0.8 * 1000 + 0.2 * 500 = 900 decisions in 0.8 * 2 + 0.2 * 5 = 2.6 s.
+    assert rates["decisions_per_s"] == pytest.approx(900 / 2.6)
+    assert rates["updates_per_s"] == pytest.approx((0.8 * 10000 + 0.2 * 4000) / 2.6)
+
+
+def test_control_share_is_exact_for_a_distribution_and_counted_otherwise() -> None:
+    import numpy as np
+
+    from agents.perf.engine import control_share
+    from tasks.distribution import default_distribution, task_by_name
+    from tests.conftest import make_tiny_task
+
+    assert control_share(default_distribution("train", control_weight=0.15)) == pytest.approx(0.15)
+    assert control_share(default_distribution("train", control_weight=0.0)) == 0.0
+
+    control, supervised = task_by_name("control_cartpole"), make_tiny_task()
+
+    class OneInFour:
+        def sample(self, rng: np.random.Generator):
+            return control if rng.random() < 0.25 else supervised
+
+    assert control_share(OneInFour(), n_draws=4000) == pytest.approx(0.25, abs=0.03)
+
+
+@pytest.mark.slow
+def test_preset_mix_throughput_lies_between_its_kinds() -> None:
+    import dataclasses
+
+    from agents.perf.engine import preset_mix_throughput
+    from agents.train.config import get_preset
+
+    config = dataclasses.replace(get_preset("default"), n_envs=2, batch_size=64)
+    rates = preset_mix_throughput(config, n_supervised=1)
+    assert rates["control_share"] == pytest.approx(0.15)
+    low, high = sorted((rates["supervised_decisions_per_s"], rates["control_decisions_per_s"]))
+    assert low <= rates["decisions_per_s"] <= high
+    assert 0.0 < rates["control_time_share"] < 1.0
+    with pytest.raises(ValueError, match="n_supervised must be >= 1"):
+        preset_mix_throughput(config, n_supervised=0)
