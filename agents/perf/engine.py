@@ -11,7 +11,10 @@ On the same sampled supervised tasks, measures inner updates per second
     statistics and no environment (`bare_updates_per_second`);
 (d) the whole environment at B = 64: `hpo_env.make_vec_env(64, task=...)` stepped
     with fixed actions (statistics, validation every decision, features, reward,
-    auto-resets; `env_updates_per_second`);
+    auto-resets; `env_updates_per_second`), with the controller never shown
+    validation, and again shown it at every decision (the full set measured every
+    step), which with `cadence_mix_overhead` gives the cost over meta-training's
+    mix of cadences;
 (e) meta-training throughput per `agents.train.config` preset (when the caller
     passes the presets): the preset's vec env (its n_envs and task distribution)
     stepped with random actions over whole rounds of supervised tasks and of a
@@ -25,10 +28,11 @@ Everything batched runs on ``device`` (``cpu`` default; ``cuda``/``auto`` where
 available); the sequential baseline is plain PyTorch on the CPU.
 
 Ratios are measured side by side in one process; the last printed line is
-``engine_speedup_b64=<ratio> env_overhead=<fraction>``: the geometric mean over
+``engine_speedup_b64=<ratio> env_overhead=<fraction> ...``: the geometric mean over
 tasks of (b) at B=64 / (a), and the environment's extra time per inner update
-over bare training, (c) / (d) - 1, each task's the median over alternating rounds
-of the two (`paired_env_overhead`). The validation pass the reward needs at every
+over bare training, (c) / (d) - 1, with validation never shown, each task's the
+median over pairs of alternating rounds of the two (`paired_env_overhead`); then
+the same shown at every decision and over the mix of cadences. The validation pass the reward needs at every
 decision is reported separately, since its cost depends on the validation-set
 size, not on the environment's bookkeeping.
 """
@@ -46,6 +50,7 @@ import numpy as np
 import torch
 
 from hpo_env.device import resolve_device
+from hpo_env.episodes import DEFAULT_VAL_EVERY_CHOICES
 from tasks.distribution import TaskDistribution, list_families
 from tasks.supervised import SupervisedTask
 
@@ -73,6 +78,24 @@ def _timed(
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds:
             return done / elapsed
+
+
+NEVER_SHOWN = {"val_every_choices": (0,)}
+"""`make_vec_env` kwargs: every round's controller is never shown validation."""
+SHOWN_EVERY_DECISION = {"val_every_choices": (1,)}
+"""`make_vec_env` kwargs: every round's controller is shown validation at every decision."""
+
+
+def cadence_mix_overhead(
+    never: float, every: float, choices: Sequence[int] = DEFAULT_VAL_EVERY_CHOICES
+) -> float:
+    """The environment's overhead over meta-training's mix of validation cadences,
+    from the overheads with validation never shown and shown at every decision: a
+    round with cadence c measures the full set at 1/c of its decisions (0: none), so
+    its overhead is taken as ``never + (every - never) / c`` and the ``choices`` (each
+    round draws one uniformly) are averaged."""
+    shown = [0.0 if c == 0 else 1.0 / c for c in choices]
+    return never + (every - never) * float(np.mean(shown))
 
 
 def sequential_updates_per_second(
@@ -173,11 +196,21 @@ def paired_env_overhead(
     device: torch.device | str = "cpu",
     **vec_env_kwargs: Any,
 ) -> float:
-    """The environment's extra time per inner update over bare training, (c) / (d) - 1,
-    as the median over alternating rounds that time bare training and the environment
-    back to back (who goes first alternates): load on the machine hits both sides of a
-    round alike, where two separate timing windows moved the ratio by ±0.1 between runs.
-    ``vec_env_kwargs`` go to `hpo_env.make_vec_env` (e.g. ``val_fraction=1.0``)."""
+    """The environment's extra time per inner update over bare training, (c) / (d) - 1.
+
+    Rounds time bare training and the environment back to back, so load on the machine
+    hits both sides of a round alike (two separate timing windows moved the ratio by
+    ±0.1 between runs). Whichever side goes second reads slower (on one task, rounds
+    read 0.10–0.12 one way round and 0.25–0.43 the other), so the order alternates and
+    each pair of consecutive rounds, one of each order, gives one ratio (the geometric
+    mean of its two): the result is the median over those pairs. ``rounds`` is rounded
+    up to an even number.
+
+    ``vec_env_kwargs`` go to `hpo_env.make_vec_env`. Pin ``val_every_choices``: the
+    environment draws a validation cadence per round, and a controller shown validation
+    makes it measure the full set, so a measurement that spans a round change would
+    otherwise mix cadences by how fast the machine is.
+    """
     from hpo_env import make_vec_env
 
     bare_run = _default_run(task, n_runs, device)
@@ -196,14 +229,15 @@ def paired_env_overhead(
 
     bare()
     env()
-    ratios = []
-    for r in range(rounds):
-        rates = {}
-        for side in (bare, env) if r % 2 == 0 else (env, bare):
-            rates[side] = _timed(side, seconds_per_round, device, warm_up=False)
-        ratios.append(rates[bare] / rates[env] - 1.0)
+    pair_ratios = []
+    for _ in range((rounds + 1) // 2):
+        product = 1.0
+        for order in ((bare, env), (env, bare)):
+            rates = {side: _timed(side, seconds_per_round, device, warm_up=False) for side in order}
+            product *= rates[bare] / rates[env]
+        pair_ratios.append(math.sqrt(product) - 1.0)
     vec.close()
-    return float(np.median(ratios))
+    return float(np.median(pair_ratios))
 
 
 def preset_throughput(
@@ -484,11 +518,14 @@ def run_engine_bench(
         for b in batch_sizes:
             row[f"engine_b{b}"] = engine_updates_per_second(task, b, min_seconds, dev)
         row["bare_b64"] = bare_updates_per_second(task, 64, min_seconds, dev)
-        row["env_b64"] = env_updates_per_second(task, 64, min_seconds, dev)
-        # The headline: bare training and the environment in alternating rounds.
+        row["env_b64"] = env_updates_per_second(task, 64, min_seconds, dev, **NEVER_SHOWN)
+        # The headline: bare training and the environment in alternating rounds, the
+        # controller never shown validation; then shown it at every decision (the full
+        # set measured every step); then the full set for the reward too.
         for key, kwargs in (
-            ("env_overhead_paired", {}),
-            ("full_val_paired", {"val_fraction": 1.0}),
+            ("env_overhead_paired", NEVER_SHOWN),
+            ("shown_paired", SHOWN_EVERY_DECISION),
+            ("full_val_paired", {"val_fraction": 1.0, **NEVER_SHOWN}),
         ):
             row[key] = paired_env_overhead(
                 task,
@@ -502,7 +539,7 @@ def run_engine_bench(
         # the cost before the subsampled reward, and the cost whenever the controller
         # is shown validation at every decision (``val_every=1``).
         row["env_full_val_b64"] = env_updates_per_second(
-            task, 64, min_seconds, dev, val_fraction=1.0
+            task, 64, min_seconds, dev, val_fraction=1.0, **NEVER_SHOWN
         )
         # A full validation pass's share of that environment's time per inner update.
         val_per_update = validation_seconds_per_decision(task, 64, dev) / (
@@ -521,6 +558,7 @@ def run_engine_bench(
             f"(full validation every decision {row['env_full_val_b64']:.0f}/s); speedup {ratios}"
         )
     paired = per_task.pop("env_overhead_paired")
+    paired_shown = per_task.pop("shown_paired")
     paired_full_val = per_task.pop("full_val_paired")
     summary = {key: _geomean(values) for key, values in per_task.items()}
     speedups = [e / s for e, s in zip(per_task["engine_b64"], per_task["sequential"])]
@@ -531,6 +569,13 @@ def run_engine_bench(
     summary["env_overhead"] = _geomean([1.0 + x for x in paired]) - 1.0
     summary["env_overhead_unpaired"] = summary["bare_b64"] / summary["env_b64"] - 1.0
     summary["env_overhead_full_val"] = _geomean([1.0 + x for x in paired_full_val]) - 1.0
+    summary["env_overhead_val_shown"] = _geomean([1.0 + x for x in paired_shown]) - 1.0
+    summary["env_overhead_cadence_mix"] = (
+        _geomean(
+            [1.0 + cadence_mix_overhead(never, shown) for never, shown in zip(paired, paired_shown)]
+        )
+        - 1.0
+    )
     val_share = float(np.mean(per_task["validation_fraction"]))
     # Time per update spent outside validation, relative to bare training.
     summary["env_overhead_excl_validation"] = (1.0 + summary["env_overhead_full_val"]) * (
@@ -553,13 +598,16 @@ def run_engine_bench(
         f"sub-environment (largest over the sampled tasks)"
     )
     print_fn(
-        f"environment at B=64: {summary['env_b64']:.0f}/s; time per inner update "
-        f"{100 * summary['env_overhead']:+.0f}% over bare training (median of alternating "
-        f"rounds; {100 * summary['env_overhead_unpaired']:+.0f}% from the separate timings "
-        "above; the reward measures a "
-        f"fixed quarter of the validation set where the controller is not shown it; the "
-        f"episode's cadence here is the one seed {0} draws). Measuring the full set every "
-        f"decision: {summary['env_full_val_b64']:.0f}/s, "
+        f"environment at B=64, the controller never shown validation: "
+        f"{summary['env_b64']:.0f}/s; time per inner update "
+        f"{100 * summary['env_overhead']:+.0f}% over bare training (median of pairs of "
+        f"alternating rounds; {100 * summary['env_overhead_unpaired']:+.0f}% from the separate "
+        "timings above; the reward measures a fixed quarter of the validation set). Shown "
+        f"validation at every decision (the full set measured every step): "
+        f"{100 * summary['env_overhead_val_shown']:+.0f}%; over meta-training's mix of "
+        f"cadences {DEFAULT_VAL_EVERY_CHOICES} (0 = never): "
+        f"{100 * summary['env_overhead_cadence_mix']:+.0f}%. The reward on the full set "
+        f"too: {summary['env_full_val_b64']:.0f}/s, "
         f"{100 * summary['env_overhead_full_val']:+.0f}%, of which validation takes "
         f"{100 * val_share:.0f}% of the environment's time; without it "
         f"{100 * summary['env_overhead_excl_validation']:+.0f}%"
@@ -600,6 +648,8 @@ def run_engine_bench(
     print_fn(
         f"engine_speedup_b64={summary['engine_speedup_b64']:.2f} "
         f"env_overhead={summary['env_overhead']:.3f} "
+        f"env_overhead_val_shown={summary['env_overhead_val_shown']:.3f} "
+        f"env_overhead_cadence_mix={summary['env_overhead_cadence_mix']:.3f} "
         f"env_overhead_full_val={summary['env_overhead_full_val']:.3f}"
     )
     return summary

@@ -150,3 +150,34 @@ def test_preset_mix_throughput_lies_between_its_kinds() -> None:
     assert 0.0 < rates["control_time_share"] < 1.0
     with pytest.raises(ValueError, match="n_supervised must be >= 1"):
         preset_mix_throughput(config, n_supervised=0)
+
+
+def test_env_overhead_pairs_cancel_an_order_effect(monkeypatch) -> None:
+    """Whichever side runs second in a round reads 20% slower; each pair of rounds (one of
+    each order) then still gives the true overhead, where one round alone does not."""
+    from agents.perf import engine
+    from tests.conftest import make_tiny_task
+
+    true_rates = {"bare": 100.0, "env": 80.0}  # the environment costs 25% more
+    calls: list[str] = []
+
+    def fake_timed(side, min_seconds, device="cpu", warm_up=True):
+        calls.append(side.__name__)
+        second_in_round = len(calls) % 2 == 0
+        return true_rates[side.__name__] * (0.8 if second_in_round else 1.0)
+
+    monkeypatch.setattr(engine, "_timed", fake_timed)
+    overhead = engine.paired_env_overhead(
+        make_tiny_task(), n_runs=2, rounds=4, seconds_per_round=0.0, **engine.NEVER_SHOWN
+    )
+    assert overhead == pytest.approx(0.25)
+    assert calls == ["bare", "env", "env", "bare"] * 2
+
+
+def test_cadence_mix_weights_each_cadence_by_the_share_of_decisions_shown() -> None:
+    from agents.perf.engine import cadence_mix_overhead
+
+    # Cadences 1, 1, 2, 5, 0 show validation at 1, 1, 1/2, 1/5 and 0 of the decisions.
+    assert cadence_mix_overhead(0.2, 0.5, (1, 1, 2, 5, 0)) == pytest.approx(0.2 + 0.3 * 0.54)
+    assert cadence_mix_overhead(0.2, 0.5, (0,)) == pytest.approx(0.2)
+    assert cadence_mix_overhead(0.2, 0.5, (1,)) == pytest.approx(0.5)
