@@ -32,9 +32,9 @@ Ratios are measured side by side in one process; the last printed line is
 tasks of (b) at B=64 / (a), and the environment's extra time per inner update
 over bare training, (c) / (d) - 1, with validation never shown, each task's the
 median over pairs of alternating rounds of the two (`paired_env_overhead`); then
-the same shown at every decision and over the mix of cadences. The validation pass the reward needs at every
-decision is reported separately, since its cost depends on the validation-set
-size, not on the environment's bookkeeping.
+the same shown at every decision and over the mix of cadences. The validation
+pass the reward needs at every decision is reported separately, since its cost
+depends on the validation-set size, not on the environment's bookkeeping.
 """
 
 from __future__ import annotations
@@ -374,8 +374,9 @@ def preset_mix_throughput(
             f"{want_supervised} supervised tasks and {int(control is not None)} control task; "
             "is its control share right?"
         )
-    result: dict[str, float] = {"control_share": share, "control_time_share": 0.0}
+    result: dict[str, float] = {"control_share": share}
     parts: list[tuple[float, Mapping[str, float], int]] = []
+    expected_seconds: dict[str, float] = {}  # per drawn round, by kind
     for kind, weight, tasks in (
         ("supervised", 1.0 - share, supervised),
         ("control", share, [control] if control is not None else []),
@@ -383,11 +384,12 @@ def preset_mix_throughput(
         if tasks:
             totals = preset_throughput(config, device, seed=seed, tasks=tasks)
             parts.append((weight, totals, len(tasks)))
+            expected_seconds[kind] = weight * totals["seconds"] / len(tasks)
             result[f"{kind}_decisions_per_s"] = totals["decisions_per_s"]
             result[f"{kind}_updates_per_s"] = totals["updates_per_s"]
-    if control is not None:
-        seconds_per_round = sum(p * totals["seconds"] / n for p, totals, n in parts)
-        result["control_time_share"] = share * parts[-1][1]["seconds"] / seconds_per_round
+    result["control_time_share"] = expected_seconds.get("control", 0.0) / sum(
+        expected_seconds.values()
+    )
     result.update(mix_rates(parts))
     return result
 
