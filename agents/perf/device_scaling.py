@@ -75,12 +75,11 @@ def preset_device_table(
         rows.append((control_family, base, [task_by_name(control_family)]))
     summary: dict[str, float] = {}
     for name, config, tasks in rows:
-        row = _device_row(name, config, tasks, device, cpu_threads, gpu_n_envs, seed, print_fn)
+        row, best_n = _device_row(
+            name, config, tasks, device, cpu_threads, gpu_n_envs, seed, print_fn
+        )
         summary.update(row)
         if name == settle and name in presets:
-            best_n = max(
-                {config.n_envs, *gpu_n_envs}, key=lambda n: row[f"{name}_gpu_n{n}_decisions_per_s"]
-            )
             summary.update(
                 paired_speedup(
                     name, config, tasks, device, best_n, cpu_threads, repeats, seed, print_fn
@@ -104,16 +103,12 @@ def paired_speedup(
     at ``n_envs`` on ``device``, back to back with the first side alternating: the median
     of the pairs' ratios is ``{name}_gpu_speedup_paired``, less moved by what else the
     machine is doing than one reading of each side."""
-    sized = dataclasses.replace(config, n_envs=n_envs)
 
     def cpu_rate() -> float:
-        with torch_threads(cpu_threads):
-            return preset_throughput(config, "cpu", seed=seed, tasks=tasks)["decisions_per_s"]
+        return _cpu_throughput(config, tasks, cpu_threads, seed)["decisions_per_s"]
 
     def device_rate() -> float:
-        rate = preset_throughput(sized, device, seed=seed, tasks=tasks)["decisions_per_s"]
-        _release(device)
-        return rate
+        return _device_throughput(config, n_envs, tasks, device, seed)["decisions_per_s"]
 
     ratios = []
     for r in range(repeats):
@@ -146,21 +141,19 @@ def _device_row(
     gpu_n_envs: Sequence[int],
     seed: int,
     print_fn: Callable[[str], None],
-) -> dict[str, float]:
-    with torch_threads(cpu_threads):
-        cpu = preset_throughput(config, "cpu", seed=seed, tasks=tasks)
+) -> tuple[dict[str, float], int]:
+    """One preset's row of the table, and the sub-env count of its best device rate."""
+    cpu = _cpu_throughput(config, tasks, cpu_threads, seed)
     row = {
         f"{name}_cpu_decisions_per_s": cpu["decisions_per_s"],
         f"{name}_cpu_updates_per_s": cpu["updates_per_s"],
     }
     gpu_rates = {}
     for n_envs in sorted({config.n_envs, *gpu_n_envs}):
-        sized = dataclasses.replace(config, n_envs=n_envs)
-        rates = preset_throughput(sized, device, seed=seed, tasks=tasks)
+        rates = _device_throughput(config, n_envs, tasks, device, seed)
         gpu_rates[n_envs] = rates["decisions_per_s"]
         row[f"{name}_gpu_n{n_envs}_decisions_per_s"] = rates["decisions_per_s"]
         row[f"{name}_gpu_n{n_envs}_updates_per_s"] = rates["updates_per_s"]
-        _release(device)
     best_n = max(gpu_rates, key=gpu_rates.__getitem__)
     speedup = gpu_rates[best_n] / cpu["decisions_per_s"]
     same_envs = gpu_rates[config.n_envs] / cpu["decisions_per_s"]
@@ -175,7 +168,23 @@ def _device_row(
         + f" decisions/s; {name}_gpu_speedup={speedup:.1f} (at {best_n} envs) "
         f"{name}_gpu_speedup_same_envs={same_envs:.2f}"
     )
-    return row
+    return row, best_n
+
+
+def _cpu_throughput(config: Any, tasks: list[Any], cpu_threads: int, seed: int) -> dict[str, float]:
+    """`preset_throughput` of the preset as shipped, on the CPU with ``cpu_threads``."""
+    with torch_threads(cpu_threads):
+        return preset_throughput(config, "cpu", seed=seed, tasks=tasks)
+
+
+def _device_throughput(
+    config: Any, n_envs: int, tasks: list[Any], device: torch.device, seed: int
+) -> dict[str, float]:
+    """`preset_throughput` at ``n_envs`` sub-envs on ``device``; its memory is released."""
+    sized = dataclasses.replace(config, n_envs=n_envs)
+    rates = preset_throughput(sized, device, seed=seed, tasks=tasks)
+    _release(device)
+    return rates
 
 
 def _release(device: torch.device) -> None:

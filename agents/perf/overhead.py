@@ -8,9 +8,9 @@ printed too). The tuned arm is the scheduler as shipped (``nonfinite="rollback"`
 nothing per update beyond recording the loss). Other arms in the same rounds:
 
 - ``plain_twin``, the plain loop again on its own model: the bench's resolution,
-  what it reads when there is nothing to find (``overhead_aa_twin``). Identical
-  arms measured up to 1.7% apart in 64 rounds on a 2-core machine, from where
-  each arm's model and optimizer state sit in memory;
+  what it reads when there is nothing to find (``overhead_aa_twin``). With the arms
+  in a fixed order, identical arms measured up to 1.7% apart in 64 rounds on a
+  2-core machine;
 - ``reading``, the plain loop reading ``loss.item()`` every step
   (``overhead_vs_reading_loop``: the scheduler's cost in a loop that logs its loss);
 - ``skip_guard``, ``nonfinite="skip"``, which checks every update's gradients
