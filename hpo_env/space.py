@@ -27,8 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import gymnasium as gym
@@ -37,6 +36,7 @@ import torch
 from torch import Tensor
 
 from hpo_env.errors import unknown_name_error
+from hpo_env.schedules import PRIOR_SCHEDULES, CosineWarmupSchedule, torch_f32
 
 Real: TypeAlias = "float | np.floating[Any]"
 """A Python float or a NumPy float scalar (one run's value on the float path)."""
@@ -155,55 +155,28 @@ class HyperparameterSpec:
 
 
 def cosine_warmup(progress: Tensor, warmup: float = 0.05) -> Tensor:
-    """Linear warm-up over the first ``warmup`` of the run, then cosine to zero: the
-    transfer suite's ``cosine_warmup`` baseline, read at an interval's midpoint."""
-    progress = progress.clamp(0.0, 1.0)
-    ramp = progress / warmup
-    decay = 0.5 * (1.0 + torch.cos(math.pi * (progress - warmup) / (1.0 - warmup)))
-    return torch.where(progress < warmup, ramp, decay)
+    """Linear warm-up over the first ``warmup`` of the run, then cosine to zero, on a
+    float32 tensor: `hpo_env.schedules.CosineWarmupSchedule` (the one definition)."""
+    if warmup == 0.05:
+        return _COSINE_WARMUP.tensor(progress)
+    return CosineWarmupSchedule(warmup).tensor(progress)
 
 
 def _pow10(exponent: Tensor, *, out: Tensor) -> Tensor:
     return torch.pow(10.0, exponent, out=out)
 
 
-_SCRATCH = threading.local()
-
-
-def torch_f32(fn: Callable[..., Tensor], x: np.float32) -> np.float32:
-    """``fn(t, out=t)`` (a torch float32 kernel) on one float32 scalar: torch's own
-    rounding, which NumPy's or libm's transcendental functions need not share.
-
-    The value goes in and out through a NumPy view of a one-element buffer (one per
-    thread) so that the kernel is the only torch call: this runs at every decision
-    inside the user's training loop (here, and for `hpo_env.feature_ops.ScalarOps`'s
-    logarithms)."""
-    scratch = getattr(_SCRATCH, "pair", None)
-    if scratch is None:
-        with torch.inference_mode(False):  # writable in and out of inference mode
-            buffer = torch.empty(1, dtype=torch.float32)
-        scratch = _SCRATCH.pair = (buffer, buffer.numpy())
-    buffer, view = scratch
-    view[0] = x
-    fn(buffer, out=buffer)
-    return view[0]
-
-
 def cosine_warmup_one(progress: float, warmup: float = 0.05) -> np.float32:
-    """`cosine_warmup` on one float32 scalar, op for op (constants cast to float32
-    first, as torch casts a Python scalar that meets a float32 tensor)."""
-    f32 = np.float32
-    p = f32(progress)
-    p = f32(0.0) if p < 0.0 else f32(1.0) if p > 1.0 else p  # clamp; NaN stays NaN
-    if p < f32(warmup):
-        return f32(p / f32(warmup))
-    angle = f32(math.pi) * (p - f32(warmup)) / f32(1.0 - warmup)
-    return f32(0.5) * (f32(1.0) + torch_f32(torch.cos, angle))
+    """`cosine_warmup` on one float32 scalar, op for op (`CosineWarmupSchedule.scalar_f32`)."""
+    if warmup == 0.05:
+        return _COSINE_WARMUP.scalar_f32(progress)
+    return CosineWarmupSchedule(warmup).scalar_f32(progress)
 
 
-PRIORS = {"cosine_warmup": cosine_warmup}
-"""Annealing priors by name (a bundle records the name, not code)."""
-SCALAR_PRIORS = {"cosine_warmup": cosine_warmup_one}
+_COSINE_WARMUP = PRIOR_SCHEDULES["cosine_warmup"]
+PRIORS = {name: schedule.tensor for name, schedule in PRIOR_SCHEDULES.items()}
+"""Annealing priors by name (a bundle records the name, not code), on float32 tensors."""
+SCALAR_PRIORS = {name: schedule.scalar_f32 for name, schedule in PRIOR_SCHEDULES.items()}
 """`PRIORS` on one float32 scalar (the deployed scheduler's path), same keys."""
 
 

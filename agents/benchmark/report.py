@@ -1,20 +1,18 @@
 """Tables and figures of a benchmark result (`agents.benchmark.protocol.run_benchmark`).
 
 `write_report(result, out_dir)` writes ``results.json``, ``results.md`` and
-the PNG figures; every file is written to a temporary name first and moved
-into place, so an interrupted run never leaves a half-written file.
+the PNG figures through the one report writer (`agents.benchmark.report_files`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.common.files import atomic_savefig, atomic_write_text
+from agents.common.files import atomic_savefig
 
 FIGURES = ("lr_schedules.png", "loss_curves.png", "win_rates.png", "robustness.png")
 
@@ -320,18 +318,15 @@ def make_figures(
 
 
 def write_report(result: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write ``results.json``, ``results.md`` and the figures into ``out_dir``.
+    """Write ``results.json``, ``results.md`` and the figures into ``out_dir``
+    (`agents.benchmark.report_files.write_report_files`).
 
     Returns:
         name -> path of every file written.
     """
-    out = Path(out_dir)
-    files = {
-        "results.json": atomic_write_text(
-            out / "results.json", json.dumps(result, indent=1, allow_nan=False)
-        ),
-        "results.md": atomic_write_text(out / "results.md", markdown_report(result)),
-    }
-    for path in make_figures(result, out):
-        files[path.name] = path
-    return files
+    from agents.benchmark.report_files import write_report_files
+
+    def figures(out: Path) -> dict[str, Path]:
+        return {path.name: path for path in make_figures(result, out)}
+
+    return write_report_files(out_dir, result, markdown_report(result), figures)

@@ -76,6 +76,17 @@ def bootstrap_ci(
     return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
 
 
+def within_factor(finals: np.ndarray, oracle: np.ndarray, factor: float) -> np.ndarray:
+    """Robustness: where a run's final objective is within ``factor`` times the oracle's
+    on the same (task, seed) (``finals <= factor * oracle``, elementwise)."""
+    return np.asarray(finals) <= factor * np.asarray(oracle)
+
+
+def robustness(finals: np.ndarray, oracle: np.ndarray, factor: float) -> float:
+    """The fraction of runs `within_factor` of the oracle."""
+    return float(np.mean(within_factor(finals, oracle, factor)))
+
+
 TIE_RTOL = 1e-9
 """Two final objectives tie when they differ by at most this relative amount."""
 

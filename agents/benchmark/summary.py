@@ -8,7 +8,14 @@ from typing import Any
 import numpy as np
 
 from agents.benchmark.config import BenchmarkConfig
-from agents.benchmark.stats import bootstrap_ci, iqm, strict_win_tie_loss, strict_wins
+from agents.benchmark.core import choose_oracle, mean_log
+from agents.benchmark.stats import (
+    bootstrap_ci,
+    iqm,
+    strict_win_tie_loss,
+    strict_wins,
+    within_factor,
+)
 from hpo_env.errors import ConfigError
 
 TARGETS = (
@@ -56,10 +63,10 @@ def _records_table(
 def summarize(records: Sequence[Mapping[str, Any]], config: BenchmarkConfig) -> dict[str, Any]:
     """Per-method aggregates, win rates, robustness and the targets from run records.
 
-    The oracle of a task is the grid's constant learning rate with the lowest
-    mean log final objective over the task's seeds (chosen on the same
-    validation objective it is scored on: an upper bound on what tuning one
-    constant can do, at ``grid_size`` times the compute). Every ratio is a
+    The oracle of a task is `agents.benchmark.core.choose_oracle`: the grid's
+    constant learning rate with the lowest mean log final objective over the
+    task's seeds (an upper bound on what tuning one constant can do, at
+    ``grid_size`` times the compute). Every ratio is a
     method's final objective over the oracle's on the same (task, seed).
     """
     task_names = list(dict.fromkeys(r["task"] for r in records))
@@ -77,11 +84,9 @@ def summarize(records: Sequence[Mapping[str, Any]], config: BenchmarkConfig) -> 
         grid = {k[2]: v for k, v in table.items() if k[0] == task and k[2] is not None}
         if not grid:
             raise ConfigError(f"task {task!r} has no best-of-grid records; the oracle needs them")
-        scores = {
-            lr: float(np.mean(np.log(np.maximum(v["final"], 1e-30)))) for lr, v in grid.items()
-        }
-        best = min(scores, key=scores.__getitem__)
-        oracle[task] = grid[best]["final"]
+        scores = {lr: mean_log(v["final"]) for lr, v in grid.items()}
+        (best,), rows = choose_oracle({lr: v["final"][None, :] for lr, v in grid.items()})
+        oracle[task] = rows[0]
         family = next(r["family"] for r in records if r["task"] == task)
         sweep = sorted({k[3] for k in table if k[0] == task and k[3] is not None})
         grid_sorted = sorted(grid)
@@ -147,7 +152,7 @@ def summarize(records: Sequence[Mapping[str, Any]], config: BenchmarkConfig) -> 
                 rec = finals(task, label, lr)
                 if rec is None:
                     continue
-                within = rec["final"] <= config.robustness_factor * oracle[task]
+                within = within_factor(rec["final"], oracle[task], config.robustness_factor)
                 index = tasks_info[task]["sweep_lrs"].index(lr)
                 by_lr.setdefault(str(index), []).extend(within.astype(float).tolist())
                 within_all.extend(within.tolist())

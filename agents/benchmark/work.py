@@ -1,4 +1,5 @@
-"""Work items of the benchmark: methods x tasks x seeds as picklable units, each one batched run, mapped locally or on Ray."""
+"""The held-out families as a task provider: methods x tasks x seeds as picklable work items,
+each one batched run, mapped on the evaluation core's executor (here or on Ray)."""
 
 from __future__ import annotations
 
@@ -234,23 +235,29 @@ def map_work_items(
     ray_address: str | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """``[run_work_item(item) for item in items]`` here or as Ray tasks, with a progress bar."""
+    """``[run_work_item(item) for item in items]`` on the executor ``backend`` names
+    (`agents.benchmark.executor`: here, or as Ray tasks), with a progress bar."""
     from tqdm.auto import tqdm
 
+    from agents.benchmark.executor import Executor, ItemFailed, RayExecutor, make_executor
+
     bar = tqdm(total=len(items), desc="benchmark", unit="item", disable=not progress)
+
+    def advance(done: int, total: int) -> None:
+        bar.update(done - bar.n)
+
+    executor: Executor = (
+        RayExecutor(ray_address, progress=advance) if backend == "ray" else make_executor(backend)
+    )
+    outputs: dict[int, dict[str, Any]] = {}
     try:
-        if backend == "ray":
-            from agents.common.ray_backend import ray_map  # imports ray lazily
-
-            def advance(done: int, total: int) -> None:
-                bar.update(done - bar.n)
-
-            return ray_map(run_work_item, list(items), address=ray_address, progress=advance)
-        outputs = []
-        for item in items:
-            bar.set_postfix_str(f"{item.label[:40]} ({len(item.arms)} arms)", refresh=False)
-            outputs.append(run_work_item(item))
-            bar.update(1)
-        return outputs
+        for index, output in executor.map_unordered(run_work_item, list(items)):
+            outputs[index] = output
+            if backend != "ray":
+                bar.set_postfix_str(f"{items[index].label[:40]} ({len(items[index].arms)} arms)")
+                bar.update(1)
+    except ItemFailed as failed:
+        raise failed.error from None
     finally:
         bar.close()
+    return [outputs[i] for i in range(len(items))]

@@ -1,17 +1,44 @@
-"""Fixed schedules (constant, cosine, step decay) as controllers, and a task's default hyperparameters."""
+"""Fixed schedules as controllers, and a task's default hyperparameters.
+
+The schedules themselves (constant, step decay, cosine with warm-up, WSD) have one
+definition, in `hpo_env.schedules`, shared with the environment's annealing prior
+and the transfer suite's baselines; they are re-exported here for the controllers'
+users."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from agents.controllers.protocol import RolloutContext
+from hpo_env.schedules import (
+    ConstantSchedule,
+    CosineSchedule,
+    CosineWarmupSchedule,
+    Schedule,
+    StepDecaySchedule,
+    WarmupStableDecaySchedule,
+)
 from hpo_env.stats import StepStats
+
+__all__ = [
+    "ENTROPY",
+    "LR",
+    "ConstantController",
+    "ConstantSchedule",
+    "CosineSchedule",
+    "CosineWarmupSchedule",
+    "Schedule",
+    "ScheduleController",
+    "StepDecaySchedule",
+    "WarmupStableDecaySchedule",
+    "default_constant_hparams",
+    "is_control_task",
+]
 
 LR = "learning_rate"
 ENTROPY = "entropy_coef"
@@ -19,115 +46,6 @@ SB3_PPO_LEARNING_RATE = 3e-4
 """stable-baselines3's PPO default learning rate (used when a control task has no defaults)."""
 SB3_PPO_ENT_COEF = 0.0
 """stable-baselines3's PPO default entropy coefficient (same fallback)."""
-
-
-# ----------------------------------------------------------------------------- schedules
-
-
-def _check_progress(progress: float) -> float:
-    if not math.isfinite(progress):
-        raise ValueError(f"progress must be a finite fraction of the budget, got {progress!r}")
-    return min(max(float(progress), 0.0), 1.0)
-
-
-class Schedule:
-    """A learning-rate multiplier as a function of the budget fraction used, in [0, 1]."""
-
-    def multiplier(self, progress: float) -> float:
-        """Factor applied to the base learning rate at ``progress`` (0 = start, 1 = end)."""
-        raise NotImplementedError
-
-    def __call__(self, progress: float) -> float:
-        return self.multiplier(_check_progress(progress))
-
-    def torch_lr(self, step: int, total_steps: int, base_lr: float) -> float:
-        """Learning rate of update ``step`` (0-based) out of ``total_steps``."""
-        if total_steps < 1:
-            raise ValueError(f"total_steps must be >= 1, got {total_steps=}")
-        return float(base_lr) * self(step / total_steps)
-
-    def torch_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
-        """``torch.optim.lr_scheduler.LambdaLR`` following this schedule (call ``.step()`` per update)."""
-        if total_steps < 1:
-            raise ValueError(f"total_steps must be >= 1, got {total_steps=}")
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, _ProgressLambda(self, total_steps))
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and vars(self) == vars(other)
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, tuple(sorted(vars(self).items()))))
-
-
-@dataclasses.dataclass(frozen=True)
-class _ProgressLambda:
-    # A picklable ``lr_lambda`` (LambdaLR cannot save plain lambdas).
-    schedule: Schedule
-    total_steps: int
-
-    def __call__(self, step: int) -> float:
-        return self.schedule(step / self.total_steps)
-
-
-class ConstantSchedule(Schedule):
-    """The base learning rate throughout."""
-
-    def multiplier(self, progress: float) -> float:
-        return 1.0
-
-    def __repr__(self) -> str:
-        return "ConstantSchedule()"
-
-
-class CosineSchedule(Schedule):
-    """Half-cosine decay from the base learning rate to ``final_ratio`` times it.
-
-    Args:
-        final_ratio: The floor reached at the end of the budget, as a fraction of the base.
-    """
-
-    def __init__(self, final_ratio: float = 0.0) -> None:
-        if not (math.isfinite(final_ratio) and 0.0 <= final_ratio <= 1.0):
-            raise ValueError(f"final_ratio must be in [0, 1], got {final_ratio=}")
-        self.final_ratio = float(final_ratio)
-
-    def multiplier(self, progress: float) -> float:
-        cos = 0.5 * (1.0 + math.cos(math.pi * progress))
-        return self.final_ratio + (1.0 - self.final_ratio) * cos
-
-    def __repr__(self) -> str:
-        return f"CosineSchedule(final_ratio={self.final_ratio})"
-
-
-class StepDecaySchedule(Schedule):
-    """Multiply the learning rate by ``gamma`` at each milestone (fractions of the budget).
-
-    Args:
-        milestones: Increasing budget fractions in (0, 1).
-        gamma: Factor per milestone, in (0, 1].
-    """
-
-    def __init__(self, milestones: Iterable[float] = (0.5, 0.75), gamma: float = 0.1) -> None:
-        milestones = tuple(float(m) for m in milestones)
-        if (
-            not milestones
-            or any(not 0.0 < m < 1.0 for m in milestones)
-            or list(milestones) != sorted(milestones)
-        ):
-            raise ValueError(
-                f"milestones must be increasing fractions in (0, 1), got {milestones!r}"
-            )
-        if not (math.isfinite(gamma) and 0.0 < gamma <= 1.0):
-            raise ValueError(f"gamma must be in (0, 1], got {gamma=}")
-        self.milestones = milestones
-        self.gamma = float(gamma)
-
-    def multiplier(self, progress: float) -> float:
-        passed = sum(progress >= m for m in self.milestones)
-        return self.gamma**passed
-
-    def __repr__(self) -> str:
-        return f"StepDecaySchedule(milestones={self.milestones}, gamma={self.gamma})"
 
 
 # ----------------------------------------------------------------------------- controllers

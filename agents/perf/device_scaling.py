@@ -3,7 +3,7 @@
 `hpo-rl bench engine --device cuda` calls these after the engine bench:
 
 - `preset_device_table`: each preset's vec env stepped with random actions (as
-  `agents.perf.engine.preset_throughput` does) over the same ``n_rounds`` tasks,
+  `agents.perf.presets.preset_throughput` does) over the same ``n_rounds`` tasks,
   on the CPU with ``cpu_threads`` torch threads, then on the GPU at the preset's
   own ``n_envs`` and at each of ``gpu_n_envs``. The ratio ``{preset}_gpu_speedup`` is the GPU's best decisions
   per second over the CPU's at the preset as shipped: what a user gains by moving
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from agents.common.threads import torch_threads
-from agents.perf.engine import draw_preset_tasks, preset_throughput
+from agents.perf.presets import draw_preset_tasks, preset_throughput
 from tasks.distribution import list_families, task_by_name
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -43,9 +43,6 @@ from tasks.control.streams import stream_keys, uniforms
 from tasks.engine import derive_seed, subsample_size
 from tasks.nets import MlpSpec, n_params, split_params
 from tasks.optim import BatchedAdam
-
-if TYPE_CHECKING:
-    from tasks.control.tasks import ControlTask
 
 CONTEXT_STREAM = 10
 INIT_STREAM = 11
@@ -143,6 +140,20 @@ def _sample_categorical(logits: Tensor, u: Tensor) -> Tensor:
     return (cdf[..., :-1] < u.unsqueeze(-1)).sum(-1)
 
 
+class ControlTaskSpec(Protocol):
+    """What `ControlRun` reads of its task (`tasks.control.tasks.ControlTask` is one).
+
+    A protocol here, not an import of `tasks.control.tasks` (which imports this
+    module): the two stay one-way."""
+
+    system: str
+    learner: ActorCriticConfig
+
+    def draw_context(self, rng: np.random.Generator) -> dict[str, float]: ...
+
+    def initial_hparams(self, rng: np.random.Generator) -> dict[str, float]: ...
+
+
 class ControlRun:
     """B A2C agents on one control task, trained in lockstep (a `BatchedRun`).
 
@@ -162,7 +173,7 @@ class ControlRun:
     """
 
     def __init__(
-        self, task: ControlTask, seeds: Sequence[int], device: torch.device | str = "cpu"
+        self, task: ControlTaskSpec, seeds: Sequence[int], device: torch.device | str = "cpu"
     ) -> None:
         if len(seeds) < 1:
             raise ValueError(f"ControlRun needs at least one seed, got {list(seeds)!r}")

@@ -10,7 +10,6 @@ the CLI edge (`default_methods`).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 
 from agents.benchmark.transfer.suite import TaskSpec
 from hpo_env.errors import ConfigError
+from hpo_env.schedules import CosineWarmupSchedule, WarmupStableDecaySchedule
 
 ADAMW_WEIGHT_DECAY = 0.01
 SGD_MOMENTUM = 0.9
@@ -91,31 +91,22 @@ class Constant:
 
 @dataclasses.dataclass(frozen=True)
 class CosineWarmup:
-    """Linear warm-up over the first ``warmup_fraction`` of updates, then cosine to zero."""
+    """Linear warm-up over the first ``warmup_fraction`` of updates, then cosine to zero
+    (`hpo_env.schedules.CosineWarmupSchedule`, per update)."""
 
     warmup_fraction: float = 0.05
     name: str = "cosine_warmup"
 
     def build(self, params: Any, task: TaskSpec, start_lr: float) -> RunControl:
         optimizer = make_optimizer(task.optimizer, params, start_lr)
-        warmup = max(1, round(self.warmup_fraction * task.n_updates))
-        total = task.n_updates
-
-        def factor(step: int) -> float:
-            # LambdaLR evaluates factor(0) for the first update: start warm-up above zero.
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        return _TorchSchedulerControl(
-            optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        )
+        schedule = CosineWarmupSchedule(warmup=self.warmup_fraction)
+        return _TorchSchedulerControl(optimizer, schedule.step_scheduler(optimizer, task.n_updates))
 
 
 @dataclasses.dataclass(frozen=True)
 class WarmupStableDecay:
-    """Warm-up (``warmup_fraction``), constant, then linear decay to zero over the last ``decay_fraction``."""
+    """Warm-up (``warmup_fraction``), constant, then linear decay to zero over the last
+    ``decay_fraction`` (`hpo_env.schedules.WarmupStableDecaySchedule`, per update)."""
 
     warmup_fraction: float = 0.05
     decay_fraction: float = 0.2
@@ -123,20 +114,8 @@ class WarmupStableDecay:
 
     def build(self, params: Any, task: TaskSpec, start_lr: float) -> RunControl:
         optimizer = make_optimizer(task.optimizer, params, start_lr)
-        total = task.n_updates
-        warmup = max(1, round(self.warmup_fraction * total))
-        decay_start = total - max(1, round(self.decay_fraction * total))
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            if step < decay_start:
-                return 1.0
-            return max(0.0, (total - step) / (total - decay_start))
-
-        return _TorchSchedulerControl(
-            optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        )
+        schedule = WarmupStableDecaySchedule(self.warmup_fraction, self.decay_fraction)
+        return _TorchSchedulerControl(optimizer, schedule.step_scheduler(optimizer, task.n_updates))
 
 
 class _PlateauControl(RunControl):

@@ -1,4 +1,4 @@
-"""Transfer runs in this process or on a pool of local worker processes.
+"""Transfer runs as work items of the evaluation core's executor (`agents.benchmark.executor`).
 
 `run_jobs` yields ``(index, RunResult)`` as runs finish, in completion order;
 the caller (`protocol.run_transfer`) is the one writer of the resume cache and
@@ -6,24 +6,20 @@ puts the results back in item order, so the report does not depend on the
 number of workers. A run's numbers depend only on its task, method, start rate
 and seed (`loop.train_run`), never on the process that trains it.
 
-Workers are forked from a fork server, a fresh process that has imported
-torch and the data loaders but never run a torch op (forking a process that
-has used torch's thread pools, like this one, can deadlock); where the OS has
-no fork server they are spawned. Each runs torch on one thread and receives
-the method objects once, when it starts: a job is only ``(task, method index,
-multiplier, seed)``. A `PolicyMethod` travels as its bundle reference, and
-each worker loads the bundle once.
+With ``workers > 1`` the runs go to a `ProcessExecutor`: each worker runs torch on
+one thread and receives the method objects once, when it starts, so a job is
+only ``(task, method index, multiplier, seed)``. A `PolicyMethod` travels as its
+bundle reference, and each worker loads the bundle once.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import pickle
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
+from agents.benchmark.executor import Executor, ItemFailed, LocalExecutor, ProcessExecutor
 from agents.benchmark.transfer.loop import RunResult, train_run
 from agents.benchmark.transfer.suite import TaskSpec
 from hpo_env.errors import ConfigError, HpoRlError
@@ -85,59 +81,29 @@ def run_jobs(
     """
     if not jobs:
         return
+    executor: Executor
     if workers == 1:
-        for index, job in enumerate(jobs):
-            try:
-                result = train_run(
-                    job.task, methods[job.method_index], job.seed, lr_multiplier=job.lr_multiplier
-                )
-            except Exception as exc:
-                raise _named(exc, job) from exc
-            yield index, result
-        return
-    check_picklable(methods)
-    executor = ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)),
-        mp_context=_worker_context(),
-        initializer=_start_worker,
-        initargs=(tuple(methods),),
-    )
+        executor, train = LocalExecutor(), _LocalTrain(tuple(methods))
+    else:
+        check_picklable(methods)
+        executor = ProcessExecutor(
+            workers, preload=PRELOAD, initializer=_start_worker, initargs=(tuple(methods),)
+        )
+        train = _train_job
     try:
-        pending: dict[Future[RunResult], int] = {
-            executor.submit(_train_job, job): index for index, job in enumerate(jobs)
-        }
-        failure: tuple[BaseException, Job] | None = None
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                index = pending.pop(future)
-                if future.cancelled():
-                    continue
-                error = future.exception()
-                if error is None:
-                    yield index, future.result()
-                elif failure is None:
-                    failure = (error, jobs[index])
-                    for other in pending:
-                        other.cancel()  # those not started yet; the running ones finish
-        if failure is not None:
-            error, job = failure
-            if not isinstance(error, Exception):
-                raise error  # KeyboardInterrupt and the like stay what they are
-            raise _named(error, job) from error
-    finally:
-        # Also on Ctrl-C or when the caller stops early: drop what has not started.
-        executor.shutdown(wait=True, cancel_futures=True)
+        yield from executor.map_unordered(train, jobs)
+    except ItemFailed as failed:
+        raise _named(failed.error, jobs[failed.index]) from failed.error  # type: ignore[arg-type]
 
 
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """``forkserver`` where the OS has it (a fresh server process that imported
-    `PRELOAD` and never ran torch: forking it is safe and cheap), else ``spawn``."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(PRELOAD))  # used when the server first starts
-    return context
+@dataclasses.dataclass(frozen=True)
+class _LocalTrain:
+    methods: tuple[Any, ...]
+
+    def __call__(self, job: Job) -> RunResult:
+        return train_run(
+            job.task, self.methods[job.method_index], job.seed, lr_multiplier=job.lr_multiplier
+        )
 
 
 def _named(error: Exception, job: Job) -> Exception:
@@ -156,10 +122,7 @@ _WORKER_METHODS: tuple[Any, ...] = ()
 
 
 def _start_worker(methods: tuple[Any, ...]) -> None:
-    from agents.common.threads import configure_threads
-
     global _WORKER_METHODS
-    configure_threads(1)  # the parallelism is the processes; threads would only contend
     _WORKER_METHODS = methods
 
 

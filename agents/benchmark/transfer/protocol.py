@@ -1,12 +1,13 @@
 """`TransferConfig` and `run_transfer`: every method on every task and seed, through one loop.
 
 Work items are (task, method, start-rate multiplier, seed). The best-of-grid
-oracle is the constant schedule at each grid multiplier; the robustness sweep
+oracle (`agents.benchmark.core.choose_oracle`, chosen per task) is the constant
+schedule at the grid multiplier with the lowest mean log objective over the seeds; the robustness sweep
 is the policy started at each sweep multiplier (the constant schedule's
 robustness is read off the grid points the sweep shares). Items shared by both (constant at x1, at x0.1 ...) run once.
 
-Finished runs are appended to ``<out_dir>/runs.jsonl``; a rerun with the same
-settings skips them, so a killed run resumes and the report can be redrawn.
+Finished runs are appended to ``<out_dir>/runs.jsonl`` (`cache`); a rerun with the
+same settings, code and bundle skips them, so a killed run resumes and the report can be redrawn.
 With ``workers > 1`` the runs not cached yet train on local worker processes
 (`parallel.run_jobs`); this process still writes the cache, as each run
 finishes, and assembles the output in item order: the report does not depend
@@ -20,8 +21,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import sys
 import time
@@ -30,9 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from agents.benchmark.transfer import methods as transfer_methods
+from agents.benchmark.transfer.cache import (
+    append_cache,
+    cache_key,
+    code_revision,
+    read_cache,
+)
+from agents.benchmark.transfer.cache import policy_fingerprint as _policy_fingerprint
 from agents.benchmark.transfer.loop import RunResult
 from agents.benchmark.transfer.parallel import Job, run_jobs
 from agents.benchmark.transfer.suite import SPLITS, TaskSpec, tasks_for
+from agents.benchmark.transfer.summary import CONSTANT, POLICY, run_label, summarize
 from hpo_env.errors import ConfigError, unknown_name_error
 
 TRANSFER_SEED_BASE = 7_000
@@ -43,8 +50,6 @@ QUICK_TASKS = {
     "validation": ("breast_cancer_mlp_adam", "iris_mlp_sgd_momentum"),
 }
 """The two cheap tasks of ``--quick`` per split."""
-POLICY = "policy"
-CONSTANT = "constant"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,22 +128,6 @@ class TransferConfig:
         return [TRANSFER_SEED_BASE + self.seed_offset + i for i in range(self.n_seeds)]
 
 
-def run_label(method_name: str, multiplier: float) -> str:
-    """``constant`` at x1, ``constant@x0.1`` elsewhere."""
-    return method_name if multiplier == 1.0 else f"{method_name}@x{multiplier:.3g}"
-
-
-def _policy_fingerprint(ref: str) -> str:
-    """Hash of the bundle's weights, so a retrained bundle never reuses cached runs."""
-    try:
-        from agents.policy.tuning_policy import resolve_bundle_path
-
-        weights = resolve_bundle_path(ref) / "policy.safetensors"
-        return hashlib.sha1(weights.read_bytes()).hexdigest()[:16]
-    except Exception:  # an unloadable bundle fails later with its own clear error
-        return str(ref)
-
-
 def _work_items(
     config: TransferConfig, specs: list[TaskSpec], baselines: list[Any], policy: Any
 ) -> list[tuple[TaskSpec, str, Any, float, int]]:
@@ -159,13 +148,6 @@ def _work_items(
         for task in specs
         for label, (method, m) in per_task.items()
     ]
-
-
-def _cache_key(task: TaskSpec, label: str, method: Any, m: float, seed: int, fp: str) -> str:
-    identity = json.dumps(
-        [dataclasses.asdict(task), label, repr(method), m, seed, fp], sort_keys=True
-    )
-    return hashlib.sha1(identity.encode()).hexdigest()
 
 
 def run_transfer(
@@ -192,8 +174,6 @@ def run_transfer(
         first seed's `RunResult`), ``summary`` (see `summary.summarize`), ``wall_s``
         and, when written, ``files``.
     """
-    from agents.benchmark.transfer.summary import summarize
-
     started = time.perf_counter()
     specs = list(tasks) if tasks is not None else config.task_specs()
     if not specs:
@@ -208,11 +188,13 @@ def run_transfer(
     fingerprint = _policy_fingerprint(config.policy)
     items = _work_items(config, specs, baselines, policy)
     cache_path = Path(config.out_dir) / "runs.jsonl" if config.out_dir else None
-    cache = _read_cache(cache_path) if (cache_path and config.resume) else {}
+    cache = read_cache(cache_path) if (cache_path and config.resume) else {}
+    code = code_revision()
     keys = [
         # Only the policy's runs depend on the bundle: the baselines' cached runs
         # survive a retrained policy, so comparing a new bundle trains its runs alone.
-        _cache_key(task, label, method, m, seed, fingerprint if method is policy else "")
+        # Every run depends on the code (loop, schedules, prior): a code change reruns all.
+        cache_key(task, label, method, m, seed, fingerprint if method is policy else "", code)
         for task, label, method, m, seed in items
     ]
     by_item: dict[int, RunResult] = {
@@ -231,7 +213,7 @@ def run_transfer(
         for j, result in run_jobs(jobs, method_objects, config.workers):
             i = todo[j]
             if cache_path is not None:
-                _append_cache(cache_path, keys[i], result)
+                append_cache(cache_path, keys[i], result)
             by_item[i] = result
             bar.set_postfix_str(f"{jobs[j].task.name} {jobs[j].label}", refresh=False)
             bar.update(1)
@@ -245,6 +227,7 @@ def run_transfer(
     output: dict[str, Any] = {
         "config": dataclasses.asdict(config),
         "policy": {"ref": str(config.policy), "fingerprint": fingerprint},
+        "code_revision": code,
         "tasks": [dataclasses.asdict(t) for t in specs],
         "seeds": seeds,
         "objectives": {
@@ -281,24 +264,3 @@ def _progress(total: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, disable=not enabled, desc="transfer", unit="run", file=sys.stderr)
-
-
-def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
-    if not path.exists():
-        return {}
-    cache = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill: that run simply runs again
-        cache[record["key"]] = record["result"]
-    return cache
-
-
-def _append_cache(path: Path, key: str, result: RunResult) -> None:
-    # Appending one line per run (not an atomic rewrite) is what makes a killed
-    # run resumable; a torn last line is skipped by `_read_cache`.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"key": key, "result": result.to_json()}) + "\n")

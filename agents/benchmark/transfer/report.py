@@ -10,8 +10,7 @@ import math
 from pathlib import Path
 from typing import Any, TextIO
 
-from agents.common.files import atomic_savefig, atomic_write_json, atomic_write_text
-from agents.policy.bundle import json_safe
+from agents.common.files import atomic_savefig
 
 SUMMARY_FIGURES = ("win_tie_loss.png", "iqm_ratios.png", "robustness.png")
 CURVE_LABELS = (
@@ -105,25 +104,27 @@ def print_summary(result: dict[str, Any], stream: TextIO) -> None:
 
 
 def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
-    """Write results.json, results.md, the summary figures and one curve figure per task."""
-    import matplotlib
+    """Write results.json, results.md, the summary figures and one curve figure per task
+    (`agents.benchmark.report_files.write_report_files`)."""
+    from agents.benchmark.report_files import write_report_files
 
-    matplotlib.use("Agg")
-    out = Path(out_dir)
-    files = {
-        "results.json": atomic_write_json(out / "results.json", json_safe(result)),
-        "results.md": atomic_write_text(
-            out / "results.md", markdown_report(result) + _figure_links(result)
-        ),
-    }
-    summary = result["summary"]
-    files["win_tie_loss.png"] = _plot_win_tie_loss(summary, out / "win_tie_loss.png")
-    files["iqm_ratios.png"] = _plot_iqm_ratios(summary, out / "iqm_ratios.png")
-    files["robustness.png"] = _plot_robustness(summary, out / "robustness.png")
-    for task in result["tasks"]:
-        name = f"curves_{task['name']}.png"
-        files[name] = _plot_task_curves(task, result["curves"][task["name"]], out / name)
-    return files
+    def figures(out: Path) -> dict[str, Path]:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        summary = result["summary"]
+        files = {
+            "win_tie_loss.png": _plot_win_tie_loss(summary, out / "win_tie_loss.png"),
+            "iqm_ratios.png": _plot_iqm_ratios(summary, out / "iqm_ratios.png"),
+            "robustness.png": _plot_robustness(summary, out / "robustness.png"),
+        }
+        for task in result["tasks"]:
+            name = f"curves_{task['name']}.png"
+            files[name] = _plot_task_curves(task, result["curves"][task["name"]], out / name)
+        return files
+
+    markdown = markdown_report(result) + _figure_links(result)
+    return write_report_files(out_dir, result, markdown, figures)
 
 
 def _figure_links(result: dict[str, Any]) -> str:

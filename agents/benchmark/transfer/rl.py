@@ -1,6 +1,7 @@
 """RL transfer: SB3 PPO and A2C at their default hyperparameters, with and without the policy.
 
-Each (algorithm, environment, seed) is trained twice from the same seed: once
+A task provider of the evaluation core (`agents.benchmark.core`): each work item,
+an (algorithm, environment, seed), runs on the core's executor and is trained twice from the same seed: once
 with SB3's defaults, once with ``TuningPolicy.load(ref).sb3_callback(return_range=...)``
 scheduling the learning rate and entropy coefficient. The metric is the mean
 return of ``n_eval_episodes`` deterministic evaluation episodes on a separately
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.benchmark.executor import ItemFailed, LocalExecutor
 from hpo_env.errors import ConfigError, unknown_name_error
 
 RETURN_RANGES = {"CartPole-v1": (0.0, 500.0), "Acrobot-v1": (-500.0, 0.0)}
@@ -103,17 +105,40 @@ def run_rl_transfer(config: RLTransferConfig, progress: bool = False) -> dict[st
     jobs = [
         (a, e, RL_SEED_BASE + i) for a in config.algorithms for e in env_ids for i in range(n_seeds)
     ]
-    rows = []
-    for algorithm, env_id, seed in tqdm(jobs, disable=not progress, desc="rl transfer"):
-        default = train_and_evaluate(algorithm, env_id, seed, timesteps, config.n_eval_episodes)
-        callback = policy.sb3_callback(return_range=RETURN_RANGES[env_id])
-        tuned = train_and_evaluate(
-            algorithm, env_id, seed, timesteps, config.n_eval_episodes, callback=callback
-        )
-        rows.append({"algorithm": algorithm, "env_id": env_id, "seed": seed,
-                     "default_return": default, "policy_return": tuned})  # fmt: skip
+    pair = _RunPair(policy, timesteps, config.n_eval_episodes)
+    bar = tqdm(total=len(jobs), disable=not progress, desc="rl transfer")
+    done: dict[int, dict[str, Any]] = {}
+    try:
+        for index, row in LocalExecutor().map_unordered(pair, jobs):
+            done[index] = row
+            bar.update(1)
+    except ItemFailed as failed:
+        raise failed.error from None
+    finally:
+        bar.close()
+    rows = [done[i] for i in range(len(jobs))]
     return {"config": dataclasses.asdict(config), "runs": rows, "summary": summarize_rl(rows),
             "wall_s": time.perf_counter() - started}  # fmt: skip
+
+
+@dataclasses.dataclass
+class _RunPair:
+    """One work item of the RL suite: an (algorithm, environment, seed) trained with SB3's
+    defaults and with the policy's callback, from the same seed."""
+
+    policy: Any
+    timesteps: int
+    n_eval: int
+
+    def __call__(self, job: tuple[str, str, int]) -> dict[str, Any]:
+        algorithm, env_id, seed = job
+        default = train_and_evaluate(algorithm, env_id, seed, self.timesteps, self.n_eval)
+        callback = self.policy.sb3_callback(return_range=RETURN_RANGES[env_id])
+        tuned = train_and_evaluate(
+            algorithm, env_id, seed, self.timesteps, self.n_eval, callback=callback
+        )
+        return {"algorithm": algorithm, "env_id": env_id, "seed": seed,
+                "default_return": default, "policy_return": tuned}  # fmt: skip
 
 
 def summarize_rl(rows: list[dict[str, Any]]) -> dict[str, Any]:

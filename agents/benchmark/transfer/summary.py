@@ -6,8 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from agents.benchmark.core import choose_oracle
 from agents.benchmark.stats import ratio_summary
+from agents.benchmark.stats import robustness as robust_fraction
 
+POLICY = "policy"
+CONSTANT = "constant"
 ORACLE = "oracle"
 OBJECTIVE_FLOOR = 1e-3
 """Final losses are floored here before any comparison: float32 cross-entropy
@@ -22,6 +26,11 @@ TARGETS = (
     ("worst task: policy median / constant median", "worst_task_ratio", 1.10, "<="),
     ("robustness: sweep runs within 1.25x of the oracle", "robustness", 0.80, ">="),
 )
+
+
+def run_label(method_name: str, multiplier: float) -> str:
+    """``constant`` at x1, ``constant@x0.1`` elsewhere."""
+    return method_name if multiplier == 1.0 else f"{method_name}@x{multiplier:.3g}"
 
 
 def _table(
@@ -42,15 +51,15 @@ def summarize(result: dict[str, Any], config: Any, baseline_names: list[str]) ->
         ``robustness``: per start multiplier and overall, for the policy and the
         constant schedule; ``targets``: name, value, threshold, status.
     """
-    from agents.benchmark.transfer.protocol import CONSTANT, POLICY, run_label
-
     objectives = result["objectives"]
     tasks = [t["name"] for t in result["tasks"]]
     regimes = {t["name"]: t["start_regime"] for t in result["tasks"]}
     optimizers = {t["name"]: t["optimizer"] for t in result["tasks"]}
     policy = _table(objectives, POLICY, tasks)
     grid_labels = [run_label(CONSTANT, m) for m in config.grid_multipliers]
-    oracle = np.min(np.stack([_table(objectives, g, tasks) for g in grid_labels]), axis=0)
+    # One oracle (`agents.benchmark.core.choose_oracle`): per task, the grid point
+    # with the lowest mean log objective over the seeds, on every seed.
+    oracle_labels, oracle = choose_oracle({g: _table(objectives, g, tasks) for g in grid_labels})
     tables = {name: _table(objectives, name, tasks) for name in baseline_names}
     tables[ORACLE] = oracle
 
@@ -73,6 +82,7 @@ def summarize(result: dict[str, Any], config: Any, baseline_names: list[str]) ->
                 "policy_median": float(np.median(policy[i])),
                 "constant_median": float(np.median(constant[i])),
                 "oracle_median": float(np.median(oracle[i])),
+                "oracle_label": oracle_labels[i],
                 "ratio_to_constant": float(np.median(policy[i]) / np.median(constant[i])),
                 "ratio_to_oracle": float(np.median(policy[i]) / np.median(oracle[i])),
                 "policy_diverged": int(sum(result["diverged"][POLICY][task])),
@@ -87,7 +97,7 @@ def summarize(result: dict[str, Any], config: Any, baseline_names: list[str]) ->
             if run_label(method, m) not in objectives:
                 continue  # the constant schedule at a multiple off its grid
             table = _table(objectives, run_label(method, m), tasks)
-            within[f"{m:g}"] = float(np.mean(table <= config.robustness_factor * oracle))
+            within[f"{m:g}"] = robust_fraction(table, oracle, config.robustness_factor)
         robustness[method] = {
             "by_multiplier": within,
             "overall": float(np.mean(list(within.values()))),

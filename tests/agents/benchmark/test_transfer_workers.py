@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from agents.benchmark import executor
 from agents.benchmark.transfer import methods, parallel
 from agents.benchmark.transfer.protocol import TransferConfig, run_transfer
 from agents.benchmark.transfer.suite import TaskSpec
@@ -75,7 +76,7 @@ def test_a_parallel_runs_cache_is_reused(
         raise AssertionError("a cached run was trained again")
 
     monkeypatch.setattr(parallel, "train_run", no_training)
-    monkeypatch.setattr(parallel, "ProcessPoolExecutor", no_training)
+    monkeypatch.setattr(executor, "ProcessPoolExecutor", no_training)
     again = _run([tiny_task], tmp_path, workers=2)
     assert again["objectives"] == first["objectives"]
     assert (tmp_path / "runs.jsonl").read_text().splitlines() == lines

@@ -38,7 +38,7 @@ def test_bare_updates_per_second_is_positive() -> None:
 
 
 def test_preset_throughput_reports_decisions_and_updates() -> None:
-    from agents.perf.engine import preset_throughput
+    from agents.perf.presets import preset_throughput
     from agents.train.config import get_preset
 
     rates = preset_throughput(get_preset("smoke"), device="cpu", min_seconds=0.01)
@@ -52,7 +52,7 @@ def test_bench_cli_rejects_device_for_other_benches() -> None:
 
 
 def test_preset_throughput_over_whole_rounds_of_given_tasks() -> None:
-    from agents.perf.engine import preset_throughput
+    from agents.perf.presets import preset_throughput
     from agents.train.config import get_preset
     from tests.conftest import make_tiny_task
 
@@ -60,7 +60,7 @@ def test_preset_throughput_over_whole_rounds_of_given_tasks() -> None:
     rates = preset_throughput(get_preset("smoke"), device="cpu", tasks=[task])
     # One task: every decision runs its updates_per_step inner updates.
     assert rates["updates_per_s"] / rates["decisions_per_s"] == pytest.approx(task.updates_per_step)
-    from agents.perf.engine import draw_preset_tasks
+    from agents.perf.presets import draw_preset_tasks
 
     with pytest.raises(ValueError, match="n_rounds must be >= 1"):
         draw_preset_tasks(get_preset("smoke"), n_rounds=0)
@@ -105,7 +105,7 @@ def test_device_table_and_runs_fit_on_the_cpu() -> None:
 
 
 def test_mix_rates_are_expected_work_over_expected_time() -> None:
-    from agents.perf.engine import mix_rates
+    from agents.perf.presets import mix_rates
 
     # Supervised rounds: 2 rounds, 2,000 decisions in 4 s; a control round: 500 in 5 s.
     supervised = {"decisions": 2000.0, "updates": 20000.0, "seconds": 4.0}
@@ -119,7 +119,7 @@ def test_mix_rates_are_expected_work_over_expected_time() -> None:
 def test_control_share_is_exact_for_a_distribution_and_counted_otherwise() -> None:
     import numpy as np
 
-    from agents.perf.engine import control_share
+    from agents.perf.presets import control_share
     from tasks.distribution import default_distribution, task_by_name
     from tests.conftest import make_tiny_task
 
@@ -139,7 +139,7 @@ def test_control_share_is_exact_for_a_distribution_and_counted_otherwise() -> No
 def test_preset_mix_throughput_lies_between_its_kinds() -> None:
     import dataclasses
 
-    from agents.perf.engine import preset_mix_throughput
+    from agents.perf.presets import preset_mix_throughput
     from agents.train.config import get_preset
 
     config = dataclasses.replace(get_preset("default"), n_envs=2, batch_size=64)
