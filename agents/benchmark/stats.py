@@ -25,9 +25,13 @@ def strict_wins(policy: np.ndarray, baseline: np.ndarray, rtol: float | None = N
     policy, baseline = np.asarray(policy, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
     if policy.shape != baseline.shape:
         raise ValueError(f"expected equal shapes, got {policy.shape} and {baseline.shape}")
-    rtol = TIE_RTOL if rtol is None else rtol
-    tie = np.abs(policy - baseline) <= rtol * np.maximum(np.abs(policy), np.abs(baseline))
+    tie = tie_mask(policy, baseline, TIE_RTOL if rtol is None else rtol)
     return np.where(~tie & (policy < baseline), 1.0, 0.0)
+
+
+def tie_mask(policy: np.ndarray, baseline: np.ndarray, rtol: float) -> np.ndarray:
+    """Where two final objectives tie: ``|p - b| <= rtol * max(|p|, |b|)`` (the one definition)."""
+    return np.abs(policy - baseline) <= rtol * np.maximum(np.abs(policy), np.abs(baseline))
 
 
 def bootstrap_ci(
@@ -121,7 +125,7 @@ def strict_win_tie_loss(
         {'wins': 1, 'ties': 1, 'losses': 1, 'n': 3}
     """
     policy, baseline = _paired(policy, baseline)
-    tie = np.abs(policy - baseline) <= rtol * np.maximum(np.abs(policy), np.abs(baseline))
+    tie = tie_mask(policy, baseline, rtol)
     wins = int(np.sum(~tie & (policy < baseline)))
     ties = int(np.sum(tie))
     return {
@@ -130,6 +134,13 @@ def strict_win_tie_loss(
         "losses": int(policy.size) - wins - ties,
         "n": int(policy.size),
     }
+
+
+def meets(value: float, threshold: float, comparison: str) -> bool:
+    """Whether a measured ``value`` meets a target ``comparison`` (``">="`` or ``"<="``) ``threshold``."""
+    if comparison not in (">=", "<="):
+        raise ValueError(f"comparison must be '>=' or '<=', got {comparison!r}")
+    return value >= threshold if comparison == ">=" else value <= threshold
 
 
 def ratio_summary(

@@ -12,6 +12,7 @@ from agents.benchmark.core import choose_oracle, mean_log
 from agents.benchmark.stats import (
     bootstrap_ci,
     iqm,
+    meets,
     strict_win_tie_loss,
     strict_wins,
     within_factor,
@@ -174,11 +175,8 @@ def summarize(records: Sequence[Mapping[str, Any]], config: BenchmarkConfig) -> 
     }
     for key, text, threshold, op in TARGETS:
         value = values[key]
-        if value is None:
-            status = "N/A"
-        else:
-            met = value >= threshold if op == ">=" else value <= threshold
-            status = "MET" if met else "NOT MET"
+        met = value is not None and meets(value, threshold, op)
+        status = "N/A" if value is None else "MET" if met else "NOT MET"
         targets.append(
             {
                 "name": key,

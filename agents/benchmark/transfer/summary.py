@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from agents.benchmark.core import choose_oracle
-from agents.benchmark.stats import ratio_summary
+from agents.benchmark.stats import meets, ratio_summary
 from agents.benchmark.stats import robustness as robust_fraction
 
 POLICY = "policy"
@@ -113,7 +113,7 @@ def summarize(result: dict[str, Any], config: Any, baseline_names: list[str]) ->
         if key not in values:
             continue  # a baseline left out of this run
         value = values[key]
-        met = value >= threshold if comparison == ">=" else value <= threshold
+        met = meets(value, threshold, comparison)
         targets.append(
             {"name": name, "value": value, "threshold": threshold, "comparison": comparison,
              "status": "met" if met else "NOT met"}
