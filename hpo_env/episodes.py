@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hpo_env.clock import DecisionClock
 from hpo_env.device import resolve_device
 from hpo_env.errors import ConfigError
 from hpo_env.features import FeatureExtractor
@@ -80,6 +81,8 @@ class EpisodeEngine:
         self.val_fraction = float(val_fraction)
         self.device = resolve_device(device)
         self.features = FeatureExtractor(space, n_runs)
+        # Decisions are the unit: a run's budget is its episode's length (per call).
+        self.clock = DecisionClock(space, total_steps=1, control_interval=1)
         self.run: BatchedRun | None = None
         self.task: Task | None = None
         self.run_seeds: list[int] = []
@@ -167,14 +170,20 @@ class EpisodeEngine:
                 "EpisodeEngine.step called with no active round: call start_round first"
             )
         actions_t = torch.as_tensor(np.asarray(actions, dtype=np.float32)).reshape(self.n_runs, -1)
-        new_hparams = self.space.apply(self.base_hparams, actions_t)
+        episode_len = self.round_length - self.episode_start
+        decision = self.clock.decide(
+            self.base_hparams,
+            actions_t,
+            steps_done=self.round_step - self.episode_start,
+            total_steps=episode_len,
+        )
+        new_hparams, in_effect = decision.chosen, decision.in_effect
         self.base_hparams = new_hparams
         self.round_step += 1
-        episode_len = self.round_length - self.episode_start
         episode_step = self.round_step - self.episode_start
-        progress = torch.as_tensor(episode_step / episode_len, dtype=torch.float32)
-        midpoint = torch.as_tensor((episode_step - 0.5) / episode_len, dtype=torch.float32)
-        in_effect = self.space.scheduled(new_hparams, midpoint)
+        progress = torch.as_tensor(
+            self.clock.progress(episode_step, episode_len), dtype=torch.float32
+        )
         outcome = run_interval(
             self.run,
             self.task.updates_per_step,

@@ -9,8 +9,9 @@ import torch
 from torch import Tensor
 
 from agents.controllers.protocol import PolicyLike, RolloutContext
+from hpo_env.clock import DecisionClock
 from hpo_env.features import FeatureExtractor
-from hpo_env.space import HyperparameterSpace, interval_midpoint
+from hpo_env.space import HyperparameterSpace
 from hpo_env.stats import StepStats
 
 
@@ -25,10 +26,11 @@ class PolicyController:
     First decision: ``FeatureExtractor.reset`` from the run's hyperparameters.
     Later decisions: ``FeatureExtractor.observe`` of the interval's statistics,
     with ``hparams`` replaced by the values this controller applied (as the
-    engine does). Actions go through ``space.apply`` on the values this
-    controller chose last (the run's at first); the run receives
-    ``space.scheduled`` of them at the coming interval's midpoint (an annealing
-    prior, where the space has one). Hyperparameters a run does not use are skipped.
+    engine does). Actions go through the engine's `hpo_env.clock.DecisionClock`
+    (``space.apply`` on the values this controller chose last, the run's at
+    first; the run receives ``space.scheduled`` of them at the coming interval's
+    midpoint, where the space has an annealing prior). Hyperparameters a run
+    does not use are skipped.
 
     Args:
         policy: A `TuningPolicy` (or anything with ``space``,
@@ -52,6 +54,7 @@ class PolicyController:
         self.space: HyperparameterSpace = policy.space
         self.features: FeatureExtractor | None = None
         self.context: RolloutContext | None = None
+        self.clock: DecisionClock | None = None
         self._applied: dict[str, Tensor] = {}
         self._decisions = 0
         self.last_obs: Tensor | None = None
@@ -65,12 +68,14 @@ class PolicyController:
     def reset(self, context: RolloutContext) -> None:
         self.context = context
         self.features = self.policy.feature_extractor(context.n_runs)
+        # One decision per interval: the budget counts decisions, as in the environment.
+        self.clock = DecisionClock(self.space, total_steps=context.control_steps)
         self._applied = {}
         self._decisions = 0
         self.last_obs = None
 
     def decide(self, stats: StepStats | None) -> dict[str, Tensor]:
-        if self.features is None or self.context is None:
+        if self.features is None or self.context is None or self.clock is None:
             raise RuntimeError("PolicyController.decide called before reset(context)")
         if stats is None:
             current = _in_space(self.context.initial_hparams, self.space)
@@ -83,7 +88,7 @@ class PolicyController:
         actions_t = torch.as_tensor(np.asarray(actions, dtype=np.float32)).reshape(
             self.context.n_runs, -1
         )
-        self._applied = self.space.apply(current, actions_t)
-        midpoint = interval_midpoint(self._decisions, 1, self.context.control_steps)
+        decision = self.clock.decide(current, actions_t, steps_done=self._decisions)
+        self._applied = decision.chosen
         self._decisions += 1
-        return self.space.scheduled(self._applied, midpoint)
+        return decision.in_effect

@@ -9,13 +9,13 @@ optimizers). These helpers read and write them without changing their type.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from hpo_env.space import HyperparameterSpec
+from hpo_env.space import HyperparameterSpace, HyperparameterSpec
 
 
 def read_hparam(group: Mapping[str, Any], name: str) -> float | None:
@@ -93,3 +93,48 @@ def spec_move(spec: HyperparameterSpec, base: float, change: float) -> float:
             return 0.0
         return clip_to_spec(spec, base * change)
     return clip_to_spec(spec, base + change)
+
+
+def start_values(
+    space: HyperparameterSpace, groups: Sequence[Mapping[str, Any]]
+) -> dict[str, list[float]]:
+    """Every group's start value of each of ``space``'s hyperparameters that all
+    groups hold (the ones a scheduler controls), in the space's order.
+
+    Raises:
+        ValueError: A value that is not finite, negative, or a learning rate of 0.
+    """
+    present = [n for n in space.names if all(read_hparam(g, n) is not None for g in groups)]
+    base: dict[str, list[float]] = {
+        name: [read_hparam(g, name) for g in groups]  # type: ignore[misc]
+        for name in present
+    }
+    for name, values in base.items():
+        bad = [v for v in values if not math.isfinite(v) or v < 0]
+        if bad or (name == "learning_rate" and any(v <= 0 for v in values)):
+            raise ValueError(
+                f"optimizer {name} must be finite and {'> 0' if name == 'learning_rate' else '>= 0'} "
+                f"in every param group, got {values}"
+            )
+    return base
+
+
+def write_group_values(
+    groups: Sequence[dict[str, Any]],
+    space: HyperparameterSpace,
+    base: Mapping[str, Sequence[float]],
+    in_effect: Mapping[str, float],
+) -> None:
+    """Write group 0's values in effect; move every other group by the same factor
+    (log specs) or offset (linear ones) from its own start value (``base``)."""
+    for name, starts in base.items():
+        spec = space[name]
+        value0 = in_effect[name]
+        change = spec_change(spec, value0, starts[0])
+        for i, group in enumerate(groups):
+            # Group 0 holds the environment's float32 value; the float64 clamp only
+            # keeps its rounding (e.g. 0.99 -> 0.99000001) inside the bounds.
+            value = clip_to_spec(spec, value0) if i == 0 else spec_move(spec, starts[i], change)
+            if not math.isfinite(value):  # unreachable by construction; never write NaN
+                continue
+            write_hparam(group, name, value)

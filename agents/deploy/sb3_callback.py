@@ -56,9 +56,9 @@ import torch
 from agents.common.extras import require
 from agents.controllers.protocol import PolicyLike
 from agents.deploy.run_stats import StatsTracker
-from agents.deploy.scheduler import decisions_per_run
+from agents.deploy.budget import decisions_per_run
+from hpo_env.clock import DecisionClock
 from hpo_env.errors import ConfigError
-from hpo_env.space import interval_midpoint
 from hpo_env.stats import RL_LOSS_OFFSET
 
 # stable-baselines3 is the `train` extra: a clear one-line error names it when missing.
@@ -186,6 +186,10 @@ class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
         self.values = {name: np.float32(start[name]) for name in self.space.names if name in start}
         self.schedule = ControlledValue(start["learning_rate"])
         model.lr_schedule = self.schedule
+        # Counted in environment steps: an interval is control_interval rollouts.
+        self.clock = DecisionClock(
+            self.space, max(total, 1), self.control_interval * _rollout_size(model)
+        )
         self.tracker = StatsTracker(_actor_of(model))
         self.features = self.tuning_policy.feature_extractor(1)
         self.last_obs = self.features.reset(self.values).numpy()
@@ -267,31 +271,17 @@ class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
 
     def _end_interval(self) -> None:
         model = self.model
-        progress = model.num_timesteps / max(int(model._total_timesteps), 1)
+        progress = self.clock.progress(model.num_timesteps)
         run = self.tracker.end_interval_run(self.values, progress)
         self.last_obs = self.features.observe_run(run)
         self._decide(self.last_obs, loss=float(np.float32(run.train_loss)))
 
     def _decide(self, obs: np.ndarray, loss: float) -> None:
-        action = np.asarray(
-            self.tuning_policy.act(obs, deterministic=self.deterministic),
-            dtype=np.float32,
-        )
-        k = len(self.space)
-        if action.size != k:
-            raise ValueError(
-                f"the policy returned an action of shape {action.shape}, expected {k} components "
-                f"{list(self.space.names)} for one run"
-            )
-        self.values.update(self.space.apply_one(self.values, action.reshape(k)))
-        # An annealing prior (if the space has one) is read at the coming interval's midpoint.
+        action = self.tuning_policy.act(obs, deterministic=self.deterministic)
         model: Any = self.model
-        total = max(int(model._total_timesteps), 1)
-        interval = self.control_interval * _rollout_size(model)
-        scheduled = self.space.scheduled_one(
-            self.values, interval_midpoint(model.num_timesteps, interval, total)
-        )
-        hyperparameters = {name: float(v) for name, v in scheduled.items()}
+        decision = self.clock.decide_one(self.values, action, steps_done=model.num_timesteps)
+        self.values.update(decision.chosen)
+        hyperparameters = decision.in_effect
         if "learning_rate" in hyperparameters:
             self.schedule.value = hyperparameters["learning_rate"]
         if "entropy_coef" in hyperparameters:

@@ -1,10 +1,5 @@
 """`TuningScheduler`: a deployed tuning policy driving a plain PyTorch optimizer.
 
-Why one module of ~600 lines: it is one class whose state (decision clock, pending
-losses, features, guard, history, W&B rows) is saved and restored as one
-``state_dict``; its helpers already live beside it (`guard`, `losses`,
-`optimizer_hparams`, `schedule_plot`).
-
 It is a ``torch.optim.lr_scheduler.LRScheduler`` (``isinstance`` holds;
 ``last_epoch``, ``base_lrs``, ``get_last_lr``, ``state_dict`` /
 ``load_state_dict`` behave as torch documents them) whose ``step`` takes the
@@ -20,7 +15,8 @@ environment's control loop on one run:
 - where the bundle's space carries an annealing prior (`hpo_env.space.PRIORS`),
   the optimizer receives the policy's value times the prior read at the coming
   interval's midpoint, while the policy keeps observing its own value (as in
-  the environment). `in_effect` gives the values the optimizer uses.
+  the environment). The environment's `hpo_env.clock.DecisionClock` does
+  both (counted in updates here). `in_effect` gives the values the optimizer uses.
 
 Several parameter groups keep their ratios: the controlled value is parameter
 group 0's (that is what the policy observes, evolving exactly as in the
@@ -28,18 +24,13 @@ environment); every other group is moved by the same factor (log-scale
 hyperparameters) or offset (linear ones) from its own starting value, clipped
 to the bundle's bounds.
 
-Do no harm (``nonfinite=``): by default (``"rollback"``) parameters that are no
-longer finite (checked after a non-finite loss, and at every decision) go back
-to the last decision's snapshot (the one `StatsTracker` keeps anyway), clear
-the optimizer's per-parameter state and cut the learning rate, at no cost per
-update and with no device synchronisation between decisions. ``"skip"`` checks
-every update's gradients instead (`NonFiniteGuard`: nothing but the bad update
-is lost, at ~3% of a small CPU model's step and one sync per update);
-``"off"`` only cuts the learning rate.
-
-The module passes 500 lines on purpose: `TuningScheduler` mirrors the
-environment's control loop step for step and reads best whole; its pieces
-live beside it (`optimizer_hparams`, `losses`, `guard`, `schedule_plot`).
+Its jobs live beside it: what a NaN/inf does (`agents.deploy.nonfinite`, with
+`agents.deploy.guard`), the history, W&B rows and plot
+(`agents.deploy.schedule_log`, `agents.deploy.schedule_plot`), the run's
+statistics (`agents.deploy.run_stats`), the losses' reading
+(`agents.deploy.losses`) and the writing into param groups
+(`agents.deploy.optimizer_hparams`). This module is the decision loop and
+torch's scheduler conventions.
 
 Example:
     >>> sched = policy.scheduler(optimizer, total_steps=3000)  # doctest: +SKIP
@@ -62,18 +53,27 @@ from torch import Tensor
 from torch.optim.lr_scheduler import LRScheduler
 
 from agents.controllers.protocol import PolicyLike
-from agents.deploy.guard import NonFiniteGuard
+from agents.deploy.budget import (
+    DEFAULT_DECISIONS_PER_RUN,
+    decisions_per_run,
+    resolve_control_interval,
+)
 from agents.deploy.losses import PendingLosses, check_loss
+from agents.deploy.nonfinite import (
+    BACKOFF_FACTOR,
+    NONFINITE_MODES,
+    NonFiniteResponse,
+    resolve_nonfinite,
+)
 from agents.deploy.optimizer_hparams import (
-    clip_to_spec,
-    read_hparam,
-    spec_change,
-    spec_move,
-    write_hparam,
+    start_values,
+    write_group_values,
     write_hyperparameters,
 )
 from agents.deploy.run_stats import StatsTracker
-from hpo_env.space import HyperparameterSpace, interval_midpoint
+from agents.deploy.schedule_log import ScheduleLog, check_step
+from hpo_env.clock import DecisionClock
+from hpo_env.space import HyperparameterSpace
 
 __all__ = [
     "BACKOFF_FACTOR",
@@ -86,58 +86,6 @@ __all__ = [
 ]
 
 _INF, _NEG_INF = math.inf, -math.inf
-DEFAULT_DECISIONS_PER_RUN = 50
-"""Decisions per run when the policy's metadata does not say how many it was trained with."""
-BACKOFF_FACTOR = 10.0
-"""A non-finite loss or gradient divides the learning rate by this (once per control interval)."""
-NONFINITE_MODES = ("rollback", "skip", "off")
-"""What `TuningScheduler` does about non-finite losses, gradients and parameters."""
-
-
-def decisions_per_run(policy: Any) -> int:
-    """Decisions per training run the policy was meta-trained with (its bundle's
-    metadata), or `DEFAULT_DECISIONS_PER_RUN` when the bundle does not say."""
-    value: Any = getattr(policy, "decisions_per_run", None)
-    metadata = getattr(policy, "metadata", {}) or {}
-    if value is None:
-        value = metadata.get("decisions_per_run")
-    if value is None:
-        value = (metadata.get("control") or {}).get("decisions_per_run")
-    try:
-        value = int(value)
-    except (TypeError, ValueError):
-        return DEFAULT_DECISIONS_PER_RUN
-    return value if value >= 1 else DEFAULT_DECISIONS_PER_RUN
-
-
-def _check_step(step: Any) -> int | None:
-    if step is None:
-        return None
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-        raise TypeError(f"step must be a non-negative int (your own step counter), got {step!r}")
-    return int(step)
-
-
-def _resolve_nonfinite(nonfinite: Any, skip_nonfinite: bool | None) -> str:
-    if skip_nonfinite is not None:
-        if nonfinite != "rollback":
-            raise ValueError(
-                "pass nonfinite= alone: skip_nonfinite is its deprecated spelling "
-                f"(got nonfinite={nonfinite!r} and skip_nonfinite={skip_nonfinite!r})"
-            )
-        nonfinite = "skip" if skip_nonfinite else "off"
-        warnings.warn(
-            f"skip_nonfinite is deprecated: pass nonfinite={nonfinite!r}",
-            DeprecationWarning,
-            stacklevel=4,
-        )
-    if nonfinite not in NONFINITE_MODES:
-        raise ValueError(
-            f"nonfinite must be one of {list(NONFINITE_MODES)}, got {nonfinite!r} "
-            '("rollback" returns to the last decision\'s parameters, "skip" checks every '
-            'update\'s gradients, "off" only cuts the learning rate)'
-        )
-    return str(nonfinite)
 
 
 class TuningScheduler(LRScheduler):
@@ -230,36 +178,23 @@ class TuningScheduler(LRScheduler):
             raise ValueError(
                 f"total_steps must be a positive int (the run's update budget), got {total_steps!r}"
             )
-        if step_fn is not None and not callable(step_fn):
-            raise TypeError(f"step_fn must be a callable returning an int, got {step_fn!r}")
-        self.nonfinite = _resolve_nonfinite(nonfinite, skip_nonfinite)
+        self.log = ScheduleLog(wandb_run, step_fn)
+        self.nonfinite = resolve_nonfinite(nonfinite, skip_nonfinite)
         self.policy = policy
         self.optimizer = optimizer
-        self.total_steps = int(total_steps)
-        self.control_interval = self._resolve_interval(control_interval)
         self.deterministic = deterministic
-        self.wandb_run = wandb_run
-        self.step_fn = step_fn
         self.space: HyperparameterSpace = policy.space
+        # The budget, the interval, the prior's position and action -> values in effect.
+        self.clock = DecisionClock(
+            self.space,
+            int(total_steps),
+            resolve_control_interval(control_interval, int(total_steps), policy),
+        )
 
         groups = optimizer.param_groups
         # Controlled and present: in the bundle's space and readable in every group.
-        self.controlled: tuple[str, ...] = tuple(
-            name
-            for name in self.space.names
-            if all(read_hparam(g, name) is not None for g in groups)
-        )
-        self.base: dict[str, list[float]] = {
-            name: [read_hparam(g, name) for g in groups]  # type: ignore[misc]
-            for name in self.controlled
-        }
-        for name, values in self.base.items():
-            bad = [v for v in values if not math.isfinite(v) or v < 0]
-            if bad or (name == "learning_rate" and any(v <= 0 for v in values)):
-                raise ValueError(
-                    f"optimizer {name} must be finite and {'> 0' if name == 'learning_rate' else '>= 0'} "
-                    f"in every param group, got {values}"
-                )
+        self.base: dict[str, list[float]] = start_values(self.space, groups)
+        self.controlled: tuple[str, ...] = tuple(self.base)
         if "learning_rate" not in self.controlled:
             warnings.warn(
                 f"the policy's space {list(self.space.names)} does not control the learning rate; "
@@ -280,49 +215,59 @@ class TuningScheduler(LRScheduler):
         self._pending = PendingLosses()
         self._steps_flushed = 0
         self._due = 1  # `step` takes its slow path once this many losses are pending
-        self.prior_progress = 0.0
+        self.prior_progress = 0.0  # where the clock read the prior for this interval
         self._in_effect: dict[str, float] = {}  # what _apply_to_optimizer last wrote
-        self.history: list[dict[str, Any]] = []
-        self.n_backoffs = 0
-        self.n_rollbacks = 0
         self._interval_val: float | Tensor | None = None
-        self._backed_off_in_interval = False
-        self._warned_nonfinite = False
         self._warned_overrun = False
-        self._warned_step_order = False
-        self._last_logged_step: int | None = None
-        self._plot_logged = False
 
         self.tracker = StatsTracker(optimizer)
         self.features = policy.feature_extractor(1)
         with torch.inference_mode():
             self.last_obs = self.features.reset(self.values).numpy()
             self._decide(self.last_obs)
-        self._record(loss=float("nan"), val_loss=float("nan"), user_step=self._user_step(None))
+        self._record(loss=float("nan"), val_loss=float("nan"), user_step=self.log.user_step(None))
         self._update_due()
-        self.guard = (
-            NonFiniteGuard(optimizer, self._on_skipped_update) if self.nonfinite == "skip" else None
+        self.response = NonFiniteResponse(
+            self.nonfinite, optimizer, self.tracker, self._on_skipped_update
         )
 
-    def _resolve_interval(self, control_interval: int | None) -> int:
-        if control_interval is None:
-            decisions = decisions_per_run(self.policy)
-            return max(1, self.total_steps // decisions)
-        if (
-            isinstance(control_interval, bool)
-            or not isinstance(control_interval, (int, np.integer))
-            or control_interval < 1
-        ):
-            raise ValueError(
-                f"control_interval must be a positive int (updates per decision), got {control_interval!r}"
-            )
-        if control_interval > self.total_steps:
-            warnings.warn(
-                f"control_interval={control_interval} exceeds total_steps={self.total_steps}: "
-                "the policy decides only once, before training",
-                stacklevel=3,
-            )
-        return int(control_interval)
+    # -- the clock and the jobs beside the decision -----------------------------
+
+    @property
+    def total_steps(self) -> int:
+        """The run's update budget (the clock's)."""
+        return int(self.clock.total_steps)
+
+    @property
+    def control_interval(self) -> int:
+        """Updates per decision (the clock's)."""
+        return self.clock.control_interval
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One dict per decision (`ScheduleLog.history`)."""
+        return self.log.history
+
+    @property
+    def wandb_run(self) -> Any | None:
+        return self.log.wandb_run
+
+    @property
+    def step_fn(self) -> Callable[[], int] | None:
+        return self.log.step_fn
+
+    @property
+    def guard(self) -> Any | None:
+        """The ``"skip"`` mode's `agents.deploy.guard.NonFiniteGuard`, else None."""
+        return self.response.guard
+
+    @property
+    def n_backoffs(self) -> int:
+        return self.response.n_backoffs
+
+    @property
+    def n_rollbacks(self) -> int:
+        return self.response.n_rollbacks
 
     # -- torch's counters -------------------------------------------------------
 
@@ -361,7 +306,7 @@ class TuningScheduler(LRScheduler):
     @property
     def n_skipped(self) -> int:
         """Optimizer updates the non-finite guard skipped."""
-        return 0 if self.guard is None else self.guard.n_skipped
+        return self.response.n_skipped
 
     # -- the loop ---------------------------------------------------------------
 
@@ -412,7 +357,7 @@ class TuningScheduler(LRScheduler):
             return
         self._take(loss, val_loss, step)
         if len(self._pending.items) >= self._due:
-            self._interval_full_or_overrun(_check_step(step))
+            self._interval_full_or_overrun(check_step(step))
 
     def _take(self, loss: Any, val_loss: Any, step: Any) -> None:
         """`step`'s inputs other than one finite float: checked, converted, recorded."""
@@ -424,7 +369,7 @@ class TuningScheduler(LRScheduler):
             )
         checked = check_loss(loss, "loss")
         checked_val = None if val_loss is None else check_loss(val_loss, "val_loss")
-        _check_step(step)
+        check_step(step)
         if isinstance(checked, float) and not math.isfinite(checked):
             self._on_nonfinite_loss(checked)
         self._pending.append(checked)
@@ -441,7 +386,7 @@ class TuningScheduler(LRScheduler):
                 stacklevel=3,
             )
         if self.tracker.n_recorded + len(self._pending) >= self.control_interval:
-            self._end_interval(self._user_step(user_step))
+            self._end_interval(self.log.user_step(user_step))
 
     def _flush_pending(self) -> None:
         """Read the interval's losses (one transfer per device) into the tracker."""
@@ -461,33 +406,21 @@ class TuningScheduler(LRScheduler):
         self._update_due()
 
     def _on_nonfinite_loss(self, loss: float) -> None:
-        """A NaN/inf loss: its gradient has usually reached the parameters, and then
-        ``"rollback"`` puts the last decision's back. Parameters still finite (a
-        ``torch.amp.GradScaler`` skipped the update, say) are left as they are."""
-        if self.nonfinite == "rollback" and not self.tracker.params_all_finite():
-            self._roll_back()
+        self.response.after_nonfinite_loss()
         self._back_off(f"non-finite training loss ({loss})")
-
-    def _roll_back(self) -> None:
-        self.tracker.restore_start()
-        state = self.optimizer.state
-        for param in self.tracker.params:
-            state.pop(param, None)  # torch's optimizers start a parameter's state afresh
-        self.n_rollbacks += 1
 
     @torch.inference_mode()  # no autograd bookkeeping: ~20% off a decision (measured)
     def _end_interval(self, user_step: int | None) -> None:
         self._flush_pending()
-        progress = self.steps_done / self.total_steps
+        progress = self.clock.progress(self.steps_done)
         val = None if self._interval_val is None else float(self._interval_val)
         run = self.tracker.end_interval_run(self.values, progress, val)
-        if not self.tracker.params_finite and self.nonfinite == "rollback":
-            self._roll_back()  # a finite loss, yet the parameters are no longer finite
+        if self.response.at_decision():  # a finite loss, yet non-finite parameters
             self._back_off("non-finite parameters")
         self.last_obs = self.features.observe_run(run)
         self._decide(self.last_obs)
         self._interval_val = None
-        self._backed_off_in_interval = False
+        self.response.backed_off_in_interval = False
         self._update_due()
         self._record(
             loss=float(np.float32(run.train_loss)),  # as StepStats holds it
@@ -496,20 +429,10 @@ class TuningScheduler(LRScheduler):
         )
 
     def _decide(self, obs: np.ndarray) -> None:
-        action = np.asarray(
-            self.policy.act(obs, deterministic=self.deterministic), dtype=np.float32
-        )
-        k = len(self.space)
-        if action.size != k:
-            raise ValueError(
-                f"the policy returned an action of shape {action.shape}, expected {k} components "
-                f"{list(self.space.names)} for one run"
-            )
-        self.values.update(self.space.apply_one(self.values, action.reshape(k)))
-        # The coming interval's midpoint, where an annealing prior is read (as in the env).
-        self.prior_progress = interval_midpoint(
-            self.steps_done, self.control_interval, self.total_steps
-        )
+        action = self.policy.act(obs, deterministic=self.deterministic)
+        decision = self.clock.decide_one(self.values, action, steps_done=self.steps_done)
+        self.values.update(decision.chosen)
+        self.prior_progress = decision.position  # the coming interval's midpoint
         self._apply_to_optimizer()
 
     def _on_skipped_update(self) -> None:
@@ -517,136 +440,40 @@ class TuningScheduler(LRScheduler):
 
     @torch.inference_mode()
     def _back_off(self, what: str) -> None:
-        if self._backed_off_in_interval or "learning_rate" not in self.values:
+        if "learning_rate" not in self.values or not self.response.claim_backoff():
             return
-        self._backed_off_in_interval = True
-        self.n_backoffs += 1
         spec = self.space["learning_rate"]
         old = float(self.optimizer.param_groups[0]["lr"])
         self.values["learning_rate"] = spec.clip_one(
             self.values["learning_rate"] / np.float32(BACKOFF_FACTOR)
         )
         self._apply_to_optimizer()
-        if not self._warned_nonfinite:
-            self._warned_nonfinite = True
-            new = float(self.optimizer.param_groups[0]["lr"])
-            if self.n_rollbacks:
-                done = (
-                    "the parameters went back to the last decision's, the optimizer's "
-                    "per-parameter state was cleared and the learning rate was cut"
-                )
-                advice = "nonfinite='skip' loses only the bad update, at a cost per update"
-            elif self.nonfinite == "rollback":
-                done = "the parameters are still finite and the learning rate was cut"
-                advice = "they go back to the last decision's if they stop being finite"
-            else:
-                done = "the learning rate was cut"
-                advice = "if the model's parameters are already non-finite, restore a checkpoint"
-            warnings.warn(
-                f"{what} at step {self.steps_done + 1}: {done} {BACKOFF_FACTOR:g}x (from "
-                f"{old:.3g} to {new:.3g}, at most once per {self.control_interval} steps); {advice}",
-                stacklevel=4,
-            )
+        new = float(self.optimizer.param_groups[0]["lr"])
+        self.response.warn_once(what, self.steps_done + 1, old, new, self.control_interval)
 
     def in_effect(self) -> dict[str, float]:
         """Group 0's values for the current interval: the policy's values, times the
         annealing prior where the bundle's space has one."""
-        scheduled = self.space.scheduled_one(self.values, self.prior_progress)
-        return {name: float(v) for name, v in scheduled.items()}
+        return self.clock.in_effect_one(self.values, self.prior_progress)
 
     def _apply_to_optimizer(self) -> None:
         in_effect = self._in_effect = self.in_effect()
-        for name in self.controlled:
-            spec = self.space[name]
-            value0 = in_effect[name]
-            change = spec_change(spec, value0, self.base[name][0])
-            for i, group in enumerate(self.optimizer.param_groups):
-                # Group 0 holds the environment's float32 value; the float64 clamp only
-                # keeps its rounding (e.g. 0.99 -> 0.99000001) inside the bounds.
-                value = (
-                    clip_to_spec(spec, value0)
-                    if i == 0
-                    else spec_move(spec, self.base[name][i], change)
-                )
-                if not math.isfinite(value):  # unreachable by construction; never write NaN
-                    continue
-                write_hparam(group, name, value)
+        write_group_values(self.optimizer.param_groups, self.space, self.base, in_effect)
         self._last_lr = self.get_last_lr()
 
     # -- history and wandb ------------------------------------------------------------
 
-    def _user_step(self, step: int | None) -> int | None:
-        if step is not None or self.step_fn is None:
-            return step
-        return _check_step(self.step_fn())
-
     def _record(self, loss: float, val_loss: float, user_step: int | None) -> None:
-        in_effect = self._in_effect  # as just written to the optimizer
         entry = {
             "step": self.steps_done,
-            "hyperparameters": in_effect,
+            "hyperparameters": self._in_effect,  # as just written to the optimizer
             # The policy's own choice, before an annealing prior (the same without one).
             "policy_values": {name: float(v) for name, v in self.values.items()},
             "lrs": self.get_last_lr(),
             "loss": loss,
             "val_loss": val_loss,
         }
-        self.history.append(entry)
-        if self.wandb_run is None:
-            return
-        metrics: dict[str, float] = {f"schedule/{k}": v for k, v in in_effect.items()}
-        if math.isfinite(loss):
-            metrics["schedule/train_loss"] = loss
-        if math.isfinite(val_loss):
-            metrics["schedule/val_loss"] = val_loss
-        metrics["schedule/step"] = self.steps_done
-        self._log(metrics, user_step)
-        if self.steps_done >= self.total_steps and not self._plot_logged:
-            self._log_plot(user_step)  # the last decision: the schedule is complete
-
-    def _log(self, metrics: dict[str, Any], user_step: int | None) -> None:
-        from agents.common import tracking  # the one module that talks to wandb
-
-        if user_step is None:
-            # No step of the user's: ride along with their next row, never create one.
-            tracking.log_to_run(self.wandb_run, metrics, commit=False)
-            return
-        if self._last_logged_step is not None and user_step < self._last_logged_step:
-            if not self._warned_step_order:
-                self._warned_step_order = True
-                warnings.warn(
-                    f"TuningScheduler: step={user_step} is below the step already logged "
-                    f"({self._last_logged_step}); wandb would drop it, so it is not logged "
-                    "(pass a step that never decreases)",
-                    stacklevel=4,
-                )
-            return
-        self._last_logged_step = user_step
-        tracking.log_to_run(self.wandb_run, metrics, step=user_step)
-
-    def _log_plot(self, user_step: int | None) -> None:
-        from agents.common import tracking
-
-        self._plot_logged = True
-        steps = [h["step"] for h in self.history]
-        lrs = [h["hyperparameters"].get("learning_rate", float("nan")) for h in self.history]
-        step = user_step if user_step is not None else self._last_logged_step
-        if (
-            step is not None
-            and self._last_logged_step is not None
-            and step < self._last_logged_step
-        ):
-            step = None  # wandb would drop it: join the user's next row instead
-        tracking.line_plot(
-            self.wandb_run,
-            "schedule/learning_rate_plot",
-            steps,
-            lrs,
-            title="learning rate set by the tuning policy",
-            xname="step",
-            step=step,
-            commit=None if step is not None else False,
-        )
+        self.log.record(entry, last=self.steps_done >= self.total_steps, user_step=user_step)
 
     # -- torch scheduler conventions ----------------------------------------------
 
@@ -672,15 +499,10 @@ class TuningScheduler(LRScheduler):
             "values": {k: float(v) for k, v in self.values.items()},
             "prior_progress": self.prior_progress,
             "interval_val": None if interval_val is None else float(interval_val),
-            "backed_off_in_interval": self._backed_off_in_interval,
-            "n_backoffs": self.n_backoffs,
-            "n_rollbacks": self.n_rollbacks,
-            "warned_nonfinite": self._warned_nonfinite,
-            "plot_logged": self._plot_logged,
-            "last_logged_step": self._last_logged_step,
+            **self.response.state_dict(),
+            **self.log.state_dict(),
             "features": self.features.state_dict(),
             "tracker": self.tracker.state_dict(),
-            "history": [dict(h) for h in self.history],
             "last_obs": self.last_obs.tolist(),
         }
 
@@ -698,8 +520,9 @@ class TuningScheduler(LRScheduler):
             raise ValueError(
                 f"the saved scheduler had {saved_groups.pop()} param groups, this optimizer has {n_groups}"
             )
-        self.total_steps = int(state["total_steps"])
-        self.control_interval = int(state["control_interval"])
+        self.clock = DecisionClock(
+            self.space, int(state["total_steps"]), int(state["control_interval"])
+        )
         self._pending = PendingLosses()
         self._steps_flushed = int(state["steps_done"])
         self.base = {k: [float(x) for x in v] for k, v in state["base"].items()}
@@ -708,16 +531,11 @@ class TuningScheduler(LRScheduler):
         self.values = {k: np.float32(v) for k, v in state["values"].items()}
         self.prior_progress = float(state.get("prior_progress", self.prior_progress))
         self._interval_val = state["interval_val"]
-        self._backed_off_in_interval = bool(state["backed_off_in_interval"])
-        self.n_backoffs = int(state["n_backoffs"])
-        self.n_rollbacks = int(state.get("n_rollbacks", 0))
-        self._warned_nonfinite = bool(state["warned_nonfinite"])
-        self._plot_logged = bool(state.get("plot_logged", False))
-        self._last_logged_step = state.get("last_logged_step")
+        self.response.load_state_dict(state)
+        self.log.load_state_dict(state)
         self.features.load_state_dict(state["features"])
         self.tracker.load_state_dict(state["tracker"])
         self._update_due()
-        self.history = [dict(h) for h in state["history"]]
         self.last_obs = np.asarray(state["last_obs"], dtype=np.float32)
         self._apply_to_optimizer()
 
@@ -730,9 +548,7 @@ class TuningScheduler(LRScheduler):
         Returns:
             The path written (atomically: a temporary file renamed into place).
         """
-        from agents.deploy.schedule_plot import plot_history
-
-        return plot_history(self.history, path, start_lrs=[float(x) for x in self.base_lrs])
+        return self.log.plot(path, start_lrs=[float(x) for x in self.base_lrs])
 
     def close(self, step: int | None = None) -> None:
         """End of training: log the schedule's plot to ``wandb_run`` unless the last
@@ -746,10 +562,8 @@ class TuningScheduler(LRScheduler):
                 last step logged, else ``commit=False``: it joins your next row or
                 the run's final one).
         """
-        if self.guard is not None:
-            self.guard.remove()
-        if self.wandb_run is not None and not self._plot_logged:
-            self._log_plot(self._user_step(_check_step(step)))
+        self.response.remove()
+        self.log.close(step)
 
     def __repr__(self) -> str:
         values = {k: f"{float(v):.3g}" for k, v in self.values.items()}
