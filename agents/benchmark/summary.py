@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from agents.benchmark.config import BenchmarkConfig
-from agents.benchmark.core import choose_oracle, mean_log
+from agents.benchmark.core import FinalTable, choose_oracle, mean_log
 from agents.benchmark.stats import (
     bootstrap_ci,
     iqm,
@@ -37,87 +37,108 @@ TARGETS = (
 )
 
 
-def _records_table(
+def grid_label(index: int) -> str:
+    """The `FinalTable` label of a task's ``index``-th lowest grid learning rate."""
+    return f"grid#{index}"
+
+
+def sweep_label(label: str, index: int) -> str:
+    """The `FinalTable` label of ``label`` started from a task's ``index``-th lowest sweep lr."""
+    return f"{label}@sweep#{index}"
+
+
+def records_table(
     records: Sequence[Mapping[str, Any]],
-    task_names: Sequence[str],
-    n_seeds_expected: int | None = None,
-) -> dict[tuple[str, str, float | None, float | None], dict[str, np.ndarray]]:
-    """(task, label, grid_lr, sweep_lr) -> {"final", "diverged"} arrays ordered by seed."""
-    out: dict[tuple[str, str, float | None, float | None], dict[str, list[Any]]] = {}
+) -> tuple[FinalTable, dict[str, dict[str, Any]]]:
+    """The held-out records as the core's `FinalTable`, and each task's grid and sweep lrs.
+
+    Labels: a method's own label for the main protocol, `grid_label` for the grid
+    points (each task's grid is scaled to its default rate, so points are numbered
+    from the lowest), `sweep_label` for the robustness sweep. A label gets a row only
+    if every task has it; seeds are sorted.
+    """
+    runs: dict[tuple[str, str, float | None, float | None], dict[str, list[Any]]] = {}
     for rec in records:
         key = (rec["task"], rec["label"], rec["grid_lr"], rec["sweep_lr"])
-        entry = out.setdefault(key, {"seeds": [], "final": [], "diverged": []})
+        entry = runs.setdefault(key, {"seeds": [], "final": [], "diverged": []})
         entry["seeds"] += rec["seeds"]
         entry["final"] += rec["final_objective"]
         entry["diverged"] += rec["diverged"]
-    table = {}
-    for key, entry in out.items():
-        order = np.argsort(entry["seeds"])
-        table[key] = {
-            "seeds": np.asarray(entry["seeds"])[order],
-            "final": np.asarray(entry["final"], dtype=np.float64)[order],
-            "diverged": np.asarray(entry["diverged"], dtype=bool)[order],
-        }
-    return table
+    task_names = list(dict.fromkeys(r["task"] for r in records))
+    info: dict[str, dict[str, Any]] = {}
+    by_label: dict[str, dict[str, dict[str, list[Any]]]] = {}
+    for task in task_names:
+        grid = sorted({k[2] for k in runs if k[0] == task and k[2] is not None})
+        sweep = sorted({k[3] for k in runs if k[0] == task and k[3] is not None})
+        family = next(r["family"] for r in records if r["task"] == task)
+        info[task] = {"family": family, "grid_lrs": grid, "sweep_lrs": sweep}
+        for (t, label, grid_lr, sweep_lr), entry in runs.items():
+            if t != task:
+                continue
+            if grid_lr is not None:
+                name = grid_label(grid.index(grid_lr))
+            elif sweep_lr is not None:
+                name = sweep_label(label, sweep.index(sweep_lr))
+            else:
+                name = label
+            by_label.setdefault(name, {})[task] = entry
+    seeds = sorted(next(iter(runs.values()))["seeds"]) if runs else []
+    table = FinalTable(task_names, seeds)
+    for name, per_task in by_label.items():
+        if set(per_task) != set(task_names):
+            continue
+        orders = {t: np.argsort(per_task[t]["seeds"]) for t in task_names}
+        table.add(
+            name,
+            [np.asarray(per_task[t]["final"], dtype=np.float64)[orders[t]] for t in task_names],
+            [np.asarray(per_task[t]["diverged"], dtype=bool)[orders[t]] for t in task_names],
+        )
+    return table, info
 
 
 def summarize(records: Sequence[Mapping[str, Any]], config: BenchmarkConfig) -> dict[str, Any]:
     """Per-method aggregates, win rates, robustness and the targets from run records.
 
-    The oracle of a task is `agents.benchmark.core.choose_oracle`: the grid's
-    constant learning rate with the lowest mean log final objective over the
-    task's seeds (an upper bound on what tuning one constant can do, at
-    ``grid_size`` times the compute). Every ratio is a
-    method's final objective over the oracle's on the same (task, seed).
+    The records become the core's `FinalTable` (`records_table`). The oracle of a
+    task is `agents.benchmark.core.choose_oracle`: the grid's constant learning rate
+    with the lowest mean log final objective over the task's seeds (an upper bound
+    on what tuning one constant can do, at ``grid_size`` times the compute). Every
+    ratio is a method's final objective over the oracle's on the same (task, seed).
     """
-    task_names = list(dict.fromkeys(r["task"] for r in records))
-    table = _records_table(records, task_names)
+    table, tasks_info = records_table(records)
+    task_names = table.tasks
     labels = list(dict.fromkeys(r["label"] for r in records if r["kind"] != "grid"))
-
-    def finals(
-        task: str, label: str, sweep_lr: float | None = None
-    ) -> dict[str, np.ndarray] | None:
-        return table.get((task, label, None, sweep_lr))
-
-    oracle: dict[str, np.ndarray] = {}
-    tasks_info: dict[str, Any] = {}
-    for task in task_names:
-        grid = {k[2]: v for k, v in table.items() if k[0] == task and k[2] is not None}
-        if not grid:
-            raise ConfigError(f"task {task!r} has no best-of-grid records; the oracle needs them")
-        scores = {lr: mean_log(v["final"]) for lr, v in grid.items()}
-        (best,), rows = choose_oracle({lr: v["final"][None, :] for lr, v in grid.items()})
-        oracle[task] = rows[0]
-        family = next(r["family"] for r in records if r["task"] == task)
-        sweep = sorted({k[3] for k in table if k[0] == task and k[3] is not None})
-        grid_sorted = sorted(grid)
-        tasks_info[task] = {
-            "family": family,
-            "oracle_lr": best,
-            "oracle_at_grid_edge": best in (grid_sorted[0], grid_sorted[-1]),
-            "grid_lrs": sorted(grid),
-            "grid_mean_log_final": {f"{lr:.6g}": scores[lr] for lr in sorted(grid)},
-            "sweep_lrs": sweep,
-        }
+    n_grid = max((len(info["grid_lrs"]) for info in tasks_info.values()), default=0)
+    grid = {grid_label(i): table[grid_label(i)] for i in range(n_grid) if grid_label(i) in table}
+    if not grid or len(grid) != n_grid:
+        raise ConfigError(
+            "every task needs the same best-of-grid records; the oracle needs them, got grids "
+            f"{ {t: info['grid_lrs'] for t, info in tasks_info.items()} }"
+        )
+    chosen, oracle = choose_oracle(grid)
+    for i, task in enumerate(task_names):
+        info = tasks_info[task]
+        lrs = info["grid_lrs"]
+        best = lrs[int(chosen[i].removeprefix("grid#"))]
+        info.update(
+            oracle_lr=best,
+            oracle_at_grid_edge=best in (lrs[0], lrs[-1]),
+            grid_mean_log_final={
+                f"{lr:.6g}": mean_log(table[grid_label(j)][i]) for j, lr in enumerate(lrs)
+            },
+        )
 
     # The oracle also appears as a method row (ratio 1 by construction).
-    for task in task_names:
-        table[(task, "best_of_grid", None, None)] = {
-            "seeds": table[next(k for k in table if k[0] == task and k[2] is not None)]["seeds"],
-            "final": oracle[task],
-            "diverged": np.zeros_like(oracle[task], dtype=bool),
-        }
+    table.add("best_of_grid", oracle)
     labels.append("best_of_grid")
 
     per_method: dict[str, Any] = {}
-    policy_table = np.stack([finals(t, "policy")["final"] for t in task_names])  # type: ignore[index]
+    policy_table = table["policy"]
     for label in labels:
-        rows = [finals(t, label) for t in task_names]
-        if any(r is None for r in rows):
+        if label not in table:
             continue
-        final = np.stack([r["final"] for r in rows])  # type: ignore[index]
-        diverged = np.stack([r["diverged"] for r in rows])  # type: ignore[index]
-        ratio = final / np.stack([oracle[t] for t in task_names])
+        final, diverged = table[label], table.diverged[label]
+        ratio = final / oracle
         ci = bootstrap_ci(ratio, iqm, config.n_bootstrap, config.bootstrap_seed)
         entry: dict[str, Any] = {
             "iqm_ratio": float(iqm(ratio.reshape(-1))),
@@ -145,23 +166,19 @@ def summarize(records: Sequence[Mapping[str, Any]], config: BenchmarkConfig) -> 
         per_method[label] = entry
 
     # Robustness sweep: every (task, sweep lr, seed) run of a method vs the oracle on that (task, seed).
+    n_sweep = max((len(info["sweep_lrs"]) for info in tasks_info.values()), default=0)
     for label, entry in per_method.items():
-        by_lr: dict[str, list[float]] = {}
-        within_all, diverged_all = [], []
-        for task in task_names:
-            for lr in tasks_info[task]["sweep_lrs"]:
-                rec = finals(task, label, lr)
-                if rec is None:
-                    continue
-                within = within_factor(rec["final"], oracle[task], config.robustness_factor)
-                index = tasks_info[task]["sweep_lrs"].index(lr)
-                by_lr.setdefault(str(index), []).extend(within.astype(float).tolist())
-                within_all.extend(within.tolist())
-                diverged_all.extend(rec["diverged"].tolist())
-        if within_all:
-            entry["robustness"] = float(np.mean(within_all))
-            entry["robustness_by_sweep_index"] = {k: float(np.mean(v)) for k, v in by_lr.items()}
-            entry["sweep_divergence_rate"] = float(np.mean(diverged_all))
+        sweeps = [sweep_label(label, j) for j in range(n_sweep)]
+        present = {str(j): name for j, name in enumerate(sweeps) if name in table}
+        if not present:
+            continue
+        within = {j: within_factor(table[name], oracle, config.robustness_factor)
+                  for j, name in present.items()}  # fmt: skip
+        entry["robustness"] = float(np.mean(np.stack(list(within.values()))))
+        entry["robustness_by_sweep_index"] = {j: float(np.mean(w)) for j, w in within.items()}
+        entry["sweep_divergence_rate"] = float(
+            np.mean(np.stack([table.diverged[name] for name in present.values()]))
+        )
 
     targets = []
     policy = per_method.get("policy", {})

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.benchmark.core import choose_oracle
+from agents.benchmark.core import FinalTable, choose_oracle
 from agents.benchmark.stats import meets, ratio_summary
 from agents.benchmark.stats import robustness as robust_fraction
 
@@ -41,6 +41,20 @@ def _table(
     return np.maximum(table, OBJECTIVE_FLOOR)
 
 
+def final_table(result: dict[str, Any]) -> FinalTable:
+    """The core's `FinalTable` of a transfer result, objectives floored at `OBJECTIVE_FLOOR`."""
+    tasks = [t["name"] for t in result["tasks"]]
+    table = FinalTable(tasks, list(result["seeds"]))
+    for label in result["objectives"]:
+        table.add(label, _table(result["objectives"], label, tasks), _flags(result, label, tasks))
+    return table
+
+
+def _flags(result: dict[str, Any], label: str, tasks: list[str]) -> Any:
+    diverged = result.get("diverged", {}).get(label)
+    return None if diverged is None else [diverged[t] for t in tasks]
+
+
 def summarize(result: dict[str, Any], config: Any, baseline_names: list[str]) -> dict[str, Any]:
     """Everything the report shows, from ``result["objectives"]``.
 
@@ -51,16 +65,16 @@ def summarize(result: dict[str, Any], config: Any, baseline_names: list[str]) ->
         ``robustness``: per start multiplier and overall, for the policy and the
         constant schedule; ``targets``: name, value, threshold, status.
     """
-    objectives = result["objectives"]
-    tasks = [t["name"] for t in result["tasks"]]
+    objectives = final_table(result)
+    tasks = objectives.tasks
     regimes = {t["name"]: t["start_regime"] for t in result["tasks"]}
     optimizers = {t["name"]: t["optimizer"] for t in result["tasks"]}
-    policy = _table(objectives, POLICY, tasks)
+    policy = objectives[POLICY]
     grid_labels = [run_label(CONSTANT, m) for m in config.grid_multipliers]
     # One oracle (`agents.benchmark.core.choose_oracle`): per task, the grid point
     # with the lowest mean log objective over the seeds, on every seed.
-    oracle_labels, oracle = choose_oracle({g: _table(objectives, g, tasks) for g in grid_labels})
-    tables = {name: _table(objectives, name, tasks) for name in baseline_names}
+    oracle_labels, oracle = choose_oracle({g: objectives[g] for g in grid_labels})
+    tables = {name: objectives[name] for name in baseline_names}
     tables[ORACLE] = oracle
 
     vs = {}
@@ -96,7 +110,7 @@ def summarize(result: dict[str, Any], config: Any, baseline_names: list[str]) ->
         for m in config.sweep_multipliers:
             if run_label(method, m) not in objectives:
                 continue  # the constant schedule at a multiple off its grid
-            table = _table(objectives, run_label(method, m), tasks)
+            table = objectives[run_label(method, m)]
             within[f"{m:g}"] = robust_fraction(table, oracle, config.robustness_factor)
         robustness[method] = {
             "by_multiplier": within,
