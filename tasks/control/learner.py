@@ -146,8 +146,11 @@ class ControlTaskSpec(Protocol):
     A protocol here, not an import of `tasks.control.tasks` (which imports this
     module): the two stay one-way."""
 
-    system: str
-    learner: ActorCriticConfig
+    @property
+    def system(self) -> str: ...
+
+    @property
+    def learner(self) -> ActorCriticConfig: ...
 
     def draw_context(self, rng: np.random.Generator) -> dict[str, float]: ...
 

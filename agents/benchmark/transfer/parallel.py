@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from agents.benchmark.executor import Executor, ItemFailed, LocalExecutor, ProcessExecutor
@@ -82,6 +82,7 @@ def run_jobs(
     if not jobs:
         return
     executor: Executor
+    train: Callable[[Job], RunResult]
     if workers == 1:
         executor, train = LocalExecutor(), _LocalTrain(tuple(methods))
     else:
