@@ -62,7 +62,10 @@ class BenchmarkConfig:
     seeds_per_item: int = 0
     """Seeds per work item (0 = all)."""
     backend: str = "local"
-    """``local`` (this process) or ``ray`` (work items as Ray tasks, `agents.common.ray_backend.ray_map`)."""
+    """``local`` (this process, or ``workers`` local processes) or ``ray`` (work items as Ray
+    tasks); the executor of `agents.benchmark.executor`. The numbers do not depend on it."""
+    workers: int = 1
+    """Local worker processes for ``backend="local"`` (1 = this process)."""
     ray_address: str | None = None
     """Ray cluster address for ``backend="ray"`` (None: a local Ray)."""
     quick: bool = False
@@ -102,6 +105,10 @@ class BenchmarkConfig:
             raise ConfigError(
                 "expected val_every >= 0, n_bootstrap >= 1, arms_per_item >= 0, seeds_per_item >= 0, got "
                 f"{self.val_every=}, {self.n_bootstrap=}, {self.arms_per_item=}, {self.seeds_per_item=}"
+            )
+        if isinstance(self.workers, bool) or self.workers < 1:
+            raise ConfigError(
+                f"workers must be an int >= 1 (e.g. --workers 4), got {self.workers!r}"
             )
         if self.backend not in ("local", "ray"):
             from hpo_env.errors import unknown_name_error

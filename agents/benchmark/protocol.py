@@ -46,7 +46,7 @@ def run_benchmark(
     task_objs = tasks if tasks is not None else resolve_tasks(config.tasks)
     loaded = load_policy(policy)
     items = make_work_items(config, task_objs, policy, methods)
-    outputs = map_work_items(items, config.backend, config.ray_address, progress)
+    outputs = map_work_items(items, config.backend, config.ray_address, progress, config.workers)
     records = [rec for out in outputs for rec in out["records"]]
     summary = summarize(records, config)
     specs = {s.name: s for s in methods}

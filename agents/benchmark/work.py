@@ -229,14 +229,20 @@ def make_work_items(
     return items
 
 
+WORKER_PRELOAD = ("agents.benchmark.work", "agents.policy.tuning_policy", "tasks.distribution")
+"""Modules the local worker processes' fork server imports once (no torch op runs)."""
+
+
 def map_work_items(
     items: Sequence[WorkItem],
     backend: str = "local",
     ray_address: str | None = None,
     progress: bool = True,
+    workers: int = 1,
 ) -> list[dict[str, Any]]:
     """``[run_work_item(item) for item in items]`` on the executor ``backend`` names
-    (`agents.benchmark.executor`: here, or as Ray tasks), with a progress bar."""
+    (`agents.benchmark.executor`: here, ``workers`` local processes, or Ray tasks), with
+    a progress bar; the outputs come back in item order whatever ran them."""
     from tqdm.auto import tqdm
 
     from agents.benchmark.executor import Executor, ItemFailed, RayExecutor, make_executor
@@ -247,7 +253,9 @@ def map_work_items(
         bar.update(done - bar.n)
 
     executor: Executor = (
-        RayExecutor(ray_address, progress=advance) if backend == "ray" else make_executor(backend)
+        RayExecutor(ray_address, progress=advance)
+        if backend == "ray"
+        else make_executor(backend, workers=workers, preload=WORKER_PRELOAD)
     )
     outputs: dict[int, dict[str, Any]] = {}
     try:

@@ -85,6 +85,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--ray-address", default=None, help="Ray cluster address (default: a local Ray)"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="local processes running work items (--backend local); the results do not "
+        "depend on it (default: 1)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 if a target is NOT MET"
@@ -105,7 +112,11 @@ def wants_pbt(choice: str, quick: bool) -> bool:
 def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
     """The preset (quick or full) with the command line's overrides."""
     base = QUICK_BENCHMARK if args.quick else FULL_BENCHMARK
-    overrides: dict[str, Any] = {"backend": args.backend, "ray_address": args.ray_address}
+    overrides: dict[str, Any] = {
+        "backend": args.backend,
+        "ray_address": args.ray_address,
+        "workers": getattr(args, "workers", 1),
+    }
     if args.seeds is not None:
         overrides["n_seeds"] = args.seeds
     if args.tasks:
