@@ -65,6 +65,13 @@ class PendingLosses:
             self.tensor_positions.append(len(self.items))
         self.items.append(loss)
 
+    def restore(self, losses: list[float]) -> None:
+        """Losses saved by `peek` (a checkpoint's), pending again: as float64 CPU
+        tensors (exact), so that a non-finite one is judged when the interval is
+        read, as it would have been without the checkpoint."""
+        for loss in losses:
+            self.append_tensor(torch.tensor(float(loss), dtype=torch.float64))
+
     def append_tensor(self, loss: Tensor) -> None:
         """`append` for a tensor (`check_loss`'s output, or a detached real 0-d one)."""
         items = self.items
@@ -73,10 +80,15 @@ class PendingLosses:
 
     def read(self) -> list[float]:
         """All pending losses as floats (one device transfer per device); clears them."""
-        items, self.items = self.items, []
-        positions, self.tensor_positions = self.tensor_positions, []
+        out = self.peek()
+        self.items, self.tensor_positions = [], []
+        return out
+
+    def peek(self) -> list[float]:
+        """All pending losses as floats (one device transfer per device), kept pending."""
+        items, positions = self.items, self.tensor_positions
         if not positions:
-            return items  # floats only: nothing to read
+            return list(items)  # floats only: nothing to read
         out: list[Any] = list(items)
         by_device: dict[torch.device, list[int]] = {}
         for i in positions:

@@ -166,6 +166,7 @@ class NonFiniteResponse:
             "n_backoffs": self.n_backoffs,
             "n_rollbacks": self.n_rollbacks,
             "warned_nonfinite": self.warned,
+            "n_skipped": self.n_skipped,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -173,3 +174,5 @@ class NonFiniteResponse:
         self.n_backoffs = int(state["n_backoffs"])
         self.n_rollbacks = int(state.get("n_rollbacks", 0))
         self.warned = bool(state["warned_nonfinite"])
+        if self.guard is not None:
+            self.guard.n_skipped = int(state.get("n_skipped", 0))

@@ -15,7 +15,26 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hpo_env.errors import ConfigTypeError
 from hpo_env.space import HyperparameterSpace, HyperparameterSpec
+
+SUPPORTED_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop)
+"""The optimizers the policy was meta-trained with (subclasses included)."""
+
+
+def check_supported(optimizer: torch.optim.Optimizer) -> None:
+    """Refuse an optimizer the policy was not meta-trained with, in one line.
+
+    Raises:
+        ConfigTypeError: e.g. ``torch.optim.LBFGS`` (its ``lr`` scales a line search).
+    """
+    if not isinstance(optimizer, SUPPORTED_OPTIMIZERS):
+        names = ", ".join(f"torch.optim.{c.__name__}" for c in SUPPORTED_OPTIMIZERS)
+        raise ConfigTypeError(
+            f"TuningScheduler does not support {type(optimizer).__module__}."
+            f"{type(optimizer).__name__}: the policy was meta-trained with {names} "
+            "(or subclasses); pass one of those"
+        )
 
 
 def read_hparam(group: Mapping[str, Any], name: str) -> float | None:

@@ -55,8 +55,8 @@ import torch
 
 from agents.common.extras import require
 from agents.controllers.protocol import PolicyLike
-from agents.deploy.run_stats import StatsTracker
 from agents.deploy.budget import decisions_per_run
+from agents.deploy.run_stats import StatsTracker
 from hpo_env.clock import DecisionClock
 from hpo_env.errors import ConfigError
 from hpo_env.stats import RL_LOSS_OFFSET

@@ -139,10 +139,12 @@ class ScheduleLog:
         return {
             "plot_logged": self.plot_logged,
             "last_logged_step": self.last_logged_step,
+            "warned_step_order": self.warned_step_order,
             "history": [dict(h) for h in self.history],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.plot_logged = bool(state.get("plot_logged", False))
         self.last_logged_step = state.get("last_logged_step")
+        self.warned_step_order = bool(state.get("warned_step_order", False))
         self.history = [dict(h) for h in state["history"]]

@@ -56,7 +56,12 @@ def plot_history(
     train = [(h["step"], h["loss"]) for h in history[1:] if _positive(h["loss"])]
     if train:
         ax_loss.plot(*zip(*train), label="train (interval mean)")
-    val = [(h["step"], h["val_loss"]) for h in history if _positive(h["val_loss"])]
+    # A validation loss at the step it was passed (an older history: its decision's).
+    val = [
+        (h["step"] if h.get("val_step") is None else h["val_step"], h["val_loss"])
+        for h in history
+        if _positive(h["val_loss"])
+    ]
     if val:
         ax_loss.plot(*zip(*val), "o-", label="validation")
     if train or val:

@@ -66,6 +66,7 @@ from agents.deploy.nonfinite import (
     resolve_nonfinite,
 )
 from agents.deploy.optimizer_hparams import (
+    check_supported,
     start_values,
     write_group_values,
     write_hyperparameters,
@@ -170,6 +171,7 @@ class TuningScheduler(LRScheduler):
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}; "
                 "pass the optimizer whose hyperparameters the policy should control"
             )
+        check_supported(optimizer)
         if (
             isinstance(total_steps, bool)
             or not isinstance(total_steps, (int, np.integer))
@@ -218,6 +220,7 @@ class TuningScheduler(LRScheduler):
         self.prior_progress = 0.0  # where the clock read the prior for this interval
         self._in_effect: dict[str, float] = {}  # what _apply_to_optimizer last wrote
         self._interval_val: float | Tensor | None = None
+        self._interval_val_step: int | None = None  # the step it was passed at
         self._warned_overrun = False
 
         self.tracker = StatsTracker(optimizer)
@@ -375,6 +378,7 @@ class TuningScheduler(LRScheduler):
         self._pending.append(checked)
         if checked_val is not None:
             self._interval_val = checked_val
+            self._interval_val_step = self.steps_done
 
     def _interval_full_or_overrun(self, user_step: int | None) -> None:
         if self.steps_done > self.total_steps and not self._warned_overrun:
@@ -419,13 +423,14 @@ class TuningScheduler(LRScheduler):
             self._back_off("non-finite parameters")
         self.last_obs = self.features.observe_run(run)
         self._decide(self.last_obs)
-        self._interval_val = None
+        val_step, self._interval_val, self._interval_val_step = self._interval_val_step, None, None
         self.response.backed_off_in_interval = False
         self._update_due()
         self._record(
             loss=float(np.float32(run.train_loss)),  # as StepStats holds it
             val_loss=float("nan") if val is None else val,
             user_step=user_step,
+            val_step=val_step,
         )
 
     def _decide(self, obs: np.ndarray) -> None:
@@ -463,7 +468,9 @@ class TuningScheduler(LRScheduler):
 
     # -- history and wandb ------------------------------------------------------------
 
-    def _record(self, loss: float, val_loss: float, user_step: int | None) -> None:
+    def _record(
+        self, loss: float, val_loss: float, user_step: int | None, val_step: int | None = None
+    ) -> None:
         entry = {
             "step": self.steps_done,
             "hyperparameters": self._in_effect,  # as just written to the optimizer
@@ -472,6 +479,7 @@ class TuningScheduler(LRScheduler):
             "lrs": self.get_last_lr(),
             "loss": loss,
             "val_loss": val_loss,
+            "val_step": val_step,  # the step the validation loss was passed at
         }
         self.log.record(entry, last=self.steps_done >= self.total_steps, user_step=user_step)
 
@@ -486,19 +494,24 @@ class TuningScheduler(LRScheduler):
         return self.get_last_lr()
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs to continue identically (save it with ``torch.save``)."""
-        self._flush_pending()  # device losses of the interval so far, as floats
+        """Everything a resumed run needs to continue identically (save it with ``torch.save``).
+
+        Reads the interval's pending device losses (one transfer per device) and
+        changes nothing: saving a checkpoint never changes training."""
         interval_val = self._interval_val
         return {
             "total_steps": self.total_steps,
             "control_interval": self.control_interval,
             "steps_done": self.steps_done,
+            "pending_losses": self._pending.peek(),
             "base_lrs": list(self.base_lrs),
             "controlled": list(self.controlled),
             "base": {k: list(v) for k, v in self.base.items()},
             "values": {k: float(v) for k, v in self.values.items()},
             "prior_progress": self.prior_progress,
             "interval_val": None if interval_val is None else float(interval_val),
+            "interval_val_step": self._interval_val_step,
+            "warned_overrun": self._warned_overrun,
             **self.response.state_dict(),
             **self.log.state_dict(),
             "features": self.features.state_dict(),
@@ -524,13 +537,17 @@ class TuningScheduler(LRScheduler):
             self.space, int(state["total_steps"]), int(state["control_interval"])
         )
         self._pending = PendingLosses()
-        self._steps_flushed = int(state["steps_done"])
+        pending = [float(x) for x in state.get("pending_losses", [])]
+        self._pending.restore(pending)
+        self._steps_flushed = int(state["steps_done"]) - len(pending)
         self.base = {k: [float(x) for x in v] for k, v in state["base"].items()}
         if "base_lrs" in state:
             self.base_lrs = [float(x) for x in state["base_lrs"]]
         self.values = {k: np.float32(v) for k, v in state["values"].items()}
         self.prior_progress = float(state.get("prior_progress", self.prior_progress))
         self._interval_val = state["interval_val"]
+        self._interval_val_step = state.get("interval_val_step")
+        self._warned_overrun = bool(state.get("warned_overrun", False))
         self.response.load_state_dict(state)
         self.log.load_state_dict(state)
         self.features.load_state_dict(state["features"])
