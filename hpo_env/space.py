@@ -157,8 +157,6 @@ class HyperparameterSpec:
 def cosine_warmup(progress: Tensor, warmup: float = 0.05) -> Tensor:
     """Linear warm-up over the first ``warmup`` of the run, then cosine to zero, on a
     float32 tensor: `hpo_env.schedules.CosineWarmupSchedule` (the one definition)."""
-    if warmup == 0.05:
-        return _COSINE_WARMUP.tensor(progress)
     return CosineWarmupSchedule(warmup).tensor(progress)
 
 
@@ -168,12 +166,9 @@ def _pow10(exponent: Tensor, *, out: Tensor) -> Tensor:
 
 def cosine_warmup_one(progress: float, warmup: float = 0.05) -> np.float32:
     """`cosine_warmup` on one float32 scalar, op for op (`CosineWarmupSchedule.scalar_f32`)."""
-    if warmup == 0.05:
-        return _COSINE_WARMUP.scalar_f32(progress)
     return CosineWarmupSchedule(warmup).scalar_f32(progress)
 
 
-_COSINE_WARMUP = PRIOR_SCHEDULES["cosine_warmup"]
 PRIORS = {name: schedule.tensor for name, schedule in PRIOR_SCHEDULES.items()}
 """Annealing priors by name (a bundle records the name, not code), on float32 tensors."""
 SCALAR_PRIORS = {name: schedule.scalar_f32 for name, schedule in PRIOR_SCHEDULES.items()}
