@@ -68,7 +68,9 @@ def _load_builtins() -> None:
     if _BUILTINS_LOADED:
         return
     _BUILTINS_LOADED = True
-    for family in [*supervised_families(), *control_families()]:
+    from tasks.functional import functional_families
+
+    for family in [*supervised_families(), *control_families(), *functional_families()]:
         if family.name not in _REGISTRY:
             register_family(family)
 

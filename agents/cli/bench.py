@@ -1,4 +1,4 @@
-"""``hpo-rl bench {engine,control,overhead,ray}``: speed benchmarks that print
+"""``hpo-rl bench {engine,families,control,overhead,ray}``: speed benchmarks that print
 ratios measured side by side in one run."""
 
 from __future__ import annotations
@@ -25,6 +25,11 @@ BENCHMARKS = {
         "run_overhead_bench",
         "deployed scheduler's cost in a plain PyTorch loop",
     ),
+    "families": (
+        "agents.perf.families",
+        "run_families_bench",
+        "torch.func families: B=32 batched vs 32 plain loops; hand-batched vs torch.func MLP",
+    ),
     "ray": (
         "agents.perf.ray",
         "run_ray_bench",
@@ -45,7 +50,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--device",
         default="cpu",
-        help="engine only: where batched runs compute (cpu, cuda, cuda:N, auto)",
+        help="engine and families: where batched runs compute (cpu, cuda, cuda:N, auto)",
     )
     parser.set_defaults(func=run)
 
@@ -57,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         from agents.train.config import PRESETS
 
         kwargs.update(device=args.device, presets=PRESETS)
+    elif args.which == "families":
+        kwargs.update(device=args.device)
     elif args.device != "cpu":
         raise ConfigError(
             f"--device applies to `hpo-rl bench engine` only, got --device {args.device!r} "
