@@ -243,17 +243,45 @@ class StatsTracker:
         hparams: Mapping[str, Real | Tensor],
         progress: float,
         val_loss: float | None = None,
+        measured: tuple[float, float, float] | None = None,
     ) -> RunInterval:
         """`end_interval` as floats (`hpo_env.stats.RunInterval`): the scheduler's path,
-        which builds no one-element tensors."""
+        which builds no one-element tensors. ``measured``: `measure`'s output taken
+        when the interval's last update was made, if its losses came later."""
         if torch.is_grad_enabled():  # the scheduler calls it with autograd already off
             with torch.no_grad():
-                return self.end_interval_run(hparams, progress, val_loss)
+                return self.end_interval_run(hparams, progress, val_loss, measured)
         k = len(self.losses)
         if k == 0:
             raise RuntimeError(
                 "StatsTracker.end_interval called with no recorded update; call record(loss) first"
             )
+        grad_norm, cosine, update_ratio = measured if measured is not None else self.measure()
+        mean, std = _mean_std(self.losses)
+        first = self.losses[0]
+        self.losses = []
+        val = math.nan if val_loss is None else float(val_loss)
+        return RunInterval(
+            train_loss=mean,
+            train_loss_std=std,
+            train_loss_first=first,
+            grad_norm=grad_norm,
+            grad_cosine=cosine,
+            update_ratio=update_ratio,
+            n_updates=k,
+            hparams={name: float(v) for name, v in hparams.items()},
+            val_loss=val if math.isfinite(val) else math.nan,
+            progress=float(progress),
+        )
+
+    def measure(self) -> tuple[float, float, float]:
+        """The interval's vector statistics, read now from ``.grad`` and the parameters:
+        ``(grad_norm, grad_cosine, update_ratio)``; starts the next interval's vectors.
+        `end_interval_run` calls it unless it was taken already (a framework that hands
+        the losses over after the update, when the gradients are gone)."""
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self.measure()
         # Few tensor ops (this runs inside the user's loop): the vector work is one
         # foreach copy, one subtraction, one fused norm and one dot; the rest is floats.
         # The norms of this interval's θ_end and gradient are the next interval's
@@ -282,22 +310,7 @@ class StatsTracker:
         self.params_finite = math.isfinite(end_norm)
         if self.params_finite:
             self.theta_start, self._start_norm = theta_end, end_norm
-        mean, std = _mean_std(self.losses)
-        first = self.losses[0]
-        self.losses = []
-        val = math.nan if val_loss is None else float(val_loss)
-        return RunInterval(
-            train_loss=mean,
-            train_loss_std=std,
-            train_loss_first=first,
-            grad_norm=grad_norm,
-            grad_cosine=cosine,
-            update_ratio=update_norm / (start_norm + 1e-12),
-            n_updates=k,
-            hparams={name: float(v) for name, v in hparams.items()},
-            val_loss=val if math.isfinite(val) else math.nan,
-            progress=float(progress),
-        )
+        return grad_norm, cosine, update_norm / (start_norm + 1e-12)
 
     @torch.no_grad()
     def params_all_finite(self) -> bool:

@@ -1,10 +1,11 @@
 """`TuningScheduler`: a deployed tuning policy driving a plain PyTorch optimizer.
 
-It is a ``torch.optim.lr_scheduler.LRScheduler`` (``isinstance`` holds;
-``last_epoch``, ``base_lrs``, ``get_last_lr``, ``state_dict`` /
-``load_state_dict`` behave as torch documents them) whose ``step`` takes the
-update's loss, like ``ReduceLROnPlateau.step(metrics)``. It reproduces the
-environment's control loop on one run:
+It is a ``torch.optim.lr_scheduler.LRScheduler`` (``last_epoch``, ``base_lrs``,
+``get_last_lr``, ``state_dict`` / ``load_state_dict`` behave as torch documents
+them) whose ``step`` takes the update's loss, like ``ReduceLROnPlateau``, or,
+for loops that call ``step()`` themselves (``ChainedScheduler``,
+``SequentialLR``, Lightning, the Hugging Face Trainer), gets it from
+``observe(loss)``. It reproduces the environment's control loop on one run:
 
 - the first decision is made at construction, before any update, from the
   hyperparameters alone (like `FeatureExtractor.reset` in the environment);
@@ -24,13 +25,11 @@ environment); every other group is moved by the same factor (log-scale
 hyperparameters) or offset (linear ones) from its own starting value, clipped
 to the bundle's bounds.
 
-Its jobs live beside it: what a NaN/inf does (`agents.deploy.nonfinite`, with
-`agents.deploy.guard`), the history, W&B rows and plot
-(`agents.deploy.schedule_log`, `agents.deploy.schedule_plot`), the run's
-statistics (`agents.deploy.run_stats`), the losses' reading
-(`agents.deploy.losses`) and the writing into param groups
-(`agents.deploy.optimizer_hparams`). This module is the decision loop and
-torch's scheduler conventions.
+This module is the decision loop and torch's conventions; its other jobs live
+beside it: NaN/inf (`nonfinite`, `guard`), history, W&B rows and plot
+(`schedule_log`, `schedule_plot`), the checkpoint (`scheduler_state`), the run's
+statistics (`run_stats`), losses (`losses`), param-group writes
+(`optimizer_hparams`) and the decision budget (`budget`).
 
 Example:
     >>> sched = policy.scheduler(optimizer, total_steps=3000)  # doctest: +SKIP
@@ -73,6 +72,7 @@ from agents.deploy.optimizer_hparams import (
 )
 from agents.deploy.run_stats import StatsTracker
 from agents.deploy.schedule_log import ScheduleLog, check_step
+from agents.deploy.scheduler_state import load_scheduler_state, scheduler_state
 from hpo_env.clock import DecisionClock
 from hpo_env.space import HyperparameterSpace
 
@@ -92,11 +92,11 @@ _INF, _NEG_INF = math.inf, -math.inf
 class TuningScheduler(LRScheduler):
     """Sets an optimizer's hyperparameters from a tuning policy; a torch ``LRScheduler``.
 
-    Call ``step(loss)`` once after every ``optimizer.step()``; call `close` when
-    training ends (it logs the schedule's plot to ``wandb_run`` if the last
-    decision has not, and detaches the non-finite guard from the optimizer).
-    In Lightning, return it as ``{"scheduler": sched, "interval": "step"}`` and
-    override ``LightningModule.lr_scheduler_step`` to call ``scheduler.step(loss)``.
+    Call ``step(loss)`` once after every ``optimizer.step()`` (or ``observe(loss)``
+    and ``step()``); call `close` when training ends (it logs the schedule's plot to
+    ``wandb_run`` if the last decision has not, and detaches the non-finite guard).
+    Lightning: `agents.deploy.lightning.TuningCallback`; Hugging Face:
+    `agents.deploy.hf.TuningTrainerCallback`.
 
     Args:
         policy: The tuning policy (`agents.policy.TuningPolicy` or anything `PolicyLike`).
@@ -222,6 +222,12 @@ class TuningScheduler(LRScheduler):
         self._interval_val: float | Tensor | None = None
         self._interval_val_step: int | None = None  # the step it was passed at
         self._warned_overrun = False
+        # `observe` + argument-free `step` (frameworks): a loss observed before its
+        # update's step(), updates stepped before their loss, and the interval's vector
+        # statistics measured at its last update while its losses are still owed.
+        self._observed: float | Tensor | None = None
+        self._owed = 0
+        self._measured: tuple[float, float, float] | None = None
 
         self.tracker = StatsTracker(optimizer)
         self.features = policy.feature_extractor(1)
@@ -256,10 +262,6 @@ class TuningScheduler(LRScheduler):
         return self.log.wandb_run
 
     @property
-    def step_fn(self) -> Callable[[], int] | None:
-        return self.log.step_fn
-
-    @property
     def guard(self) -> Any | None:
         """The ``"skip"`` mode's `agents.deploy.guard.NonFiniteGuard`, else None."""
         return self.response.guard
@@ -286,17 +288,21 @@ class TuningScheduler(LRScheduler):
     @property
     def steps_done(self) -> int:
         """Updates recorded so far (``step`` calls)."""
-        return self._steps_flushed + len(self._pending.items)
+        return self._steps_flushed + len(self._pending.items) + self._owed
 
     @steps_done.setter
     def steps_done(self, value: int) -> None:
-        self._steps_flushed = int(value) - len(self._pending.items)
+        self._steps_flushed = int(value) - len(self._pending.items) - self._owed
         self._update_due()
 
     @property
     def _step_count(self) -> int:
         """torch's count of scheduler steps, the constructor's included."""
         return self.steps_done + 1
+
+    @_step_count.setter
+    def _step_count(self, value: int) -> None:
+        pass  # derived from steps_done; `SequentialLR` resets it before its initial step
 
     def _update_due(self) -> None:
         """How many pending losses end the interval or overrun the budget: `step`'s
@@ -358,18 +364,76 @@ class TuningScheduler(LRScheduler):
             if len(self._pending.items) >= self._due:
                 self._interval_full_or_overrun(None)
             return
+        if loss is None:
+            if getattr(self, "_is_initial", False):  # `SequentialLR`'s initial step
+                self.last_epoch += 1  # torch's count, which SequentialLR first undid
+                self._apply_to_optimizer()  # it reset the rates: this interval's again
+                return
+            loss, self._observed = self._observed, None
+            if loss is None:
+                self._step_owed(val_loss, step)
+                return
         self._take(loss, val_loss, step)
         if len(self._pending.items) >= self._due:
             self._interval_full_or_overrun(check_step(step))
 
+    def observe(self, loss: Any = None, val_loss: Any = None) -> None:
+        """Hand over a training loss (and/or a validation loss) without stepping.
+
+        For loops that step the scheduler themselves with ``step()`` (Lightning, the
+        Hugging Face Trainer, ``ChainedScheduler`` / ``SequentialLR``): call it from
+        the training step or a callback, before or after that update's ``step()``.
+        Losses and updates pair up in order: an update stepped before its loss is
+        decided on when the loss arrives (its gradient statistics are read at the
+        update itself), so a decision is the one ``step(loss)`` would have made.
+
+        Args:
+            loss: The latest update's training loss (a float or one-element tensor).
+            val_loss: A validation loss measured now, if any.
+
+        Raises:
+            TypeError: Neither loss given, or one of the wrong type.
+        """
+        if loss is None and val_loss is None:
+            raise TypeError("TuningScheduler.observe needs loss=, val_loss= or both")
+        checked = None if loss is None else check_loss(loss, "loss")
+        if val_loss is not None:
+            self._interval_val = check_loss(val_loss, "val_loss")
+            # At the update the loss belongs to: the coming one, or the oldest owed.
+            at = 0 if checked is None else 1 - self._owed if self._owed else 1
+            self._interval_val_step = self.steps_done + at
+        if checked is None:
+            return
+        if not self._owed:
+            self._observed = checked  # this update's, for its coming step()
+            return
+        self._owed -= 1
+        self._take(checked, None, None)
+        if len(self._pending.items) >= self._due:
+            self._interval_full_or_overrun(None)
+
+    def _step_owed(self, val_loss: Any, step: Any) -> None:
+        """``step()`` before its update's loss: count it; measure the vectors at the
+        interval's last update."""
+        if val_loss is not None:
+            self.observe(val_loss=val_loss)
+        check_step(step)
+        if self._owed >= self.control_interval:
+            raise TypeError(
+                "TuningScheduler.step needs this update's training loss: call sched.step(loss), "
+                f"or sched.observe(loss) for every update ({self._owed + 1} updates stepped "
+                "without one; Hugging Face: TrainingArguments(logging_steps=1) with "
+                "agents.deploy.hf.TuningTrainerCallback)"
+            )
+        self._owed += 1
+        if self._measured is None and (
+            self.tracker.n_recorded + len(self._pending) + self._owed >= self.control_interval
+        ):
+            with torch.inference_mode():
+                self._measured = self.tracker.measure()
+
     def _take(self, loss: Any, val_loss: Any, step: Any) -> None:
         """`step`'s inputs other than one finite float: checked, converted, recorded."""
-        if loss is None:
-            raise TypeError(
-                "TuningScheduler.step needs this update's training loss: call sched.step(loss) "
-                "after optimizer.step() (Lightning: override LightningModule.lr_scheduler_step "
-                "to call scheduler.step(loss))"
-            )
         checked = check_loss(loss, "loss")
         checked_val = None if val_loss is None else check_loss(val_loss, "val_loss")
         check_step(step)
@@ -418,7 +482,8 @@ class TuningScheduler(LRScheduler):
         self._flush_pending()
         progress = self.clock.progress(self.steps_done)
         val = None if self._interval_val is None else float(self._interval_val)
-        run = self.tracker.end_interval_run(self.values, progress, val)
+        run = self.tracker.end_interval_run(self.values, progress, val, self._measured)
+        self._measured = None
         if self.response.at_decision():  # a finite loss, yet non-finite parameters
             self._back_off("non-finite parameters")
         self.last_obs = self.features.observe_run(run)
@@ -490,71 +555,18 @@ class TuningScheduler(LRScheduler):
         return [float(g["lr"]) for g in self.optimizer.param_groups]
 
     def get_lr(self) -> list[float | Tensor]:
-        """The learning rates in effect (the policy, not a formula, sets the next ones)."""
-        return self.get_last_lr()
+        """The learning rates the policy set last (torch's `SequentialLR` writes them
+        back at its milestone)."""
+        return list(self._last_lr)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs to continue identically (save it with ``torch.save``).
-
-        Reads the interval's pending device losses (one transfer per device) and
-        changes nothing: saving a checkpoint never changes training."""
-        interval_val = self._interval_val
-        return {
-            "total_steps": self.total_steps,
-            "control_interval": self.control_interval,
-            "steps_done": self.steps_done,
-            "pending_losses": self._pending.peek(),
-            "base_lrs": list(self.base_lrs),
-            "controlled": list(self.controlled),
-            "base": {k: list(v) for k, v in self.base.items()},
-            "values": {k: float(v) for k, v in self.values.items()},
-            "prior_progress": self.prior_progress,
-            "interval_val": None if interval_val is None else float(interval_val),
-            "interval_val_step": self._interval_val_step,
-            "warned_overrun": self._warned_overrun,
-            **self.response.state_dict(),
-            **self.log.state_dict(),
-            "features": self.features.state_dict(),
-            "tracker": self.tracker.state_dict(),
-            "last_obs": self.last_obs.tolist(),
-        }
+        """Everything a resumed run needs to continue identically (`scheduler_state`:
+        saving changes nothing)."""
+        return scheduler_state(self)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore `state_dict` output and write the restored values into the optimizer."""
-        controlled = tuple(state["controlled"])
-        if controlled != self.controlled:
-            raise ValueError(
-                f"the saved scheduler controlled {list(controlled)}, this one controls "
-                f"{list(self.controlled)}: resume with the same policy and optimizer type"
-            )
-        n_groups = len(self.optimizer.param_groups)
-        saved_groups = {len(v) for v in state["base"].values()} or {n_groups}
-        if saved_groups != {n_groups}:
-            raise ValueError(
-                f"the saved scheduler had {saved_groups.pop()} param groups, this optimizer has {n_groups}"
-            )
-        self.clock = DecisionClock(
-            self.space, int(state["total_steps"]), int(state["control_interval"])
-        )
-        self._pending = PendingLosses()
-        pending = [float(x) for x in state.get("pending_losses", [])]
-        self._pending.restore(pending)
-        self._steps_flushed = int(state["steps_done"]) - len(pending)
-        self.base = {k: [float(x) for x in v] for k, v in state["base"].items()}
-        if "base_lrs" in state:
-            self.base_lrs = [float(x) for x in state["base_lrs"]]
-        self.values = {k: np.float32(v) for k, v in state["values"].items()}
-        self.prior_progress = float(state.get("prior_progress", self.prior_progress))
-        self._interval_val = state["interval_val"]
-        self._interval_val_step = state.get("interval_val_step")
-        self._warned_overrun = bool(state.get("warned_overrun", False))
-        self.response.load_state_dict(state)
-        self.log.load_state_dict(state)
-        self.features.load_state_dict(state["features"])
-        self.tracker.load_state_dict(state["tracker"])
-        self._update_due()
-        self.last_obs = np.asarray(state["last_obs"], dtype=np.float32)
-        self._apply_to_optimizer()
+        load_scheduler_state(self, state)
 
     # -- reporting ------------------------------------------------------------------
 
@@ -571,8 +583,7 @@ class TuningScheduler(LRScheduler):
         """End of training: log the schedule's plot to ``wandb_run`` unless the last
         decision already did, and detach the non-finite guard from the optimizer.
 
-        Safe to call repeatedly. Call it when a run stops before ``total_steps``
-        (otherwise the plot reaches wandb at the last decision by itself).
+        Safe to repeat; needed when a run stops before ``total_steps``.
 
         Args:
             step: Your wandb step for the plot (default: ``step_fn()``, else the
