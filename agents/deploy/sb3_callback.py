@@ -95,16 +95,16 @@ def actor_parameters(policy: torch.nn.Module) -> list[torch.nn.Parameter]:
     ]
 
 
-def _rollout_size(model: Any) -> int:
-    """Environment steps per rollout (one update): ``n_steps`` or ``train_freq``, times envs."""
+def _rollout_size(model: Any) -> int | None:
+    """Environment steps per rollout (one update): ``n_steps`` or ``train_freq``, times
+    envs; None where rollouts are counted in episodes (no fixed length)."""
     n_envs = int(getattr(model, "n_envs", 1) or 1)
-    if hasattr(model, "n_steps"):
+    train_freq = getattr(model, "train_freq", None)  # off-policy (they have n_steps too)
+    if train_freq is None:
         return int(model.n_steps) * n_envs
-    train_freq = getattr(model, "train_freq", None)
     frequency = getattr(train_freq, "frequency", 1)
     unit = str(getattr(getattr(train_freq, "unit", None), "value", "step"))
-    # Episodes have no fixed length: count one step per episode (more decisions, not fewer).
-    return max(1, int(frequency)) * n_envs if unit == "step" else n_envs
+    return max(1, int(frequency)) * n_envs if unit == "step" else None
 
 
 def _actor_of(model: Any) -> list[torch.nn.Parameter]:
@@ -122,7 +122,9 @@ class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
         return_range: ``(lo, hi)`` episodic returns mapped to 0 and 1 (e.g. ``(0, 500)``
             for CartPole-v1); None uses the running min / max of the returns seen.
         control_interval: Updates (rollout + train) per decision; default
-            ``max(1, n_updates // decisions_per_run)``.
+            ``max(1, n_updates // decisions_per_run)``; where rollouts are episodes
+            (SAC/TD3 ``train_freq=(n, "episode")``), the first update after each
+            ``total_timesteps // decisions_per_run`` environment steps.
         deterministic: Use the policy's mean action (True) or sample.
         verbose: SB3 verbosity; 1 prints every decision.
 
@@ -169,6 +171,9 @@ class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
         self._seen_hi = -math.inf
         self._trained = False
         self.n_updates = 0
+        self.interval_timesteps: int | None = None
+        """Environment steps per decision where rollouts are episodes (else None)."""
+        self._decided_at = 0
 
     # -- SB3 hooks ------------------------------------------------------------------
 
@@ -180,16 +185,27 @@ class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
             if entropy is not None:
                 start["entropy_coef"] = entropy
         total = int(model._total_timesteps)
-        if self.requested_interval is None:
-            n_rollouts = max(1, math.ceil((total - model.num_timesteps) / _rollout_size(model)))
+        size = _rollout_size(model)
+        self.interval_timesteps = None
+        if self.requested_interval is None and size is None:
+            # Episode-long rollouts: decide at the first update after each
+            # 1/decisions_per_run of the remaining budget, counted in environment steps.
+            remaining = max(1, total - model.num_timesteps)
+            self.interval_timesteps = max(1, remaining // decisions_per_run(self.tuning_policy))
+            self.control_interval = 1
+        elif self.requested_interval is None:
+            n_rollouts = max(1, math.ceil((total - model.num_timesteps) / size))
             self.control_interval = max(1, n_rollouts // decisions_per_run(self.tuning_policy))
+        # An interval's length in environment steps (episode rollouts: the mean episode's
+        # length is unknown up front, so the budget's share stands for it).
+        interval_steps = self.interval_timesteps or self.control_interval * (
+            size or int(getattr(model, "n_envs", 1) or 1)
+        )
         self.values = {name: np.float32(start[name]) for name in self.space.names if name in start}
         self.schedule = ControlledValue(start["learning_rate"])
         model.lr_schedule = self.schedule
         # Counted in environment steps: an interval is control_interval rollouts.
-        self.clock = DecisionClock(
-            self.space, max(total, 1), self.control_interval * _rollout_size(model)
-        )
+        self.clock = DecisionClock(self.space, max(total, 1), interval_steps)
         self.tracker = StatsTracker(_actor_of(model))
         self.features = self.tuning_policy.feature_extractor(1)
         self.last_obs = self.features.reset(self.values).numpy()
@@ -237,7 +253,11 @@ class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
             return
         self._trained = False
         self.n_updates += 1
-        if self.tracker.n_recorded >= self.control_interval:
+        if self.interval_timesteps is not None:
+            due = self.model.num_timesteps - self._decided_at >= self.interval_timesteps
+        else:
+            due = self.tracker.n_recorded >= self.control_interval
+        if due and self.tracker.n_recorded:
             self._end_interval()
 
     def _on_step(self) -> bool:
@@ -280,6 +300,7 @@ class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
         action = self.tuning_policy.act(obs, deterministic=self.deterministic)
         model: Any = self.model
         decision = self.clock.decide_one(self.values, action, steps_done=model.num_timesteps)
+        self._decided_at = int(model.num_timesteps)
         self.values.update(decision.chosen)
         hyperparameters = decision.in_effect
         if "learning_rate" in hyperparameters:

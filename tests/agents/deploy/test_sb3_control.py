@@ -121,3 +121,32 @@ def test_a_users_zero_ent_coef_stays_zero():
     assert len({lr for lr, _ in used}) > 1  # the learning rate is still controlled
     present = FeatureExtractor.feature_names(policy.space).index("entropy_coef.present")
     assert all(obs[0][present] == 0.0 for obs in policy.observations)
+
+
+def test_episode_long_rollouts_still_get_a_decision_per_share_of_the_budget():
+    """SAC with ``train_freq=(1, "episode")``: one update per episode, whose length the
+    callback cannot know up front; it decides by environment steps (>= 20 per run)."""
+    import gymnasium as gym
+
+    from tests.agents.support.scheduler_fixtures import random_tuning_policy
+
+    env = gym.make("Pendulum-v1", max_episode_steps=50)
+    model = SAC(
+        "MlpPolicy",
+        env,
+        learning_starts=0,
+        train_freq=(1, "episode"),
+        batch_size=8,
+        buffer_size=512,
+        ent_coef=0.05,
+        **_small(),
+    )
+    used = _record_what_train_uses(
+        model, lambda m: m.actor.optimizer, lambda m: float(m.ent_coef_tensor)
+    )
+    callback = TuningCallback(random_tuning_policy(decisions_per_run=50), return_range=(-1600, 0))
+    model.learn(2000, callback=callback)  # 40 episodes, 40 updates
+    assert len(used) == 40
+    assert len(callback.history) >= 20
+    decided_lrs = {h["hyperparameters"]["learning_rate"] for h in callback.history}
+    assert {lr for lr, _ in used} <= decided_lrs  # every update used a decided rate
