@@ -29,9 +29,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+def sigmoid_tanh(x: Tensor) -> Tensor:
+    """tanh(x) as ``2 * sigmoid(2x) - 1`` (within 2e-7 of ``torch.tanh`` in float32).
+
+    Why not ``torch.tanh``: torch's CPU wheel computes ``tanh`` through MKL's vector
+    math, whose fast paths are chosen by CPU vendor; on an AMD EPYC it took the generic
+    path, 4x slower than ``sigmoid`` and a fifth of ``--preset default``'s time. ATen's
+    own vectorised ``sigmoid`` runs at the same speed on every vendor, and the bits no
+    longer depend on which MKL path a CPU gets."""
+    return torch.sigmoid(x * 2.0) * 2.0 - 1.0
+
+
+class SigmoidTanh(nn.Module):
+    """`sigmoid_tanh` as a module: the plain twin of a batched tanh network."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return sigmoid_tanh(x)
+
+
 ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[], nn.Module]]] = {
     "relu": (F.relu, nn.ReLU),
-    "tanh": (torch.tanh, nn.Tanh),
+    "tanh": (sigmoid_tanh, SigmoidTanh),
     "gelu": (F.gelu, nn.GELU),
     "elu": (F.elu, nn.ELU),
     "silu": (F.silu, nn.SiLU),

@@ -136,17 +136,21 @@ def test_learning_improves_cartpole_quickly() -> None:
 
 @pytest.mark.slow
 def test_cartpole_reaches_195_for_most_seeds() -> None:
-    """At its default learning rate the learner reaches mean return >= 195 on CartPole."""
-    seeds = list(range(8))
+    """At its default learning rate the learner reaches mean return >= 195 on CartPole.
+
+    A property over 16 seeds with a margin: which run learns depends on the CPU's
+    kernels (8 of 8 seeds of one set reached 195 on an AMD CPU's AVX2 path, 6 of 8
+    under ``ATEN_CPU_CAPABILITY=default``; 61 of 64 over four sets and both paths)."""
+    seeds = list(range(16))
     run = CARTPOLE_DEFAULT.build(seeds)
     default = CARTPOLE_DEFAULT.default_hparams()
-    run.set_hyperparameters({k: torch.full((8,), v) for k, v in default.items()})
-    best = torch.zeros(8)
+    run.set_hyperparameters({k: torch.full((len(seeds),), v) for k, v in default.items()})
+    best = torch.zeros(len(seeds))
     for _ in range(CARTPOLE_DEFAULT.control_steps):  # one meta-episode: 40 x 8 updates, ~41k steps
         stats = run.train(CARTPOLE_DEFAULT.updates_per_step)
         best = torch.maximum(best, stats.episode_return * 500)
     # "Reaches": A2C at a constant rate peaks and then oscillates (room for a controller).
-    assert (best >= 195).sum() >= 6, best
+    assert (best >= 195).sum() >= 10, best
 
 
 def test_subsample_evaluation_plays_the_first_episodes_of_the_full_set() -> None:
