@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+
 def sigmoid_tanh(x: Tensor) -> Tensor:
     """tanh(x) as ``2 * sigmoid(2x) - 1`` (within 2e-7 of ``torch.tanh`` in float32).
 
