@@ -413,3 +413,74 @@ def line_plot(
         )
         return False
     return True
+
+
+# -- offline runs, as `wandb sync` reads them ------------------------------------
+
+_WANDB_MAGIC = b":W&B"
+_BLOCK = 32768  # the transaction log's block size (LevelDB's log format)
+
+
+def _log_records(path: Path) -> list[bytes]:
+    """The records of one ``run-<id>.wandb`` transaction log (LevelDB log format:
+    7-byte header, then 32 KiB blocks of chunks with a 7-byte header each)."""
+    data = path.read_bytes()
+    if data[:4] != _WANDB_MAGIC:
+        raise ValueError(f"{path} is not a wandb transaction log (no {_WANDB_MAGIC!r} header)")
+    out: list[bytes] = []
+    pos, pending = 7, b""
+    while pos + 7 <= len(data):
+        left = _BLOCK - pos % _BLOCK
+        if left < 7:  # a block's tail too short for a chunk header is padding
+            pos += left
+            continue
+        length = int.from_bytes(data[pos + 4 : pos + 6], "little")
+        kind = data[pos + 6]
+        if kind == 0 and length == 0:
+            break  # zero fill: the writer stopped here (e.g. killed)
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 1:  # a whole record
+            out.append(chunk)
+        elif kind == 2:  # first, middle, last pieces of a record spanning blocks
+            pending = chunk
+        elif kind == 3:
+            pending += chunk
+        elif kind == 4:
+            out.append(pending + chunk)
+            pending = b""
+    return out
+
+
+def offline_run_history(root: str | os.PathLike[str], run_id: str) -> list[list[dict[str, Any]]]:
+    """The history rows of every offline folder of run ``run_id`` under ``root/wandb``,
+    one list per folder, in the order ``wandb sync`` uploads them (by start time).
+
+    A killed and resumed offline run (``hpo-rl train --resume``) leaves one
+    ``offline-run-*-<id>`` folder per start; ``wandb sync <root>/wandb/offline-run-*``
+    uploads them, in this order, into the one run ``run_id`` (rows whose step is not
+    above the last one uploaded are dropped by W&B, as for any resumed run).
+    Each row maps metric names to values, with ``_step``.
+    """
+    import json
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    runs: list[tuple[float, list[dict[str, Any]]]] = []
+    for log in Path(root).glob(f"wandb/offline-run-*-{run_id}*/run-{run_id}.wandb"):
+        start, rows = 0.0, []
+        for data in _log_records(log):
+            record = pb.Record()
+            record.ParseFromString(data)
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                start = record.run.start_time.seconds + record.run.start_time.nanos * 1e-9
+            elif kind == "history":
+                rows.append(
+                    {
+                        item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                        for item in record.history.item
+                    }
+                )
+        runs.append((start, rows))
+    return [rows for _, rows in sorted(runs, key=lambda r: r[0])]
