@@ -1,11 +1,11 @@
 """The transfer tasks: realistic plain-PyTorch runs outside the meta-training families.
 
-The meta-training families are synthetic Gaussian-mixture / teacher-regression
-/ sinusoid MLPs, an MLP and a CNN on scikit-learn's digits, with SGD, Adam or
-AdamW. Every task here differs from them in data, and in architecture or
-optimizer: a plain MLP only with RMSprop; with SGD-momentum/Adam/AdamW the
-tabular test tasks use a residual LayerNorm MLP; digit images (meta-training
-data) appear only in the validation split.
+The default preset's meta-training families are synthetic Gaussian-mixture /
+teacher-regression / sinusoid MLPs and MLPs on scikit-learn's digits, with SGD,
+Adam, AdamW or RMSprop. Every task here differs from them in data; all test tasks
+but one differ in architecture too (``wine_mlp_rmsprop`` is a plain MLP with a
+training optimizer: only its data is new); digit images (meta-training data)
+appear only in the validation split.
 
 Two disjoint lists:
 
