@@ -11,6 +11,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import Any
 
@@ -71,16 +72,38 @@ def run(args: argparse.Namespace) -> int:
 
     command = " ".join(sys.argv)
     if args.resume is not None:
-        bundle = train(
-            PRESETS["default"],
-            resume_dir=args.resume,
-            command=command,
-            resume_overrides=overrides_from_args(args, TrainConfig),
-        )
+        run_dir, kwargs = args.resume, {"resume_dir": args.resume}
+        config = PRESETS["default"]
+        kwargs["resume_overrides"] = overrides_from_args(args, TrainConfig)
     else:
-        bundle = train(config_from_args(args), command=command)
+        config = config_from_args(args)
+        run_dir, kwargs = config.out_dir, {}
+    try:
+        bundle = train(config, command=command, **kwargs)
+    except KeyboardInterrupt:
+        # train() has closed its progress bar and tracker: this is the last line printed.
+        print(interrupted_message(run_dir), file=sys.stderr, flush=True)
+        return INTERRUPTED_EXIT_CODE
     print(f"policy bundle written to {bundle}")
     return 0
+
+
+INTERRUPTED_EXIT_CODE = 130
+"""128 + SIGINT, what shells report for a run stopped by Ctrl-C."""
+
+
+def interrupted_message(run_dir: str) -> str:
+    """What Ctrl-C prints: the exact command that continues the run, when there is one."""
+    from pathlib import Path
+
+    from agents.train.checkpoints import CONFIG_FILE
+
+    if not (Path(run_dir) / CONFIG_FILE).is_file():
+        return f"hpo-rl {COMMAND}: interrupted before the run started; nothing to resume"
+    return (
+        f"hpo-rl {COMMAND}: interrupted; continue the run (from its last checkpoint) with "
+        f"`hpo-rl train --resume {shlex.quote(str(run_dir))}`"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -200,6 +200,7 @@ class ProgressBarCallback(BaseCallback):
         super().__init__()
         self.trainer = trainer
         self.total_timesteps = total_timesteps
+        self.bar: Any = None
 
     def _on_training_start(self) -> None:
         from tqdm.auto import tqdm
@@ -223,7 +224,21 @@ class ProgressBarCallback(BaseCallback):
         return True
 
     def _on_training_end(self) -> None:
-        self.bar.close()
+        self.close()
+
+    def close(self) -> None:
+        """Draw the bar's last state and let go of it (idempotent). `train` calls it
+        when learning stops early too (Ctrl-C), so no bar prints after the CLI's message."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def close_progress_bars(callbacks: list[BaseCallback]) -> None:
+    """`ProgressBarCallback.close` on each progress bar among ``callbacks``."""
+    for callback in callbacks:
+        if isinstance(callback, ProgressBarCallback):
+            callback.close()
 
 
 def make_callbacks(trainer: _Trainer, total_timesteps: int) -> list[BaseCallback]:

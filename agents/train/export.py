@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from agents.common.platform import machine_fingerprint
 from agents.policy.bundle import (
     FORMAT_VERSION,
     BundleContents,
@@ -79,6 +80,8 @@ def build_metadata(
         "package_version": package_version(),
         "git_revision": git_revision(),
         "created": datetime.now(timezone.utc).isoformat(),
+        # The numbers above reproduce to the bit only on this kind of CPU and kernel path.
+        "platform": machine_fingerprint(),
         "training": dict(training),
         "heldout_evaluation": dict(eval_summary or {}),
         "algorithm": "stable-baselines3 PPO (MlpPolicy), deterministic action = clipped Gaussian mean",

@@ -22,7 +22,12 @@ from agents.common.files import atomic_write_text
 from agents.common.threads import configure_threads
 from agents.common.tracking import Tracker, persistent_run_id
 from agents.common.validation import apply_overrides
-from agents.train.callbacks import TrackerOutputFormat, _Trainer, make_callbacks
+from agents.train.callbacks import (
+    TrackerOutputFormat,
+    _Trainer,
+    close_progress_bars,
+    make_callbacks,
+)
 from agents.train.checkpoints import (
     BUNDLE_DIR,
     CHECKPOINT_DIR,
@@ -43,7 +48,7 @@ from hpo_env import (
     make_vec_env,
 )
 from hpo_env.device import resolve_device
-from hpo_env.errors import ConfigError, RunDirectoryError
+from hpo_env.errors import ConfigError, HpoRlError, RunDirectoryError
 
 RESUMABLE_FIELDS = ("total_timesteps", "wandb_mode", "progress_bar", "wandb_name", "device")
 """Fields ``--resume`` may change; every other field must stay what config.json says."""
@@ -139,6 +144,36 @@ def load_run_config(
     return apply_overrides(config, {"out_dir": str(run_dir)})
 
 
+def check_runnable(config: TrainConfig, run_dir: Path) -> None:
+    """Raise `ConfigError` for whatever would fail only once the run had started.
+
+    `TrainConfig` checks values on their own; this checks them against this
+    machine: the run directory's path, the device (a CUDA device must exist),
+    the distribution's name and splits, and the Ray extra. `train` calls it
+    before it writes anything, so a bad option leaves no run directory, no
+    wandb id and no offline wandb run behind.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(
+            f"--out-dir {str(run_dir)!r} exists and is not a directory; pick another --out-dir"
+        )
+    if config.backend == "ray":
+        from agents.common.extras import require
+
+        require("ray", extra="ray", purpose="hpo-rl train --backend ray")
+    else:  # Ray workers resolve the device on their own machines
+        resolve_device(config.device)
+    for split in ("train", "heldout"):
+        try:
+            resolve_distribution(config, split)
+        except HpoRlError:
+            raise
+        except (ValueError, TypeError, ImportError) as exc:
+            raise ConfigError(
+                f"--distribution {config.distribution!r} gives no {split!r} sampler: {exc}"
+            ) from exc
+
+
 def train(
     config: TrainConfig,
     resume_dir: str | os.PathLike[str] | None = None,
@@ -162,6 +197,9 @@ def train(
         run_dir = Path(resume_dir)
     else:
         run_dir = Path(config.out_dir)
+    # Nothing is written (run directory, wandb id, offline run) before every option is known good.
+    check_runnable(config, run_dir)
+    if resume_dir is None:
         if checkpoint_dirs(run_dir):
             raise ConfigError(
                 f"{run_dir} already holds checkpoints of a run; continue it with "
@@ -202,6 +240,7 @@ def train(
         resume="allow",
     )
     trainer = _Trainer(config, run_dir, tracker, progress)
+    callbacks = make_callbacks(trainer, config.total_timesteps)
     env: Any = None
     try:
         set_random_seed(config.seed)
@@ -222,7 +261,7 @@ def train(
         if remaining > 0:
             model.learn(
                 total_timesteps=remaining,
-                callback=make_callbacks(trainer, config.total_timesteps),
+                callback=callbacks,
                 log_interval=1,
                 reset_num_timesteps=False,
             )
@@ -262,6 +301,7 @@ def train(
             bundle_dir, name="tuning-policy", type="model", metadata={"training": training}
         )
     finally:
+        close_progress_bars(callbacks)  # before anything the caller prints (e.g. on Ctrl-C)
         if env is not None:
             with contextlib.suppress(Exception):  # e.g. Ray actors already gone
                 env.close()
