@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.common.files import atomic_write_json, atomic_write_text, json_safe
+from agents.common.platform import describe_platform, machine_fingerprint
 
 FigureWriter = Callable[[Path], Mapping[str, Path]]
 """``draw(out_dir) -> {file name: path}``: writes a protocol's figures into ``out_dir``."""
@@ -28,14 +29,34 @@ def write_report_files(
 ) -> dict[str, Path]:
     """Write ``results.json`` (``result``), ``results.md`` (``markdown``) and the figures.
 
+    Both files name the machine: ``results.json`` gets a ``"platform"`` entry
+    (`agents.common.platform.machine_fingerprint`, unless ``result`` has one) and
+    ``results.md`` a line naming the CPU under its title.
+
     Returns:
         name -> path of every file written.
     """
     out = Path(out_dir)
+    # The machine that measured (kept when re-writing a stored result): numbers
+    # reproduce to the bit only on the same CPU kind and kernel path.
+    platform = result.get("platform") or machine_fingerprint()
+    result = {**result, "platform": platform}
     files = {
-        "results.json": atomic_write_json(out / "results.json", json_safe(dict(result))),
-        "results.md": atomic_write_text(out / "results.md", markdown),
+        "results.json": atomic_write_json(out / "results.json", json_safe(result)),
+        "results.md": atomic_write_text(out / "results.md", with_platform_line(markdown, platform)),
     }
     if figures is not None:
         files.update(figures(out))
     return files
+
+
+def with_platform_line(markdown: str, platform: Mapping[str, Any]) -> str:
+    """``markdown`` with a line naming the machine after its title (first, if it has none)."""
+    line = (
+        f"Measured on {describe_platform(platform)}. Numbers repeat to the bit only on the "
+        "same CPU kind, torch version and kernel path; on another they can move."
+    )
+    lines = markdown.splitlines(keepends=True)
+    if lines and lines[0].startswith("# "):
+        return "".join([lines[0], "\n", line, "\n", *lines[1:]])
+    return line + "\n\n" + markdown

@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from agents.common.platform import describe_platform
 from tasks.control import CARTPOLE_DEFAULT, BatchedControlEnv, get_system
 
 
@@ -188,6 +189,7 @@ def run_control_bench(
     if n_threads is not None:
         torch.set_num_threads(n_threads)
     total = n_runs * n_envs
+    print(describe_platform())  # the CPU and kernel path these rates belong to
     print(
         f"control bench: torch {torch.__version__}, {torch.get_num_threads()} thread(s), B={n_runs}, E={n_envs} ({total} envs)"
     )

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.common.platform import describe_platform
 from agents.perf.presets import preset_mix_throughput
 from agents.perf.presets import synchronize as _synchronize
 from hpo_env.device import resolve_device
@@ -330,6 +331,7 @@ def run_engine_bench(
     n_tasks = n_tasks if n_tasks is not None else (2 if quick else 5)
     min_seconds = min_seconds if min_seconds is not None else (0.3 if quick else 1.5)
     dev = resolve_device(device)
+    print_fn(describe_platform())  # the CPU and kernel path these rates belong to
     tasks = sample_bench_tasks(n_tasks, seed)
     print_fn(
         f"engine bench: {n_tasks} tasks, device {dev}, torch threads={torch.get_num_threads()}, "

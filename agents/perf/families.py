@@ -28,7 +28,6 @@ Every number is measured in this process, side by side; the CPU is printed.
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.common.platform import describe_platform, machine_fingerprint
 from hpo_env.device import resolve_device
 
 N_RUNS = 32
@@ -52,14 +52,7 @@ KEEP_HAND_BATCHED = 1.5
 
 def cpu_name() -> str:
     """The CPU's model name (``lscpu``'s), or the platform's processor string."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    return str(machine_fingerprint()["cpu_model"])
 
 
 def _seconds(fn: Callable[[], Any], repeats: int) -> float:
@@ -211,7 +204,7 @@ def env_decisions_per_second(
 
 def run_families_bench(quick: bool = False, seed: int = 0, device: str = "cpu") -> dict[str, float]:
     """``hpo-rl bench families``: every measurement above, printed; returns a summary."""
-    print(f"CPU: {cpu_name()}; torch threads: {torch.get_num_threads()}; device: {device}")
+    print(f"{describe_platform()}; device: {device}")
     summary: dict[str, float] = {}
     ratios = family_speedups(quick=quick, seed=seed, device=device)
     summary.update({f"{name}_speedup": value for name, value in ratios.items()})

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.common.platform import describe_platform, machine_fingerprint
 from agents.common.threads import torch_threads
 from agents.deploy.scheduler import decisions_per_run
 
@@ -186,6 +187,8 @@ def run_overhead_bench(quick: bool = False, seed: int = 0) -> dict[str, float]:
     # 66 rounds (11 rotations of the 6 arms): the median of fewer (24 pairs) moved by
     # +-0.01 between runs of the same code.
     n_rounds, steps = (len(ARMS), 60) if quick else (11 * len(ARMS), 120)
+    # The CPU and kernel path these timings belong to (measured on one thread, below).
+    print(describe_platform({**machine_fingerprint(), "torch_threads": 1}))
     x, y = _digits()
     gen = torch.Generator().manual_seed(seed)
     batches: list[tuple[torch.Tensor, torch.Tensor]] = []

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.common.platform import describe_platform
 from agents.common.ray_backend import ensure_ray
 from agents.common.ray_vec_env import RayVecEnv
 from agents.common.threads import configure_threads
@@ -128,6 +129,7 @@ def run_ray_bench(
 
     import ray
 
+    print_fn(describe_platform())  # this (driver) machine; Ray workers may run elsewhere
     started_ray = not ray.is_initialized()
     t0 = time.perf_counter()
     ensure_ray(address, num_cpus=max(2, os.cpu_count() or 1), log_to_driver=False)
