@@ -380,12 +380,12 @@ class TuningScheduler(LRScheduler):
     def observe(self, loss: Any = None, val_loss: Any = None) -> None:
         """Hand over a training loss (and/or a validation loss) without stepping.
 
-        For loops that step the scheduler themselves with ``step()`` (Lightning, the
-        Hugging Face Trainer, ``ChainedScheduler`` / ``SequentialLR``): call it from
-        the training step or a callback, before or after that update's ``step()``.
+        For loops that call ``step()`` themselves (Lightning, the HF Trainer,
+        ``ChainedScheduler``, ``SequentialLR``), before or after that update's ``step()``.
         Losses and updates pair up in order: an update stepped before its loss is
         decided on when the loss arrives (its gradient statistics are read at the
-        update itself), so a decision is the one ``step(loss)`` would have made.
+        update itself), so a decision is the one ``step(loss)`` would have made
+        (several losses before one ``step()``: the latest is that update's).
 
         Args:
             loss: The latest update's training loss (a float or one-element tensor).
@@ -408,13 +408,14 @@ class TuningScheduler(LRScheduler):
             self._observed = checked  # this update's, for its coming step()
             return
         self._owed -= 1
-        self._take(checked, None, None)
+        if type(checked) is float and not _NEG_INF < checked < _INF:
+            self._on_nonfinite_loss(checked)  # a tensor is judged when read
+        self._pending.append(checked)
         if len(self._pending.items) >= self._due:
             self._interval_full_or_overrun(None)
 
     def _step_owed(self, val_loss: Any, step: Any) -> None:
-        """``step()`` before its update's loss: count it; measure the vectors at the
-        interval's last update."""
+        """``step()`` before its loss: count it; measure the vectors at the interval's end."""
         if val_loss is not None:
             self.observe(val_loss=val_loss)
         check_step(step)
@@ -522,8 +523,7 @@ class TuningScheduler(LRScheduler):
         self.response.warn_once(what, self.steps_done + 1, old, new, self.control_interval)
 
     def in_effect(self) -> dict[str, float]:
-        """Group 0's values for the current interval: the policy's values, times the
-        annealing prior where the bundle's space has one."""
+        """Group 0's values this interval: the policy's, times the prior where there is one."""
         return self.clock.in_effect_one(self.values, self.prior_progress)
 
     def _apply_to_optimizer(self) -> None:
@@ -555,13 +555,11 @@ class TuningScheduler(LRScheduler):
         return [float(g["lr"]) for g in self.optimizer.param_groups]
 
     def get_lr(self) -> list[float | Tensor]:
-        """The learning rates the policy set last (torch's `SequentialLR` writes them
-        back at its milestone)."""
+        """The rates the policy set last (`SequentialLR` writes them at its milestone)."""
         return list(self._last_lr)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs to continue identically (`scheduler_state`:
-        saving changes nothing)."""
+        """What a resumed run needs to continue identically; saving changes nothing."""
         return scheduler_state(self)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

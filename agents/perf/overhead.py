@@ -24,6 +24,8 @@ still in the cache). The tuned arm also times its own ``sched.step`` calls:
 ``overhead_direct`` is that time over the plain round's, the scheduler's cost
 inside the loop without its effect on the training steps' caches, a lower bound
 that the machine's noise barely moves.
+Then, where the extras are installed, the Lightning and Hugging Face Trainer loops
+with and without the scheduler (`agents.perf.framework_overhead`, target <= 0.01).
 The output ends with ``deploy_overhead=<fraction> ...`` (target: <= 0.03).
 """
 
@@ -38,7 +40,7 @@ import torch
 
 from agents.common.platform import describe_platform, machine_fingerprint
 from agents.common.threads import torch_threads
-from agents.deploy.scheduler import decisions_per_run
+from agents.deploy.budget import decisions_per_run
 
 TARGET_OVERHEAD = 0.03
 BATCH_SIZE = 64
@@ -173,7 +175,9 @@ def _round(
     return time.perf_counter() - start, time.thread_time() - cpu_start, in_scheduler
 
 
-def run_overhead_bench(quick: bool = False, seed: int = 0) -> dict[str, float]:
+def run_overhead_bench(
+    quick: bool = False, seed: int = 0, frameworks: bool = True
+) -> dict[str, float]:
     """Measure and print the scheduler's overhead; returns the numbers printed.
 
     Each arm trains its own model for the rounds in turn; each scheduler spans them
@@ -183,6 +187,8 @@ def run_overhead_bench(quick: bool = False, seed: int = 0) -> dict[str, float]:
     Args:
         quick: Fewer, shorter rounds (seconds, for CI); noisier.
         seed: Seeds the model initialisation and the minibatch order.
+        frameworks: Also the Lightning and Hugging Face Trainer loops on a model whose
+            step takes >= 10 ms (`agents.perf.framework_overhead`; each where installed).
     """
     # 66 rounds (11 rotations of the 6 arms): the median of fewer (24 pairs) moved by
     # +-0.01 between runs of the same code.
@@ -299,5 +305,9 @@ def run_overhead_bench(quick: bool = False, seed: int = 0) -> dict[str, float]:
         f"cpu_time_overhead={result['cpu_overhead']:.4f} (median thread CPU time per round; "
         f"plain_step_cpu_us={result['plain_step_cpu_us']:.1f})"
     )
+    if frameworks:
+        from agents.perf.framework_overhead import run_framework_overhead
+
+        result.update(run_framework_overhead(policy, quick=quick, seed=seed))
     print(f"deploy_overhead={overhead:.4f} (median of paired rounds; target <= {TARGET_OVERHEAD})")
     return result

@@ -191,7 +191,12 @@ class TuningPolicy:
     def scheduler(
         self, optimizer: Any, total_steps: int, control_interval: int | None = None, **kwargs: Any
     ) -> Any:
-        """A `agents.deploy.scheduler.TuningScheduler` driving ``optimizer``'s hyperparameters."""
+        """A `agents.deploy.scheduler.TuningScheduler` driving ``optimizer``'s hyperparameters.
+
+        Raises:
+            hpo_env.errors.ConfigTypeError: an optimizer the policy was not meta-trained
+                with (e.g. ``torch.optim.LBFGS``), in one line naming the supported ones.
+        """
         from agents.deploy.scheduler import TuningScheduler
 
         return TuningScheduler(

@@ -6,13 +6,13 @@ import math
 
 import pytest
 
-from agents.deploy.scheduler import decisions_per_run
+from agents.deploy.budget import decisions_per_run
 from agents.perf.overhead import ARMS, RUN_STEPS, arm_order, benchmark_policy, run_overhead_bench
 
 
 @pytest.mark.slow
 def test_overhead_bench_quick(capsys):
-    result = run_overhead_bench(quick=True, seed=1)
+    result = run_overhead_bench(quick=True, seed=1, frameworks=False)
     out = capsys.readouterr().out
     last = out.strip().splitlines()[-1]
     assert last.startswith("deploy_overhead=")
@@ -43,3 +43,22 @@ def test_arm_order_rotates_every_arm_through_every_position():
     # No arm runs twice in a row across a round boundary (it would find its model cached).
     for r in range(3 * len(ARMS)):
         assert arm_order(r)[-1] != arm_order(r + 1)[0]
+
+
+@pytest.mark.slow  # two frameworks' Trainers, a round each
+def test_framework_overhead_bench_prints_each_installed_framework(capsys):
+    from agents.perf.framework_overhead import run_framework_overhead
+
+    result = run_framework_overhead(benchmark_policy()[0], quick=True, seed=1)
+    out = capsys.readouterr().out
+    for name, module in (("lightning", "lightning"), ("hf_trainer", "transformers")):
+        try:
+            __import__(module)
+        except ImportError:
+            assert f"{name}: not installed" in out
+            continue
+        assert f"{name}_overhead={result[f'{name}_overhead']:.4f}" in out
+        # A model whose step takes >= 10 ms (generous: any CPU, a busy machine).
+        assert result[f"{name}_step_ms"] >= 5.0
+        # The scheduler's own time: a gross regression only (timing on a shared machine).
+        assert 0.0 < result[f"{name}_overhead_direct"] < 0.2
