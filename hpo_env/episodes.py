@@ -6,6 +6,13 @@ Episodes advance in *rounds*: all B runs of a round train one task in
 lockstep for ``task.control_steps`` decisions. A run that diverges mid-round
 ends its episode (terminated) and restarts on a fresh seed of the same task
 with the rest of the round as its budget, so the batch never waits on it.
+
+With a paired reward (``RewardConfig(paired=True)``) the batched run holds 2B
+rows: rows ``0..B-1`` are the policy's runs, rows ``B..2B-1`` their twins, built
+from the same seeds (``run_seeds + run_seeds``: same task instance, init, data
+order and start rate) and driven by the prior alone (action 0 at every
+decision). The policy never observes a twin; observations, rewards and infos
+have B rows. A run and its twin restart together, on the same fresh seed.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from hpo_env.errors import ConfigError
 from hpo_env.features import FeatureExtractor
 from hpo_env.interval import run_interval, validation_seen
 from hpo_env.protocol import BatchedRun, Task, TaskSampler
-from hpo_env.reward import RewardConfig, progress_reward
+from hpo_env.reward import RewardConfig, objective_of, paired_reward, progress_reward
 from hpo_env.space import HyperparameterSpace
 
 DEFAULT_VAL_EVERY_CHOICES = (1, 1, 2, 5, 0)
@@ -95,6 +102,17 @@ class EpisodeEngine:
         # same unless a spec carries an annealing prior).
         self.base_hparams: dict[str, Tensor] = {}
         self.episode_return = np.zeros(n_runs, dtype=np.float64)
+        # Paired reward: the twins' own values, reward measurements and divergence.
+        self.paired = self.reward_config.paired
+        self.twin_hparams: dict[str, Tensor] = {}
+        self.twin_first_val = torch.ones(n_runs)
+        self.twin_prev_val = torch.ones(n_runs)
+        self.twin_diverged = torch.zeros(n_runs, dtype=torch.bool)
+
+    @property
+    def n_rows(self) -> int:
+        """Rows of the batched run: B, or 2B with twins."""
+        return 2 * self.n_runs if self.paired else self.n_runs
 
     # -- rounds and episodes ------------------------------------------------
 
@@ -125,13 +143,20 @@ class EpisodeEngine:
             raise ValueError(f"val_every must be >= 0 (0 = never), got {val_every=}")
         self.val_every = val_every
         self.run_seeds = [int(s) for s in run_seeds]
-        self.run = self.task.build(self.run_seeds, device=self.device)
+        seeds = self.run_seeds + self.run_seeds if self.paired else self.run_seeds
+        self.run = self.task.build(seeds, device=self.device)
         self.round_step = 0
         self.episode_start[:] = 0
         self.episode_return[:] = 0.0
-        self.first_val = self.run.evaluate().clone()
+        first = self.run.evaluate().clone()
+        self.first_val, twin_first = first[: self.n_runs].clone(), first[self.n_runs :].clone()
         self.prev_val = self.first_val.clone()
-        self.base_hparams = self._current_hparams()
+        hparams = self._current_hparams()
+        self.base_hparams = {k: v[: self.n_runs].clone() for k, v in hparams.items()}
+        if self.paired:
+            self.twin_hparams = {k: v[self.n_runs :].clone() for k, v in hparams.items()}
+            self.twin_first_val, self.twin_prev_val = twin_first, twin_first.clone()
+            self.twin_diverged = torch.zeros(self.n_runs, dtype=torch.bool)
         obs = self.features.reset(self.base_hparams)
         return obs.numpy()
 
@@ -139,12 +164,22 @@ class EpisodeEngine:
         """Restart runs ``indices`` on fresh seeds mid-round; returns their initial observations."""
         assert self.run is not None
         seeds = [int(s) for s in rng.integers(0, _MAX_SEED, size=len(indices))]
-        self.run.reset_runs(list(indices), seeds)
+        if self.paired:  # the twin restarts with its run, on the same seed
+            twins = [int(i) + self.n_runs for i in indices]
+            self.run.reset_runs([*indices, *twins], seeds + seeds)
+        else:
+            self.run.reset_runs(list(indices), seeds)
         for i, s in zip(indices, seeds):
             self.run_seeds[i] = s
         mask = torch.zeros(self.n_runs, dtype=torch.bool)
         mask[list(indices)] = True
-        val = self.run.evaluate()
+        all_val = self.run.evaluate()
+        val = all_val[: self.n_runs]
+        if self.paired:
+            twin_val = all_val[self.n_runs :]
+            self.twin_first_val = torch.where(mask, twin_val, self.twin_first_val)
+            self.twin_prev_val = torch.where(mask, twin_val, self.twin_prev_val)
+            self.twin_diverged = self.twin_diverged & ~mask
         self.first_val = torch.where(mask, val, self.first_val)
         self.prev_val = torch.where(mask, val, self.prev_val)
         self.episode_start[list(indices)] = self.round_step
@@ -152,8 +187,14 @@ class EpisodeEngine:
         # A fresh run starts from the task's own values, not the prior-scaled ones.
         fresh = self.run.get_hyperparameters()
         self.base_hparams = {
-            k: torch.where(mask, fresh[k].float(), v) for k, v in self.base_hparams.items()
+            k: torch.where(mask, fresh[k][: self.n_runs].float(), v)
+            for k, v in self.base_hparams.items()
         }
+        if self.paired:
+            self.twin_hparams = {
+                k: torch.where(mask, fresh[k][self.n_runs :].float(), v)
+                for k, v in self.twin_hparams.items()
+            }
         obs = self.features.reset(self.base_hparams, mask=mask)
         return obs.numpy()[list(indices)]
 
@@ -184,22 +225,69 @@ class EpisodeEngine:
         progress = torch.as_tensor(
             self.clock.progress(episode_step, episode_len), dtype=torch.float32
         )
+        ends = torch.as_tensor(episode_step >= episode_len)
+        seen = validation_seen(episode_step, self.val_every, self.n_runs)
+        first_val = self.first_val
+        if self.paired:
+            # The twins: action 0 through the same clock, so a run given action 0
+            # receives exactly its twin's values.
+            twin = self.clock.decide(
+                self.twin_hparams,
+                torch.zeros_like(actions_t),
+                steps_done=self.round_step - 1 - self.episode_start,
+                total_steps=episode_len,
+            )
+            self.twin_hparams = twin.chosen
+            in_effect = {k: torch.cat([v, twin.in_effect[k]]) for k, v in in_effect.items()}
+            progress, ends = self._tile(progress), self._tile(ends)
+            seen = torch.cat([seen, torch.zeros_like(seen)])  # nobody observes a twin
+            first_val = torch.cat([self.first_val, self.twin_first_val])
         outcome = run_interval(
             self.run,
             self.task.updates_per_step,
-            first_val=self.first_val,
+            first_val=first_val,
             progress=progress,
-            seen=validation_seen(episode_step, self.val_every, self.n_runs),
+            seen=seen,
             decision=in_effect,
             reward_config=self.reward_config,
             val_fraction=self.val_fraction,
-            ends=torch.as_tensor(episode_step >= episode_len),
+            ends=ends,
         )
         stats, val, diverged = outcome.stats, outcome.val, outcome.diverged
+        if self.paired:
+            b = self.n_runs
+            stats, progress = stats.slice(slice(0, b)), progress[:b]
+            in_effect = {k: v[:b] for k, v in in_effect.items()}
+            val, twin_val = val[:b], val[b:]
+            diverged, twin_diverged = diverged[:b], diverged[b:]
         # The policy sees the values it chose (the space's names), as deployed.
         obs = self.features.observe(stats.replace(hparams=new_hparams))
 
-        reward = progress_reward(self.prev_val, val, self.first_val, diverged, self.reward_config)
+        if self.paired:
+            # A diverged twin is held at its divergence value (`objective_of`'s rule).
+            self.twin_diverged = self.twin_diverged | twin_diverged
+            held, _ = objective_of(
+                twin_val.numpy(),
+                self.twin_first_val.numpy(),
+                self.twin_diverged.numpy(),
+                self.reward_config,
+            )
+            twin_val = torch.as_tensor(held, dtype=torch.float32)
+            reward = paired_reward(
+                self.prev_val,
+                val,
+                self.twin_prev_val,
+                twin_val,
+                diverged,
+                torch.as_tensor(self.episode_return, dtype=torch.float32),
+                self.reward_config,
+                twin_diverged=self.twin_diverged,
+            )
+            self.twin_prev_val = twin_val
+        else:
+            reward = progress_reward(
+                self.prev_val, val, self.first_val, diverged, self.reward_config
+            )
         self.prev_val = torch.where(diverged, self.prev_val, val)
         terminated = diverged.numpy() | (episode_step >= episode_len)
         self.episode_return += reward.numpy()
@@ -231,4 +319,10 @@ class EpisodeEngine:
         for i in np.flatnonzero(terminated).tolist():
             infos[i]["final_val_ratio"] = ratio[i].item() if not diverged_l[i] else float("nan")
             infos[i]["episode_return"] = float(self.episode_return[i])
+            if self.paired:
+                infos[i]["twin_val_loss"] = float(self.twin_prev_val[i])
         return StepResult(obs.numpy(), reward.numpy(), terminated, infos)
+
+    def _tile(self, values: Tensor) -> Tensor:
+        """[B] (or a scalar) -> [2B]: the same value for a run and its twin."""
+        return torch.as_tensor(values).expand(self.n_runs).repeat(2)

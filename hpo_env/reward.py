@@ -10,6 +10,17 @@ ends the run.) A diverged run ends
 with ``terminated=True`` and a reward that takes back the episode's gains and
 charges ``divergence_penalty``: worse than stopping, whatever the run had
 achieved before blowing up.
+
+Paired (twin) reward, opt-in (``RewardConfig(paired=True)``): every run has a
+twin, the same task instance, initialisation, data order and start rate driven
+by the prior alone (action 0 at every decision). A step's reward is the run's
+log progress minus its twin's (`paired_reward`), so an episode's return
+telescopes to ``log(twin_final / run_final)``: whether the corrections beat the
+schedule on this very run, with the task's difficulty cancelled (common random
+numbers, as in PES). A twin that diverges is held at its divergence value
+``first_val * divergence_factor`` (`objective_of`'s rule); a run that diverges
+alone takes back the episode's paired gains and pays ``divergence_penalty``, and
+one that diverges with (or after) its twin ties it: its return becomes 0.
 """
 
 from __future__ import annotations
@@ -37,6 +48,11 @@ class RewardConfig:
     step_clip: float | None = None
     """Clip per-step rewards to [-step_clip, step_clip]; None (the default) keeps the
     return equal to the final objective. A clip lets spikes and early gains pay."""
+    paired: bool = False
+    """Pay each run's log progress minus its twin's (same instance, init, data order
+    and start rate, driven by the prior alone; extra rows of the same batched run),
+    so the return is ``log(twin_final / run_final)``. Doubles the runs' compute.
+    False (the default): the run's own log progress."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.divergence_factor) and self.divergence_factor > 1):
@@ -51,6 +67,8 @@ class RewardConfig:
             math.isfinite(self.step_clip) and self.step_clip > 0
         ):
             raise ConfigError(f"step_clip must be None or finite and > 0, got {self.step_clip!r}")
+        if not isinstance(self.paired, bool):
+            raise ConfigError(f"paired must be True or False, got {self.paired!r}")
 
 
 def detect_divergence(
@@ -81,6 +99,41 @@ def progress_reward(
     penalty = -so_far.clamp_min(0.0) - config.divergence_penalty
     if config.step_clip is not None:
         progress = progress.clamp(-config.step_clip, config.step_clip)
+    reward = torch.where(diverged, penalty, progress)
+    return torch.nan_to_num(reward, nan=-config.divergence_penalty).to(torch.float32)
+
+
+def paired_reward(
+    prev_val: Tensor,
+    val: Tensor,
+    twin_prev: Tensor,
+    twin_val: Tensor,
+    diverged: Tensor,
+    return_so_far: Tensor,
+    config: RewardConfig,
+    twin_diverged: Tensor | None = None,
+) -> Tensor:
+    """[B] float32 paired rewards for one control step (see the module docstring).
+
+    Args:
+        prev_val, val: [B] the run's reward measurement before and after the step.
+        twin_prev, twin_val: [B] its twin's (a diverged twin's held at its divergence value).
+        diverged: [B] bool, the run diverged in this step.
+        return_so_far: [B] the episode's paired return before this step.
+        twin_diverged: [B] bool, the twin has diverged (now or before). A run that
+            diverges with its twin ties it (both end at their divergence value): its
+            return becomes 0; alone, it takes back its gains and pays the penalty.
+    """
+
+    def log(x: Tensor) -> Tensor:
+        return torch.log(torch.nan_to_num(x, nan=1.0).clamp_min(1e-12))
+
+    progress = (log(prev_val) - log(val)) - (log(twin_prev) - log(twin_val))
+    if config.step_clip is not None:
+        progress = progress.clamp(-config.step_clip, config.step_clip)
+    penalty = -return_so_far.clamp_min(0.0) - config.divergence_penalty
+    if twin_diverged is not None:
+        penalty = torch.where(twin_diverged, -return_so_far, penalty)
     reward = torch.where(diverged, penalty, progress)
     return torch.nan_to_num(reward, nan=-config.divergence_penalty).to(torch.float32)
 
