@@ -1,138 +1,224 @@
-"""``hpo-rl schedule``: the policy next to a constant learning rate on a task's torch twin."""
+"""``hpo-rl schedule``: policy vs constant vs cosine with warm-up on a transfer validation task,
+explained in words, with a verdict that says when the policy lost."""
 
 from __future__ import annotations
 
-import argparse
+import contextlib
+import io
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from agents.benchmark.transfer.loop import train_run
+from agents.benchmark.transfer.methods import PolicyMethod
+from agents.benchmark.transfer.suite import TEST_TASKS, VALIDATION_TASKS
+from agents.cli import main
 from agents.cli import schedule as schedule_cli
-from agents.cli.schedule import ScheduleConfig, run_schedule
+from agents.cli.schedule import ScheduleConfig, validation_task, verdict
 from tests.agents.support.scheduler_fixtures import (
     one_torch_thread,  # noqa: F401  (autouse)
     random_tuning_policy,
 )
 
-SUMMARY = re.compile(r"^policy_val=\S+ constant_val=\S+ ratio=\S+ plot=\S+$")
+FAST_TASK = "iris_mlp_sgd_momentum"
+"""The validation split's cheapest run (600 updates on 112 examples): seconds for all three."""
+ROW = re.compile(r"^  (tuning policy|constant rate|cosine with warm-up)\s+([0-9.eE+-]+)")
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = tmp_path_factory.mktemp("bundle") / "tiny"
     random_tuning_policy(seed=3).save(path)
     return str(path)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hpo-rl")
-    schedule_cli.register(parser.add_subparsers(dest="command", required=True))
-    return parser
+@pytest.fixture(scope="module")
+def printed(bundle: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One ``hpo-rl schedule`` on the fast task: what it printed, returned and wrote."""
+    out = tmp_path_factory.mktemp("schedule")
+    results: list[dict] = []
+    real = schedule_cli.run_schedule
 
+    def keep(config: ScheduleConfig) -> dict:
+        results.append(real(config))
+        return results[-1]
 
-def _cli_main():
-    from agents.cli import main
-
-    return main
-
-
-def test_schedule_compares_policy_and_constant(bundle, tmp_path, capsys):
-    args = _parser().parse_args(
-        [
-            "schedule",
-            "--policy",
-            bundle,
-            "--task",
-            "sinusoid_mlp:heldout",
-            "--out",
-            str(tmp_path),
-            "--wandb-mode",
-            "disabled",
-        ]
-    )
-    assert args.func(args) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert SUMMARY.match(line), line
-    png = tmp_path / "schedule.png"
-    assert png.read_bytes()[:4] == b"\x89PNG"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["schedule.png"]
-
-
-def test_runs_share_the_start_and_differ_by_the_schedule(bundle, tmp_path):
-    result = run_schedule(
-        ScheduleConfig(
-            policy=bundle,
-            task="digits_mlp:heldout",
-            out=str(tmp_path),
-            wandb_mode="disabled",
-            val_every=0,
+    stdout = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
+        mp.setattr(schedule_cli, "run_schedule", keep)
+        code = main(
+            [
+                *("schedule", "--policy", bundle, "--task", FAST_TASK),
+                *("--out", str(out), "--wandb-mode", "disabled"),
+            ]
         )
+    return {"code": code, "text": stdout.getvalue(), "result": results[0], "out": out}
+
+
+# -- the verdict (fast) ---------------------------------------------------------------
+
+
+def test_verdict_says_plainly_when_the_policy_lost() -> None:
+    text = verdict({"policy": 1.12, "constant": 1.2, "cosine_warmup": 1.0})
+    assert text.startswith("the policy lost to cosine with warm-up by 12%")
+    assert "beat the constant rate by 7.1%" in text
+    assert text.endswith("on this run")
+
+
+def test_verdict_when_the_policy_lost_to_both_and_when_it_beat_both() -> None:
+    lost = verdict({"policy": 2.0, "constant": 1.0, "cosine_warmup": 1.6})
+    assert lost == (
+        "the policy lost to the constant rate by 100% and to cosine with warm-up by 25% on this run"
     )
-    tuned, constant = result["tuned"], result["constant"]
-    assert tuned["train"][0] == constant["train"][0]  # same init, batch and start values
-    assert len(set(constant["lr"])) == 1
-    assert len(set(tuned["lr"])) > 1
-    assert tuned["val_steps"] == [0, len(tuned["train"])]
-    assert result["ratio"] == pytest.approx(result["policy_val"] / result["constant_val"])
+    won = verdict({"policy": 1.0, "constant": 1.5, "cosine_warmup": 1.1})
+    assert won == (
+        "the policy beat the constant rate by 50% and cosine with warm-up by 10% on this run"
+    )
+    assert "lost" not in won
 
 
-def test_config_validation():
+def test_verdict_ties_and_divergence() -> None:
+    tied = verdict({"policy": 1.0, "constant": 1.0, "cosine_warmup": 0.5})
+    assert "tied with the constant rate" in tied and "lost to cosine with warm-up by 100%" in tied
+    diverged = verdict(
+        {"policy": 100.0, "constant": 1.0, "cosine_warmup": 1.0},
+        {"policy": True, "constant": False, "cosine_warmup": False},
+    )
+    assert diverged.startswith("the policy (which diverged) lost")
+
+
+def test_config_validation() -> None:
     with pytest.raises(ValueError, match="seed"):
         ScheduleConfig(seed=-1)
+    with pytest.raises(ValueError, match="val_every"):
+        ScheduleConfig(val_every=-1)
     with pytest.raises(TypeError, match="wandb_mode"):
         ScheduleConfig(wandb_mode="sometimes")  # type: ignore[arg-type]
 
 
-def test_unknown_and_control_tasks_are_user_errors(bundle, tmp_path, capsys):
-    main = _cli_main()
-    code = main(
-        [
-            "schedule",
-            "--policy",
-            bundle,
-            "--task",
-            "digits_mpl",
-            "--out",
-            str(tmp_path),
-            "--wandb-mode",
-            "disabled",
-        ]
-    )
-    assert code == 2
-    assert "did you mean 'digits_mlp" in capsys.readouterr().err
-    code = main(
-        ["schedule", "--policy", bundle, "--task", "control_cartpole", "--wandb-mode", "disabled"]
-    )
-    assert code == 2
-    assert "supervised task" in capsys.readouterr().err
+def test_default_task_is_a_validation_task_from_a_typical_rate() -> None:
+    task = validation_task(ScheduleConfig().task)
+    assert task in VALIDATION_TASKS and task.split == "validation"
+    assert task.start_regime == "typical"
+
+
+def test_val_every_sets_the_cadence() -> None:
+    task = validation_task(FAST_TASK)
+    assert validation_task(FAST_TASK, None) == task
+    assert validation_task(FAST_TASK, 0).val_every == task.n_updates  # only at the end
+    assert validation_task(FAST_TASK, 7).val_every == 7
+    assert validation_task(FAST_TASK, 10**6).val_every == task.n_updates
+
+
+def test_test_split_unknown_and_old_task_names_are_user_errors(
+    bundle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--policy", bundle, "--out", str(tmp_path), "--wandb-mode", "disabled"]
+    assert main(["schedule", "--task", "iris_mlp_sgd_momentun", *common]) == 2
+    assert "did you mean 'iris_mlp_sgd_momentum'" in capsys.readouterr().err
+    assert main(["schedule", "--task", TEST_TASKS[0].name, *common]) == 2  # never for choosing
+    assert "test split" in capsys.readouterr().err
+    assert main(["schedule", "--task", "digits_mlp:heldout", *common]) == 2
+    err = capsys.readouterr().err
+    assert all(t.name in err for t in VALIDATION_TASKS)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+# -- one real comparison (slow: three 600-update runs) --------------------------------
 
 
 @pytest.mark.slow
-def test_script_runs_in_a_subprocess(bundle, tmp_path):
+def test_output_says_what_the_task_is_and_that_lower_is_better(printed: dict) -> None:
+    assert printed["code"] == 0
+    text = printed["text"]
+    task = validation_task(FAST_TASK)
+    first = text.splitlines()[0]
+    for words in ("iris", "MLP", "SGD with momentum 0.9", "0.3", "600 updates", "validation split"):
+        assert words in first, first
+    assert "final validation loss (cross-entropy), lower is better:" in text
+    values = {m.group(1): float(m.group(2)) for m in map(ROW.match, text.splitlines()) if m}
+    assert set(values) == {"tuning policy", "constant rate", "cosine with warm-up"}
+    objectives = printed["result"]["objectives"]
+    for label, name in (
+        ("tuning policy", "policy"),
+        ("constant rate", "constant"),
+        ("cosine with warm-up", "cosine_warmup"),
+    ):
+        assert values[label] == pytest.approx(objectives[name], rel=1e-3)
+    assert task.n_updates == 600
+    assert (printed["out"] / "schedule.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in printed["out"].iterdir()) == ["schedule.png"]
+
+
+@pytest.mark.slow
+def test_verdict_is_last_and_agrees_with_the_numbers(printed: dict) -> None:
+    last = printed["text"].strip().splitlines()[-1]
+    assert last.startswith("verdict: the policy ")
+    objectives = printed["result"]["objectives"]
+    for name, label in (
+        ("constant", "the constant rate"),
+        ("cosine_warmup", "cosine with warm-up"),
+    ):
+        if objectives["policy"] > objectives[name]:
+            assert f"lost to {label}" in last or f"and to {label}" in last
+        elif objectives["policy"] < objectives[name]:
+            assert f"{label} by" in last and "beat" in last
+    assert "measured on CPU: " in printed["text"]
+
+
+@pytest.mark.slow
+def test_runs_share_the_start_and_the_policy_is_the_benchmarks(printed: dict, bundle: str) -> None:
+    runs = printed["result"]["runs"]
+    task = validation_task(FAST_TASK)
+    assert len({run.first_val for run in runs.values()}) == 1  # same init, data and split
+    assert set(runs["constant"].lrs) == {task.start_lr}
+    cosine = runs["cosine_warmup"].lrs
+    assert cosine[0] < task.start_lr and max(cosine) <= task.start_lr * (1 + 1e-9)
+    assert cosine[-1] < 0.05 * task.start_lr  # annealed to ~0
+    assert len(set(runs["policy"].lrs)) > 1
+    for run in runs.values():
+        assert run.val_steps[-1] == task.n_updates or run.diverged
+    # The same run as the transfer benchmark's policy method (same process: bit-equal).
+    benchmark = train_run(task, PolicyMethod(bundle), 0)
+    assert benchmark.objective == runs["policy"].objective
+
+
+@pytest.mark.slow
+def test_default_run_takes_well_under_a_minute(tmp_path: Path) -> None:
+    """The command a newcomer types first: the shipped policy on the default task."""
+    import time
+
+    started = time.process_time()
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["schedule", "--out", str(tmp_path), "--wandb-mode", "disabled"])
+    cpu = time.process_time() - started
+    assert code == 0
+    assert "breast_cancer_mlp_adam" in stdout.getvalue()
+    assert cpu < 45, f"{cpu:.0f} CPU-seconds"
+
+
+@pytest.mark.slow
+def test_script_runs_in_a_subprocess(bundle: str, tmp_path: Path) -> None:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     out = subprocess.run(
         [
             sys.executable,
             "scripts/schedule.py",
-            "--policy",
-            bundle,
-            "--task",
-            "sinusoid_mlp:heldout",
-            "--out",
-            str(tmp_path),
-            "--wandb-mode",
-            "offline",
+            *("--policy", bundle, "--task", FAST_TASK, "--out", str(tmp_path)),
+            *("--wandb-mode", "offline"),
         ],
         capture_output=True,
         text=True,
         timeout=300,
         env=env,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))),
+        cwd=Path(__file__).resolve().parents[3],
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert SUMMARY.match(out.stdout.strip().splitlines()[-1])
+    assert out.stdout.strip().splitlines()[-1].startswith("verdict: the policy ")
     assert (tmp_path / "schedule.png").exists()
     assert (tmp_path / "wandb").is_dir()
