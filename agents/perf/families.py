@@ -19,9 +19,10 @@ same data, optimizer and batch size, B=32 (issue 24, item 5: keep a hand-batched
 family only where it is >= 1.5x faster).
 
 Last, decisions per second of `hpo_env.HPOVecEnv` over the functional train-split
-mix at 8 and 32 envs: tasks drawn from `tasks.functional.splits.functional_distribution`,
-each stepped a few decisions with zero actions after its reset (building the run
-is timed too).
+mix at 8 and 32 envs (tasks drawn from `tasks.functional.splits.functional_distribution`),
+and at 32 envs over `realistic_distribution("train")` (the default distribution with
+the functional families mixed in): each task stepped a few decisions with zero
+actions after its reset (printed without and with the reset's time).
 
 Every number is measured in this process, side by side; the CPU is printed.
 """
@@ -173,13 +174,19 @@ def hand_vs_functional_mlp(
 
 
 def env_decisions_per_second(
-    n_envs: int, n_tasks: int, n_steps: int, seed: int = 0, device: torch.device | str = "cpu"
+    n_envs: int,
+    n_tasks: int,
+    n_steps: int,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    distribution: Any = None,
 ) -> dict[str, float]:
-    """Decisions/s of `hpo_env.HPOVecEnv` over ``n_tasks`` tasks of the functional train mix."""
+    """Decisions/s of `hpo_env.HPOVecEnv` over ``n_tasks`` tasks drawn from ``distribution``
+    (default: the functional train mix, `tasks.functional.splits.functional_distribution`)."""
     from hpo_env import make_vec_env
     from tasks.functional.splits import functional_distribution
 
-    dist = functional_distribution("train")
+    dist = distribution if distribution is not None else functional_distribution("train")
     rng = np.random.default_rng(seed)
     decisions, stepping, total = 0, 0.0, 0.0
     for _ in range(n_tasks):
@@ -218,5 +225,17 @@ def run_families_bench(quick: bool = False, seed: int = 0, device: str = "cpu") 
             f"decisions): {rates['decisions_per_s']:.1f} decisions/s stepping, "
             f"{rates['decisions_per_s_with_reset']:.1f} with the round's reset"
         )
+    from tasks.functional.splits import realistic_distribution
+
+    mixed = realistic_distribution("train")
+    rates = env_decisions_per_second(
+        32, n_tasks, n_steps, seed=seed, device=device, distribution=mixed
+    )
+    summary["realistic_decisions_per_s_32"] = rates["decisions_per_s"]
+    print(
+        f"HPOVecEnv over realistic_distribution('train') (default mix + functional families), "
+        f"32 envs ({n_tasks} tasks x {n_steps} decisions): {rates['decisions_per_s']:.1f} "
+        f"decisions/s stepping, {rates['decisions_per_s_with_reset']:.1f} with the round's reset"
+    )
     print(" ".join(f"{k}={v:.3g}" for k, v in summary.items()))
     return summary
