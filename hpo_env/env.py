@@ -11,7 +11,7 @@ import torch
 
 from hpo_env.distributions import resolve_sampler, resolve_task
 from hpo_env.episodes import DEFAULT_VAL_EVERY_CHOICES, DEFAULT_VAL_FRACTION, EpisodeEngine
-from hpo_env.features import FeatureExtractor
+from hpo_env.features import FEATURE_SPEC_VERSION, FeatureExtractor
 from hpo_env.protocol import TaskSampler
 from hpo_env.reward import RewardConfig
 from hpo_env.space import HyperparameterSpace
@@ -64,6 +64,7 @@ class HPOEnv(gym.Env[np.ndarray, np.ndarray]):
         val_fraction: float = DEFAULT_VAL_FRACTION,
         device: str | torch.device = "cpu",
         distribution_kwargs: dict[str, Any] | None = None,
+        feature_spec_version: int = FEATURE_SPEC_VERSION,
     ) -> None:
         super().__init__()
         self.sampler = resolve_sampler(distribution, split=split, **(distribution_kwargs or {}))
@@ -76,8 +77,11 @@ class HPOEnv(gym.Env[np.ndarray, np.ndarray]):
             val_every_choices,
             val_fraction=val_fraction,
             device=device,
+            feature_spec_version=feature_spec_version,
         )
-        self.observation_space = FeatureExtractor.observation_space(self.space)
+        self.observation_space = FeatureExtractor.observation_space(
+            self.space, feature_spec_version
+        )
         self.action_space = self.space.action_space()
 
     def reset(

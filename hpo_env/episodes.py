@@ -28,7 +28,7 @@ from torch import Tensor
 from hpo_env.clock import DecisionClock
 from hpo_env.device import resolve_device
 from hpo_env.errors import ConfigError
-from hpo_env.features import FeatureExtractor
+from hpo_env.features import FEATURE_SPEC_VERSION, FeatureExtractor
 from hpo_env.interval import run_interval, validation_seen
 from hpo_env.protocol import BatchedRun, Task, TaskSampler
 from hpo_env.reward import RewardConfig, objective_of, paired_reward, progress_reward
@@ -71,6 +71,7 @@ class EpisodeEngine:
         val_every_choices: Sequence[int] = DEFAULT_VAL_EVERY_CHOICES,
         val_fraction: float = DEFAULT_VAL_FRACTION,
         device: str | torch.device = "cpu",
+        feature_spec_version: int = FEATURE_SPEC_VERSION,
     ) -> None:
         if not 0.0 < val_fraction <= 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1], got {val_fraction=}")
@@ -87,7 +88,7 @@ class EpisodeEngine:
         self.val_every_choices = tuple(int(v) for v in val_every_choices)
         self.val_fraction = float(val_fraction)
         self.device = resolve_device(device)
-        self.features = FeatureExtractor(space, n_runs)
+        self.features = FeatureExtractor(space, n_runs, spec_version=feature_spec_version)
         # Decisions are the unit: a run's budget is its episode's length (per call).
         self.clock = DecisionClock(space, total_steps=1, control_interval=1)
         self.run: BatchedRun | None = None

@@ -52,6 +52,7 @@ class TensorOps:
     fmin = staticmethod(torch.fmin)
     log1p = staticmethod(torch.log1p)
     log10 = staticmethod(torch.log10)
+    exp = staticmethod(torch.exp)
 
     @staticmethod
     def safe_log(x: Tensor) -> Tensor:
@@ -110,6 +111,10 @@ class ArrayOps:
         return _torch_unary(torch.log10, x)
 
     @staticmethod
+    def exp(x: np.ndarray) -> np.ndarray:
+        return _torch_unary(torch.exp, np.asarray(x, dtype=_F32))
+
+    @staticmethod
     def safe_log(x: np.ndarray) -> np.ndarray:
         return _torch_unary(torch.log, np.where(np.isfinite(x) & (x > 0), x, _F32_NAN))
 
@@ -152,6 +157,7 @@ class ScalarOps:
             torch.log: {},
             torch.log10: {},
             torch.log1p: {},
+            torch.exp: {},
         }
 
     def _unary(self, fn: Any, x: np.float32) -> np.float32:
@@ -181,6 +187,9 @@ class ScalarOps:
 
     def log10(self, x: np.float32) -> np.float32:
         return self._unary(torch.log10, x)
+
+    def exp(self, x: np.float32) -> np.float32:
+        return self._unary(torch.exp, np.float32(x))
 
     def safe_log(self, x: np.float32) -> np.float32:
         if math.isfinite(x) and x > 0:

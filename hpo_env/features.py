@@ -17,6 +17,21 @@ their logarithms from torch's kernels, so they give bit-identical observations
 
 Bump `FEATURE_SPEC_VERSION` whenever a feature's definition changes: bundles
 record it, and loading a bundle made for another version is refused.
+
+Two versions are computed (`FEATURE_SPEC_VERSIONS`); an extractor is built for
+one, and a bundle records which (``feature_spec_version``):
+
+- 2 (`FEATURE_SPEC_VERSION`, the default, the shipped bundle's): as above, with
+  each hyperparameter's absolute ``position`` inside its bounds;
+- 3 (`RUN_RELATIVE_SPEC_VERSION`, opt-in): the run, not the number. No absolute
+  hyperparameter feature: each hyperparameter is seen only relative to the
+  user's start (``log_change``) and to the previous decision (``last_change``).
+  And invariant to the control interval K (the same run observed every K or every
+  2K updates gives nearly the same features): the slopes' moving averages decay
+  by progress, not by decision (a weight of `_EMA` per `_EMA_PROGRESS` of the
+  budget), and ``train_noise`` removes the spread a trend within the interval adds
+  (which grows with K). Slopes are per unit of progress and ``log_update_ratio``
+  per update, as in version 2.
 """
 
 from __future__ import annotations
@@ -31,11 +46,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hpo_env.errors import ConfigError
 from hpo_env.feature_ops import SCALAR_PATH, ArrayOps, ScalarOps, TensorOps, _finite
 from hpo_env.space import HyperparameterSpace, HyperparameterSpec, Real
 from hpo_env.stats import RunInterval, StepStats
 
 FEATURE_SPEC_VERSION = 2
+"""The default feature version (the shipped bundle's)."""
+RUN_RELATIVE_SPEC_VERSION = 3
+"""Opt-in run-relative, K-invariant features (see the module docstring)."""
+FEATURE_SPEC_VERSIONS = (FEATURE_SPEC_VERSION, RUN_RELATIVE_SPEC_VERSION)
+"""Every version this code computes."""
 OBS_BOUND = 10.0
 """Every feature lies in [-OBS_BOUND, OBS_BOUND]."""
 
@@ -64,8 +85,29 @@ HPARAM_FEATURES = (
     "present",  # 1 if the run uses this hyperparameter
     "last_change",  # log10(value / value at the previous decision): the last action's effect
 )
+HPARAM_FEATURES_RUN_RELATIVE = ("log_change", "present", "last_change")
+"""Version 3's hyperparameter features: no absolute ``position``."""
 _EMA = 0.3
+_EMA_PROGRESS = 0.02
+"""Version 3: the moving averages weigh a new value by `_EMA` per this much progress
+(one decision of a 50-decision run, the deployed default), whatever K is."""
 _EPS = 1e-12
+
+
+def check_feature_version(version: int) -> int:
+    """``version`` if this code computes it, else a `ConfigError` naming the known ones."""
+    if isinstance(version, bool) or version not in FEATURE_SPEC_VERSIONS:
+        raise ConfigError(
+            f"feature_spec_version must be one of {list(FEATURE_SPEC_VERSIONS)} "
+            f"(2: default, 3: run-relative), got {version!r}"
+        )
+    return int(version)
+
+
+def hparam_features(version: int = FEATURE_SPEC_VERSION) -> tuple[str, ...]:
+    """The per-hyperparameter feature names of ``version``."""
+    check_feature_version(version)
+    return HPARAM_FEATURES if version == FEATURE_SPEC_VERSION else HPARAM_FEATURES_RUN_RELATIVE
 
 
 _TENSOR_OPS = TensorOps()
@@ -87,13 +129,21 @@ class _IntervalInputs:
     progress: Any
 
 
-def _fold_interval(xp: Any, s: dict[str, Any], x: _IntervalInputs) -> dict[str, Any]:
+def _fold_interval(
+    xp: Any, s: dict[str, Any], x: _IntervalInputs, version: int = FEATURE_SPEC_VERSION
+) -> dict[str, Any]:
     """The run features' one definition: folds an interval into the state ``s`` (in
     place) and returns the features by name. ``xp`` is `_ARRAY_OPS` (values are
     float32 arrays [B]), `_TENSOR_OPS` (tensors [B]) or a `ScalarOps` (float32
     scalars of one run); ``+ - * /`` and comparisons are the values' own, with
-    torch's float32 rounding in all three."""
+    torch's float32 rounding in all three. ``version`` 3 (run-relative) decays the
+    moving averages by progress and detrends ``train_noise``."""
     progress = xp.finite(xp.clamp(x.progress, 0.0, 1.0))
+    ema = _EMA
+    if version != FEATURE_SPEC_VERSION:
+        # 1 - (1 - _EMA) ** (d_progress / _EMA_PROGRESS): per unit of progress, not per decision.
+        step = xp.clamp(progress - xp.finite(s["prev_progress"]), 0.0, 1.0)
+        ema = 1.0 - xp.exp(step * (math.log(1.0 - _EMA) / _EMA_PROGRESS))
     train = x.train
     s["ref_loss"] = xp.where(xp.isnan(s["ref_loss"]), x.train_first, s["ref_loss"])
     s["ref_grad"] = xp.where(xp.isnan(s["ref_grad"]), x.grad_norm, s["ref_grad"])
@@ -105,13 +155,17 @@ def _fold_interval(xp: Any, s: dict[str, Any], x: _IntervalInputs) -> dict[str, 
     s["train_slope_ema"] = xp.where(
         xp.isnan(s["train_slope_ema"]),
         train_slope,
-        (1 - _EMA) * s["train_slope_ema"] + _EMA * train_slope,
+        (1 - ema) * s["train_slope_ema"] + ema * train_slope,
     )
 
     val = x.val
     fresh = xp.isfinite(val) & (val > 0)
     first_val_seen = fresh & xp.isnan(s["first_val"])
     s["first_val"] = xp.where(first_val_seen, val, s["first_val"])
+    val_ema = _EMA
+    if version != FEATURE_SPEC_VERSION:  # by the progress since the last arrival
+        since = xp.clamp(progress - xp.finite(s["last_val_progress"]), 0.0, 1.0)
+        val_ema = 1.0 - xp.exp(since * (math.log(1.0 - _EMA) / _EMA_PROGRESS))
     d_val_progress = xp.clamp_min(progress - s["last_val_progress"], 1e-3)
     val_slope = xp.finite(
         xp.symlog((xp.safe_log(val) - xp.safe_log(s["last_val"])) / d_val_progress)
@@ -120,7 +174,7 @@ def _fold_interval(xp: Any, s: dict[str, Any], x: _IntervalInputs) -> dict[str, 
     new_val_ema = xp.where(
         xp.isnan(s["val_slope_ema"]),
         val_slope,
-        (1 - _EMA) * s["val_slope_ema"] + _EMA * val_slope,
+        (1 - val_ema) * s["val_slope_ema"] + val_ema * val_slope,
     )
     s["val_slope_ema"] = xp.where(has_prev_val, new_val_ema, s["val_slope_ema"])
     new_best = fresh & ~(val >= s["best_val"])  # NaN best (none yet) counts as beaten
@@ -134,12 +188,23 @@ def _fold_interval(xp: Any, s: dict[str, Any], x: _IntervalInputs) -> dict[str, 
     log_last_val = xp.safe_log(s["last_val"])
 
     per_update_ratio = x.update_ratio / max(x.n_updates, 1)
+    train_std = x.train_std
+    if version != FEATURE_SPEC_VERSION and x.n_updates > 1:
+        # A linear trend over K losses whose mean is ``d`` above the first adds a variance
+        # of d**2 (K + 1) / (3 (K - 1)); what remains is the noise around the trend.
+        k = x.n_updates
+        trend = x.train - x.train_first
+        noise_var = xp.clamp_min(
+            x.train_std * x.train_std - trend * trend * ((k + 1) / (3.0 * (k - 1))), 0.0
+        )
+        train_std = xp.exp(0.5 * xp.safe_log(noise_var))
+        train_std = xp.where(noise_var > 0, train_std, 0.0 * x.train_std)
     features = {
         "progress": progress,
         "log_train_ratio": log_train - log_ref_loss,
         "train_slope": train_slope,
         "train_slope_ema": s["train_slope_ema"],
-        "train_noise": xp.log1p(x.train_std / (abs(train) + _EPS)),
+        "train_noise": xp.log1p(train_std / (abs(train) + _EPS)),
         "val_fresh": xp.as_float(fresh),
         "val_seen": xp.as_float(seen),
         "log_val_ratio": log_last_val - xp.safe_log(s["first_val"]),
@@ -183,11 +248,18 @@ class FeatureExtractor:
         "best_val_progress",
     )
 
-    def __init__(self, space: HyperparameterSpace, n_runs: int) -> None:
+    def __init__(
+        self,
+        space: HyperparameterSpace,
+        n_runs: int,
+        spec_version: int = FEATURE_SPEC_VERSION,
+    ) -> None:
         if n_runs < 1:
             raise ValueError(f"n_runs must be >= 1, got {n_runs=}")
         self.space = space
         self.n_runs = n_runs
+        self.spec_version = check_feature_version(spec_version)
+        self._hparam_features = hparam_features(self.spec_version)
         self._state: dict[str, Tensor] = {k: self._nan() for k in self.STATE_KEYS}
         # One run's state as float32 scalars while `observe_run` folds into it; the
         # tensors in ``_state`` are rebuilt from it only when someone reads `state`.
@@ -237,19 +309,25 @@ class FeatureExtractor:
         self._run_state = None
 
     @staticmethod
-    def feature_names(space: HyperparameterSpace) -> list[str]:
+    def feature_names(
+        space: HyperparameterSpace, spec_version: int = FEATURE_SPEC_VERSION
+    ) -> list[str]:
         names = list(RUN_FEATURES)
         for hp in space.names:
-            names += [f"{hp}.{f}" for f in HPARAM_FEATURES]
+            names += [f"{hp}.{f}" for f in hparam_features(spec_version)]
         return names
 
     @classmethod
-    def observation_size(cls, space: HyperparameterSpace) -> int:
-        return len(cls.feature_names(space))
+    def observation_size(
+        cls, space: HyperparameterSpace, spec_version: int = FEATURE_SPEC_VERSION
+    ) -> int:
+        return len(cls.feature_names(space, spec_version))
 
     @classmethod
-    def observation_space(cls, space: HyperparameterSpace) -> gym.spaces.Box:
-        n = cls.observation_size(space)
+    def observation_space(
+        cls, space: HyperparameterSpace, spec_version: int = FEATURE_SPEC_VERSION
+    ) -> gym.spaces.Box:
+        n = cls.observation_size(space, spec_version)
         return gym.spaces.Box(-OBS_BOUND, OBS_BOUND, shape=(n,), dtype=np.float32)
 
     def _nan(self) -> Tensor:
@@ -315,7 +393,9 @@ class FeatureExtractor:
     def _observe_batched(self, stats: StepStats) -> Tensor:
         """`observe` on tensors [B]: the reference the NumPy paths are tested against,
         and the environment's path on NumPy < 2."""
-        features = _fold_interval(_TENSOR_OPS, self.state, self._inputs(stats, lambda t: t))
+        features = _fold_interval(
+            _TENSOR_OPS, self.state, self._inputs(stats, lambda t: t), self.spec_version
+        )
         run = torch.stack([features[name] for name in RUN_FEATURES], dim=1)
         return self._finish(run, stats.hparams)
 
@@ -326,7 +406,9 @@ class FeatureExtractor:
         memory with the tensors; the fold only rebinds state, never writes into it."""
         state = {key: value.numpy() for key, value in self.state.items()}
         with np.errstate(all="ignore"):
-            features = _fold_interval(_ARRAY_OPS, state, self._inputs(stats, Tensor.numpy))
+            features = _fold_interval(
+                _ARRAY_OPS, state, self._inputs(stats, Tensor.numpy), self.spec_version
+            )
             run = np.stack([features[name] for name in RUN_FEATURES], axis=1)
         self.state = {key: torch.from_numpy(value) for key, value in state.items()}
         return self._finish(torch.from_numpy(run), stats.hparams)
@@ -355,7 +437,9 @@ class FeatureExtractor:
             values = torch.cat([self._state[k] for k in keys]).tolist()
             state = dict(zip(keys, (f32(v) for v in values)))
         with np.errstate(all="ignore"):
-            features = _fold_interval(self._scalar_ops, state, self._inputs(run, f32))
+            features = _fold_interval(
+                self._scalar_ops, state, self._inputs(run, f32), self.spec_version
+            )
             row = [float(features[name]) for name in RUN_FEATURES]
             row += self._hparam_row(run.hparams)
         self._run_state = state
@@ -380,19 +464,16 @@ class FeatureExtractor:
         row: list[float] = []
         for spec in self.space.specs:
             if spec.name not in hparams:
-                row += [0.0] * len(HPARAM_FEATURES)
+                row += [0.0] * len(self._hparam_features)
                 continue
             value = f32(hparams[spec.name])
             initial, previous = known[spec.name]
             init = value if initial is None else initial
             prev = value if previous is None else previous
             known[spec.name][1] = value
-            row += [
-                float(xp.normalized(spec, value)),
-                float(xp.change(spec, value, init)),
-                1.0,
-                float(xp.change(spec, value, prev)),
-            ]
+            if self.spec_version == FEATURE_SPEC_VERSION:
+                row.append(float(xp.normalized(spec, value)))
+            row += [float(xp.change(spec, value, init)), 1.0, float(xp.change(spec, value, prev))]
         self._run_hparams = known
         return row
 
@@ -406,9 +487,11 @@ class FeatureExtractor:
                 previous = self.previous_hparams.get(spec.name, value)
                 change, last = (self._change(spec, value, ref) for ref in (initial, previous))
                 self.previous_hparams[spec.name] = value.clone()
-                cols = [spec.normalized(value), change, torch.ones(self.n_runs), last]
+                cols = [change, torch.ones(self.n_runs), last]
+                if self.spec_version == FEATURE_SPEC_VERSION:
+                    cols.insert(0, spec.normalized(value))
             else:
-                cols = [torch.zeros(self.n_runs)] * len(HPARAM_FEATURES)
+                cols = [torch.zeros(self.n_runs)] * len(self._hparam_features)
             columns.append(torch.stack(cols, dim=1))
         obs = torch.cat(columns, dim=1)
         return _finite(obs).clamp(-OBS_BOUND, OBS_BOUND).to(torch.float32)

@@ -29,8 +29,9 @@ import torch
 from torch import Tensor
 
 from agents.common.files import atomic_write_bytes, atomic_write_json, json_safe
-from hpo_env import FEATURE_SPEC_VERSION, FeatureExtractor, HyperparameterSpace
+from hpo_env import FeatureExtractor, HyperparameterSpace
 from hpo_env.errors import HpoRlError
+from hpo_env.features import FEATURE_SPEC_VERSIONS
 
 FORMAT_VERSION = 1
 """Bundle layout version this code writes and the newest it reads."""
@@ -268,17 +269,18 @@ def validate_contents(contents: BundleContents, path: Path) -> None:
     )
     _require_keys(meta, REQUIRED_METADATA_KEYS, meta_file)
     _require_keys(norm, REQUIRED_NORMALIZATION_KEYS, norm_file)
-    if meta["feature_spec_version"] != FEATURE_SPEC_VERSION:
+    version = meta["feature_spec_version"]
+    if isinstance(version, bool) or version not in FEATURE_SPEC_VERSIONS:
         raise FeatureSpecMismatchError(
-            f"{meta_file}: bundle made for feature_spec_version {meta['feature_spec_version']!r}, "
-            f"installed hpo_env computes version {FEATURE_SPEC_VERSION}; use a bundle trained with "
-            "this hpo-rl version (or retrain with `hpo-rl train`)"
+            f"{meta_file}: bundle made for feature_spec_version {version!r}, "
+            f"installed hpo_env computes versions {list(FEATURE_SPEC_VERSIONS)}; use a bundle "
+            "trained with this hpo-rl version (or retrain with `hpo-rl train`)"
         )
     try:
         space = HyperparameterSpace.from_dicts(meta["hparams"])
     except (TypeError, ValueError) as exc:
         raise BundleKeyError(f"{meta_file}: invalid 'hparams' entry ({exc})") from None
-    expected_names = FeatureExtractor.feature_names(space)
+    expected_names = FeatureExtractor.feature_names(space, version)
     if list(meta["feature_names"]) != expected_names:
         diff = sorted(set(meta["feature_names"]) ^ set(expected_names))
         raise FeatureSpecMismatchError(

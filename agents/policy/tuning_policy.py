@@ -132,8 +132,14 @@ class TuningPolicy:
         return copy.deepcopy(self._contents)
 
     def feature_extractor(self, n_runs: int = 1) -> FeatureExtractor:
-        """A fresh `FeatureExtractor` for ``n_runs`` runs, matching this policy's inputs."""
-        return FeatureExtractor(self.space, n_runs)
+        """A fresh `FeatureExtractor` for ``n_runs`` runs, matching this policy's inputs
+        (the feature version the bundle records)."""
+        return FeatureExtractor(self.space, n_runs, spec_version=self.feature_spec_version)
+
+    @property
+    def feature_spec_version(self) -> int:
+        """The observation's feature version (`hpo_env.features.FEATURE_SPEC_VERSIONS`)."""
+        return int(self.metadata["feature_spec_version"])
 
     # -- inference --------------------------------------------------------------
 

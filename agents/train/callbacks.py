@@ -96,7 +96,7 @@ class _Trainer:
         if self.eval_tasks is None:
             self.eval_tasks = heldout_tasks(self.config)
         started = time.monotonic()
-        view = SB3PolicyView(model, vec_normalize, self.space)
+        view = SB3PolicyView(model, vec_normalize, self.space, self.config.feature_spec_version)
         result = evaluate_heldout(
             view, self.eval_tasks, self.config.eval_seeds, baseline_cache=self.baseline_cache
         )

@@ -25,6 +25,7 @@ from hpo_env import DEFAULT_HPARAMS, HyperparameterSpace
 from hpo_env.device import check_device_name
 from hpo_env.distributions import resolve_sampler
 from hpo_env.errors import ConfigError, unknown_name_error
+from hpo_env.features import check_feature_version
 from hpo_env.protocol import TaskSampler
 
 EVAL_SEED_BASE = 2**31
@@ -120,6 +121,18 @@ class TrainConfig:
     and the PPO agent itself stays on the CPU (its small MLPs run fastest there)."""
     progress_bar: bool = True
     """Show a tqdm progress bar with ETA on stderr."""
+    paired_reward: bool = False
+    """Lever 1 (issue 26): every run has a twin (same instance, init, data order and
+    start rate) driven by the prior alone; the reward is the run's log progress minus
+    its twin's (`hpo_env.reward.RewardConfig.paired`). Doubles the runs' compute."""
+    feature_spec_version: int = 2
+    """Lever 2: the observation's feature version (`hpo_env.features`): 2 (the shipped
+    bundle's, with the absolute rate's position) or 3 (run-relative: the rate only
+    relative to the user's start, K-invariant averages). Recorded in the bundle."""
+    task_groups: int = 1
+    """Lever 3: the sub-envs split into this many groups, each training its own task
+    per round (`hpo_env.vec_env.HPOVecEnv`), so a rollout sees more task instances;
+    must divide n_envs. 1: one task for every sub-env per round."""
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -134,6 +147,7 @@ class TrainConfig:
             "keep_checkpoints",
             "ray_workers",
             "torch_threads",
+            "task_groups",
         )
         for name in positive:
             value = getattr(self, name)
@@ -182,6 +196,18 @@ class TrainConfig:
             raise ConfigError("TrainConfig.out_dir must be a non-empty path, got ''")
         # Validates names and the prior, with a did-you-mean for typos.
         self.space()
+        check_feature_version(self.feature_spec_version)
+        levers = (self.paired_reward, self.feature_spec_version != 2, self.task_groups != 1)
+        if self.backend == "ray" and any(levers):
+            raise ConfigError(
+                "TrainConfig.paired_reward, feature_spec_version and task_groups are not passed "
+                f"to Ray workers yet; use backend='local' with them, got backend={self.backend!r}"
+            )
+        if self.n_envs % self.task_groups:
+            raise ConfigError(
+                f"TrainConfig.task_groups={self.task_groups} must divide n_envs={self.n_envs} "
+                "(each group trains n_envs / task_groups runs of its own task)"
+            )
         # The spelling only: whether the device exists is checked where runs are built,
         # so a config written on a GPU machine still loads (and resumes) elsewhere.
         check_device_name(self.device)

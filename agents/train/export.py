@@ -20,7 +20,6 @@ from agents.policy.bundle import (
 )
 from agents.train.config import TrainConfig
 from hpo_env import (
-    FEATURE_SPEC_VERSION,
     FeatureExtractor,
     HyperparameterSpace,
 )
@@ -66,8 +65,8 @@ def build_metadata(
 ) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
-        "feature_spec_version": FEATURE_SPEC_VERSION,
-        "feature_names": FeatureExtractor.feature_names(space),
+        "feature_spec_version": config.feature_spec_version,
+        "feature_names": FeatureExtractor.feature_names(space, config.feature_spec_version),
         "hparams": space.to_dicts(),
         "action": {"low": -1.0, "high": 1.0, "size": len(space), "mapping": ACTION_MAPPING},
         "control": dict(control),

@@ -10,6 +10,7 @@ import numpy as np
 
 from agents.train.config import TrainConfig, resolve_distribution
 from hpo_env import (
+    FEATURE_SPEC_VERSION,
     FeatureExtractor,
     HyperparameterSpace,
 )
@@ -61,13 +62,20 @@ class SB3PolicyView:
     """A PPO model + its VecNormalize seen as a `TuningPolicy`-like object
     (``space``, ``feature_extractor``, ``act``), for `agents.controllers.rollout.rollout`."""
 
-    def __init__(self, model: Any, vec_normalize: Any, space: HyperparameterSpace) -> None:
+    def __init__(
+        self,
+        model: Any,
+        vec_normalize: Any,
+        space: HyperparameterSpace,
+        feature_spec_version: int = FEATURE_SPEC_VERSION,
+    ) -> None:
         self.model = model
         self.vec_normalize = vec_normalize
         self.space = space
+        self.feature_spec_version = feature_spec_version
 
     def feature_extractor(self, n_runs: int) -> FeatureExtractor:
-        return FeatureExtractor(self.space, n_runs)
+        return FeatureExtractor(self.space, n_runs, spec_version=self.feature_spec_version)
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         actions, _ = self.model.predict(

@@ -45,6 +45,7 @@ from agents.train.config import TrainConfig, resolve_distribution
 from agents.train.export import export_bundle
 from agents.train.heldout import control_info
 from hpo_env import (
+    RewardConfig,
     make_vec_env,
 )
 from hpo_env.device import resolve_device
@@ -79,6 +80,9 @@ def make_train_env(config: TrainConfig, seed: int | None = None) -> Any:
         distribution=resolve_distribution(config, "train"),
         hparams=config.space(),
         device=device,
+        reward_config=RewardConfig(paired=config.paired_reward),
+        feature_spec_version=config.feature_spec_version,
+        task_groups=config.task_groups,
     )
 
 
