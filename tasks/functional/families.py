@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -45,6 +46,7 @@ from tasks.functional.models import (
 )
 from tasks.functional.task import FunctionalTask
 
+T = TypeVar("T")
 ROLE_NAMES = ("train", "validation", "test")
 MIN_RUN_UPDATES = 400
 MAX_RUN_UPDATES = 3000
@@ -166,7 +168,7 @@ def draw_run_length(rng: np.random.Generator) -> tuple[int, int]:
             return t, k
 
 
-def _pick(rng: np.random.Generator, options: Sequence[object]) -> object:
+def _pick(rng: np.random.Generator, options: Sequence[T]) -> T:
     return options[int(rng.integers(len(options)))]
 
 
@@ -335,7 +337,7 @@ class ImageCnn2dFamily(FunctionalFamily):
         model = Cnn2dConfig(
             image_size=size,
             n_classes=data.n_classes,
-            channels=channels,  # type: ignore[arg-type]
+            channels=channels,
             groups=int(_pick(rng, (2, 4))),
             activation=str(_pick(rng, tuple(ACTIVATIONS))),
         )

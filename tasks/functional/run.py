@@ -115,7 +115,7 @@ class ModuleNet:
 
     def __init__(self, config: ModelConfig):
         self.config = config
-        meta = meta_module(config)
+        meta = meta_module(config)  # type: ignore[arg-type]  # frozen dataclass: hashable
         self._names = tuple(name for name, _ in meta.named_parameters())
         self._shapes = [tuple(p.shape) for _, p in meta.named_parameters()]
 
@@ -230,12 +230,12 @@ class FunctionalBatchedRun(SupervisedBatchedRun):
         device: Where the runs compute.
     """
 
-    spec: FunctionalSpec  # type: ignore[assignment]
+    spec: FunctionalSpec
 
     def __init__(
         self, spec: FunctionalSpec, seeds: Sequence[int], device: torch.device | str = "cpu"
     ):
-        super().__init__(spec, seeds, device)  # type: ignore[arg-type]
+        super().__init__(spec, seeds, device)
 
     def _fill(self, indices: Sequence[int], seeds: Sequence[int]) -> None:
         super()._fill(indices, seeds)
@@ -288,10 +288,10 @@ class FunctionalTorchRun(TorchRun):
     clips, is ``clip_grad_norm_`` in a step pre-hook of the optimizer.
     """
 
-    spec: FunctionalSpec  # type: ignore[assignment]
+    spec: FunctionalSpec
 
     def __init__(self, spec: FunctionalSpec, seed: int):
-        super().__init__(spec, seed)  # type: ignore[arg-type]
+        super().__init__(spec, seed)
         self.model = build_seeded(spec.net.config, derive_seed(self.seed, INIT_STREAM))
         self.optimizer = make_torch_optimizer(
             spec.optimizer,

@@ -119,7 +119,7 @@ class FunctionalTask:
 
     @property
     def net(self) -> ModuleNet:
-        return module_net(self.model)
+        return module_net(self.model)  # type: ignore[arg-type]  # frozen dataclass: hashable
 
     @property
     def loss(self) -> str:
