@@ -470,7 +470,7 @@ def offline_run_history(root: str | os.PathLike[str], run_id: str) -> list[list[
     for log in Path(root).glob(f"wandb/offline-run-*-{run_id}*/run-{run_id}.wandb"):
         start, rows = 0.0, []
         for data in _log_records(log):
-            record = pb.Record()
+            record = pb.Record()  # type: ignore[attr-defined]
             record.ParseFromString(data)
             kind = record.WhichOneof("record_type")
             if kind == "run":

@@ -88,7 +88,7 @@ class PendingLosses:
         """All pending losses as floats (one device transfer per device), kept pending."""
         items, positions = self.items, self.tensor_positions
         if not positions:
-            return list(items)  # floats only: nothing to read
+            return list(items)  # type: ignore[arg-type]  # floats only: nothing to read
         out: list[Any] = list(items)
         by_device: dict[torch.device, list[int]] = {}
         for i in positions:

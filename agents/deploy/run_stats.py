@@ -21,7 +21,7 @@ gradient, so the flat vectors keep one layout across intervals.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -79,7 +79,7 @@ class _FlatPair:
         return flat
 
     def targets(
-        self, sources: list[Tensor | None], keep: Tensor | None
+        self, sources: Sequence[Tensor | None], keep: Tensor | None
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """`fill` up to its copy: the buffer, and the views and sources to copy (views
         whose source is None are zeroed here), so that several pairs can share one
