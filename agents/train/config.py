@@ -305,7 +305,30 @@ FULL = TrainConfig(
 )
 """Hours on a bigger machine (or with ``backend='ray'``)."""
 
-PRESETS: dict[str, TrainConfig] = {"smoke": SMOKE, "default": DEFAULT, "full": FULL}
+RECIPE = dataclasses.replace(
+    DEFAULT,
+    seed=0,
+    paired_reward=True,
+    feature_spec_version=3,
+    task_groups=8,
+    distribution="tasks.recipe_distribution:recipe_distribution",
+    out_dir="runs/recipe",
+)
+"""Issue 26's levers together, on the default preset's budget (not yet chosen on
+validation; the shipped bundle is still ``default``'s): the paired (twin) reward (lever
+1, twice the runs' compute per decision), the run-relative, K-invariant observation
+(lever 2, feature version 3), and many tasks per update (lever 3): 8 task groups of 4
+runs, so every PPO rollout of 64 decisions sees >= 8 task instances, drawn from
+`tasks.recipe_distribution` (the functional train families with today's, a quarter of
+draws SGD-momentum runs whose usual rate is 0.05-0.5, a third of tasks started within
+x2 of the usual rate)."""
+
+PRESETS: dict[str, TrainConfig] = {
+    "smoke": SMOKE,
+    "default": DEFAULT,
+    "full": FULL,
+    "recipe": RECIPE,
+}
 
 
 def get_preset(name: str, **overrides: Any) -> TrainConfig:

@@ -1,0 +1,147 @@
+"""The recipe's training distribution (issue 26, lever 3): today's families and the
+``tasks.functional`` train-role families, more SGD-momentum runs whose right rate is
+high, and a share of tasks whose runs start near the usual rate.
+
+- ``sgd_share`` of the draws are functional train-role tasks with SGD-momentum (the
+  character transformer, LSTM, 1-D CNN and image CNN, whose usual rates are 0.05-0.5):
+  the runs where the shipped policy cut a high right rate;
+- ``near_start_share`` of the tasks start every run within ``near_factor`` of the
+  optimizer's usual rate (``default_learning_rate``) instead of the family's wide
+  spread (x0.01 to x100), so that holding a good rate is learned too;
+- the rest is `tasks.functional.splits.realistic_distribution` as is.
+
+Evaluation splits are left alone: ``heldout`` (the trainer's periodic evaluation)
+draws the *validation* role of the functional families (never ``test``), with the
+default distribution's held-out families.
+
+Use it with ``TrainConfig(distribution="tasks.recipe_distribution:recipe_distribution")``
+(the ``recipe`` preset does).
+
+Example:
+    >>> import numpy as np
+    >>> dist = recipe_distribution("train", control_weight=0.0)
+    >>> task = dist.sample(np.random.default_rng(0))
+    >>> task.family in dist.family_names
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from hpo_env.errors import ConfigError
+from hpo_env.protocol import Task
+from tasks.distribution import TaskDistribution
+from tasks.functional.families import ROLES, functional_families
+from tasks.functional.splits import DEFAULT_FUNCTIONAL_WEIGHT, realistic_distribution
+
+SGD_DRAWS = 64
+"""Tries to draw an SGD task from the SGD-offering families (each offers it half the time)."""
+
+
+def near_start(task: Task, factor: float) -> Task:
+    """``task`` with every run's start rate drawn within ``factor`` of its usual rate
+    (log-uniform); a task with no start-rate spread (control) is returned as is."""
+    half = math.log10(factor)
+    if hasattr(task, "lr_log10_range"):
+        return dataclasses.replace(task, lr_log10_range=(-half, half))  # type: ignore[type-var]
+    if hasattr(task, "lr_log10_spread"):
+        return dataclasses.replace(task, lr_log10_spread=half)  # type: ignore[type-var]
+    return task
+
+
+class RecipeDistribution:
+    """A `hpo_env.protocol.TaskSampler` over ``base`` with the recipe's two tilts.
+
+    Args:
+        base: The distribution drawn from most of the time.
+        sgd: The functional train-role families that offer SGD (drawn ``sgd_share``
+            of the time, until the task's optimizer is SGD).
+        sgd_share: Share of draws that are SGD-momentum functional tasks, in [0, 1].
+        near_start_share: Share of tasks whose runs start near the usual rate, in [0, 1].
+        near_factor: How near: within this factor (> 1) of the usual rate.
+    """
+
+    def __init__(
+        self,
+        base: TaskDistribution,
+        sgd: TaskDistribution | None,
+        sgd_share: float,
+        near_start_share: float,
+        near_factor: float = 2.0,
+    ) -> None:
+        for name, value in (("sgd_share", sgd_share), ("near_start_share", near_start_share)):
+            if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+                raise ConfigError(f"{name} must be in [0, 1], got {value!r}")
+        if not (isinstance(near_factor, (int, float)) and near_factor > 1.0):
+            raise ConfigError(f"near_factor must be a number > 1, got {near_factor!r}")
+        if sgd_share > 0 and sgd is None:
+            raise ConfigError("sgd_share > 0 needs SGD families, got none")
+        self.base, self.sgd = base, sgd
+        self.sgd_share = float(sgd_share)
+        self.near_start_share = float(near_start_share)
+        self.near_factor = float(near_factor)
+        self.split = base.split
+
+    @property
+    def family_names(self) -> tuple[str, ...]:
+        return self.base.family_names
+
+    @property
+    def probabilities(self) -> dict[str, float]:
+        return self.base.probabilities
+
+    def task_by_name(self, name: str) -> Task:
+        return self.base.task_by_name(name)
+
+    def sample(self, rng: np.random.Generator) -> Task:
+        task: Any = None
+        if self.sgd is not None and rng.random() < self.sgd_share:
+            for _ in range(SGD_DRAWS):
+                task = self.sgd.sample(rng)
+                if getattr(task, "optimizer", None) == "sgd":
+                    break
+        if task is None or getattr(task, "optimizer", None) != "sgd":
+            task = self.base.sample(rng)
+        if rng.random() < self.near_start_share:
+            task = near_start(task, self.near_factor)
+        return task
+
+    def __repr__(self) -> str:
+        return (
+            f"RecipeDistribution(sgd_share={self.sgd_share}, "
+            f"near_start_share={self.near_start_share:.3g}, near_factor={self.near_factor}, "
+            f"base={self.base!r})"
+        )
+
+
+def sgd_families() -> TaskDistribution:
+    """The functional families whose train role offers SGD-momentum, equal weights."""
+    families = [f for f in functional_families() if "sgd" in ROLES[f.arch].train.optimizers]
+    return TaskDistribution([(f, 1.0) for f in families], split="train")
+
+
+def recipe_distribution(
+    split: str = "train",
+    control_weight: float = 0.25,
+    functional_weight: float = DEFAULT_FUNCTIONAL_WEIGHT,
+    sgd_share: float = 0.25,
+    near_start_share: float = 1.0 / 3.0,
+    near_factor: float = 2.0,
+) -> RecipeDistribution | TaskDistribution:
+    """The recipe's distribution for ``split`` (see the module docstring).
+
+    ``train``: `RecipeDistribution` over `realistic_distribution`; ``heldout``: the
+    validation role (`realistic_distribution("validation")`); ``validation`` and
+    ``test``: those roles, unchanged.
+    """
+    if split != "train":
+        role = "validation" if split == "heldout" else split
+        return realistic_distribution(role, control_weight, functional_weight)
+    base = realistic_distribution("train", control_weight, functional_weight)
+    sgd = sgd_families() if sgd_share > 0 else None
+    return RecipeDistribution(base, sgd, sgd_share, near_start_share, near_factor)

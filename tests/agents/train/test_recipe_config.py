@@ -1,0 +1,102 @@
+"""The ``recipe`` preset (issue 26's levers together) and its pieces in `TrainConfig`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.policy.tuning_policy import TuningPolicy
+from agents.train.config import DEFAULT, PRESETS, TrainConfig, get_preset
+from agents.train.trainer import make_train_env, train
+from hpo_env.errors import ConfigError
+from tasks.recipe_distribution import RecipeDistribution, near_start, recipe_distribution
+from tests.agents.support.train_distribution import TINY_DISTRIBUTION
+from tests.agents.train.test_trainer import tiny
+
+
+def test_default_preset_is_unchanged_and_recipe_turns_every_lever_on():
+    assert (DEFAULT.paired_reward, DEFAULT.feature_spec_version, DEFAULT.task_groups) == (
+        False,
+        2,
+        1,
+    )
+    assert DEFAULT.distribution == "default"
+    recipe = PRESETS["recipe"]
+    assert recipe.paired_reward and recipe.feature_spec_version == 3
+    assert recipe.task_groups >= 8 and recipe.n_envs % recipe.task_groups == 0
+    assert recipe.distribution == "tasks.recipe_distribution:recipe_distribution"
+    # The budget is the default's: the levers are compared at equal settings otherwise.
+    same = ("total_timesteps", "n_envs", "n_steps", "batch_size", "gamma", "lr_prior")
+    assert all(getattr(recipe, f) == getattr(DEFAULT, f) for f in same)
+
+
+def test_recipe_config_round_trips_through_json():
+    config = get_preset("recipe")
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"task_groups": 3}, "task_groups"),
+        ({"task_groups": 0}, "task_groups"),
+        ({"feature_spec_version": 4}, "feature_spec_version"),
+        ({"paired_reward": True, "backend": "ray"}, "Ray"),
+    ],
+)
+def test_bad_lever_settings_are_refused(overrides, match):
+    with pytest.raises((ConfigError, TypeError), match=match):
+        get_preset("default", **overrides)
+
+
+def test_every_rollout_sees_at_least_8_task_instances():
+    config = get_preset("recipe", distribution=TINY_DISTRIBUTION, control_weight=None)
+    env = make_train_env(dataclasses.replace(config, n_envs=16, task_groups=8))
+    env.reset()
+    tasks = {id(engine.task) for engine in env.engines}
+    assert len(env.engines) == 8 and len(tasks) == 8
+
+
+def test_recipe_distribution_tilts():
+    dist = recipe_distribution("train", control_weight=0.0)
+    assert isinstance(dist, RecipeDistribution)
+    rng = np.random.default_rng(1)
+    tasks = [dist.sample(rng) for _ in range(150)]
+    sgd = [t for t in tasks if t.optimizer == "sgd" and t.family in dist.sgd.family_names]
+    assert len(sgd) >= 0.15 * len(tasks)
+    assert all(0.05 <= t.default_learning_rate <= 0.5 for t in sgd)
+    near = [t for t in tasks if getattr(t, "lr_log10_range", None) == (-np.log10(2), np.log10(2))]
+    near += [t for t in tasks if getattr(t, "lr_log10_spread", None) == np.log10(2)]
+    assert 0.2 <= len(near) / len(tasks) <= 0.5
+    starts = [near[0].initial_hparams(s)["learning_rate"] for s in range(20)]
+    usual = near[0].default_learning_rate
+    assert all(usual / 2 <= lr <= usual * 2 for lr in starts)
+    assert any(
+        "_" in f and f.split("_")[0] in ("char", "image", "table") for f in dist.family_names
+    )
+
+
+def test_recipe_heldout_is_the_validation_role():
+    names = recipe_distribution("heldout", control_weight=0.0).family_names
+    assert any(n.endswith("_val") for n in names)
+
+
+def test_near_start_leaves_control_tasks_alone():
+    class Control:
+        pass
+
+    task = Control()
+    assert near_start(task, 2.0) is task
+
+
+@pytest.mark.slow
+def test_levers_train_a_bundle_that_loads_with_its_feature_version(tmp_path: Path):
+    config = tiny(tmp_path, paired_reward=True, feature_spec_version=3, task_groups=2, n_envs=4)
+    bundle = train(config)
+    policy = TuningPolicy.load(bundle)
+    assert policy.feature_spec_version == 3
+    assert not any(n.endswith(".position") for n in policy.feature_names)
+    assert policy.metadata["config"]["paired_reward"] is True
