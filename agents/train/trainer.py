@@ -20,7 +20,7 @@ from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
 from agents.common.files import atomic_write_text
 from agents.common.threads import configure_threads
-from agents.common.tracking import Tracker, persistent_run_id
+from agents.common.tracking import RUN_ID_FILE, Tracker, persistent_run_id
 from agents.common.validation import apply_overrides
 from agents.train.callbacks import (
     TrackerOutputFormat,
@@ -210,6 +210,9 @@ def train(
                 f"`hpo-rl train --resume {run_dir}` or pick another --out-dir"
             )
         run_dir.mkdir(parents=True, exist_ok=True)
+        # A fresh run is a new wandb run: an id left by an earlier start that wrote no
+        # checkpoint (a crash, Ctrl-C) belongs to that attempt; --resume keeps it.
+        (run_dir / RUN_ID_FILE).unlink(missing_ok=True)
         atomic_write_text(run_dir / CONFIG_FILE, config.to_json() + "\n")
     _clean_staging(run_dir)
     configure_threads(config.torch_threads)

@@ -164,3 +164,24 @@ def test_ctrl_c_names_the_resume_command_last(tmp_path: Path) -> None:
     assert f"hpo-rl train --resume {shlex.quote(str(out))}" in last
     assert "Traceback" not in stderr
     assert "policy bundle written" not in stdout
+
+
+def test_a_fresh_run_does_not_reuse_an_earlier_attempts_wandb_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agents.train.trainer as trainer_mod
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / RUN_ID_FILE).write_text("deadbeef\n")  # left by a start that wrote no checkpoint
+
+    class _Stop(Exception):
+        pass
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise _Stop
+
+    monkeypatch.setattr(trainer_mod, "make_train_env", stop)
+    with pytest.raises(_Stop):
+        train(get_preset("smoke", out_dir=str(run_dir), wandb_mode="disabled"))
+    assert (run_dir / RUN_ID_FILE).read_text().strip() != "deadbeef"
