@@ -219,6 +219,14 @@ def test_twin_reproduces_the_batched_run(task: Task) -> None:
         plain.append(loss.item())
     finite = [math.isfinite(v) for v in plain]
     assert [math.isfinite(v) for v in batched] == finite
-    assert [v for v, f in zip(batched, finite) if f] == pytest.approx(
-        [v for v, f in zip(plain, finite) if f], rel=1e-3, abs=1e-5
+    # The first updates agree to rounding. A drawn start rate may be hot, and a hot run
+    # amplifies the rounding of its kernels (batched `baddbmm` vs `nn.Linear`, which
+    # differ by CPU): under ATEN_CPU_CAPABILITY=default one teacher run rising from 1.27
+    # to 4.49 differed by 1.1e-3 at update 7. Other minibatches or another optimizer
+    # would differ by far more than the later 1e-2.
+    head = max(1, n // 3)
+    pairs = [(b, p) for b, p, f in zip(batched, plain, finite) if f]
+    assert [b for b, _ in pairs[:head]] == pytest.approx(
+        [p for _, p in pairs[:head]], rel=1e-3, abs=1e-5
     )
+    assert [b for b, _ in pairs] == pytest.approx([p for _, p in pairs], rel=1e-2, abs=1e-5)
