@@ -42,6 +42,11 @@ class HPOEnv(gym.Env[np.ndarray, np.ndarray]):
     ``val_fraction`` is the share of the validation set the reward measures between
     an episode's first and last decision (`hpo_env.episodes.DEFAULT_VAL_FRACTION`).
 
+    Opt-in (issue 26): ``reward_config=RewardConfig(paired=True)`` pays the run's log
+    progress minus its twin's (a second row of the same batched run, same seed,
+    driven by the prior alone; `hpo_env.episodes`); ``feature_spec_version=3``
+    observes the run-relative, K-invariant features (`hpo_env.features`).
+
     Reset options: ``task`` (a `Task` or a name the distribution knows),
     ``run_seed`` (the run's seed, otherwise drawn from the env's RNG) and
     ``val_every`` (validation cadence seen by the observation; 0 = never).
