@@ -280,8 +280,9 @@ SMOKE = TrainConfig(
 supervised tasks only (control tasks are an order of magnitude slower per step)."""
 
 DEFAULT = TrainConfig(seed=3)
-"""Makes the shipped bundle: 25-27 min wall with three seeds and an evaluation sharing
-2 cores (about 8 CPU-minutes of one core before the prior); deploy-length episodes,
+"""Makes the shipped bundle: 25-27 min wall on an AMD EPYC with three seeds and an
+evaluation sharing 2 cores, before tanh moved off MKL's vendor-chosen path (2 min 8 s
+on an idle Intel Xeon); deploy-length episodes,
 gamma=1, the overfitting families, the cosine-with-warm-up prior on the learning rate.
 Chosen on the transfer suite's ``validation`` split (6 tasks x 3 seeds, strict wins),
 never on ``test``: the prior recipe over the plain one by its seeds' mean win rate vs
