@@ -265,8 +265,9 @@ class FunctionalBatchedRun(SupervisedBatchedRun):
         self._optimizer.step(
             self.theta, applied, hp["learning_rate"], hp["momentum"], hp["weight_decay"]
         )
-        # The statistics read the raw gradient (the loss surface), not the clipped step.
-        return loss, grad
+        # The statistics read the gradient the optimizer receives, as a deployed scheduler
+        # does (users clip before ``optimizer.step()``, where the scheduler reads it).
+        return loss, applied
 
     @torch.no_grad()
     def evaluate_prefixes(self, fractions: Sequence[float]) -> Tensor:

@@ -90,7 +90,8 @@ def test_clipping_is_clip_grad_norm_per_run() -> None:
     run = task.build(list(SEEDS))
     run.set_hyperparameters({"learning_rate": torch.tensor(lrs)})
     stats = run.train(N_UPDATES)
-    assert (stats.grad_norm > 0.01).all()  # statistics read the raw gradient
+    # The statistics read the clipped gradient (what a deployed scheduler sees at step()).
+    assert (stats.grad_norm <= 0.01 * (1 + 1e-4)).all()
     plain = torch.tensor(_plain_val_losses(task, lrs))
     torch.testing.assert_close(run.evaluate(), plain, rtol=RTOL, atol=0.0)
     unclipped = dataclasses.replace(task, max_grad_norm=None).build(list(SEEDS))
