@@ -99,6 +99,13 @@ def _summary(family: TaskFamily, split: str) -> tuple[str, str, str, str]:
         spec = ROLES[family.arch]
         role = spec.role(family.role_of(split))
         data, model = ", ".join(role.sources), spec.model
+    elif all(hasattr(t, "system") and hasattr(t, "learner") for t in tasks):  # control runs
+        data = ", ".join(sorted({f"{t.system} (simulated)" for t in tasks}))  # type: ignore[attr-defined]
+        model = (
+            "A2C actor-critic ("
+            + ", ".join(sorted({type(t.learner).__name__ for t in tasks}))
+            + ")"
+        )  # type: ignore[attr-defined]
     else:
         data_kinds = sorted({type(getattr(t, "data", t)).__name__ for t in tasks})
         data = ", ".join(d.removesuffix("Data") for d in data_kinds)
