@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -100,12 +101,11 @@ def _summary(family: TaskFamily, split: str) -> tuple[str, str, str, str]:
         role = spec.role(family.role_of(split))
         data, model = ", ".join(role.sources), spec.model
     elif all(hasattr(t, "system") and hasattr(t, "learner") for t in tasks):  # control runs
-        data = ", ".join(sorted({f"{t.system} (simulated)" for t in tasks}))  # type: ignore[attr-defined]
-        model = (
-            "A2C actor-critic ("
-            + ", ".join(sorted({type(t.learner).__name__ for t in tasks}))
-            + ")"
-        )  # type: ignore[attr-defined]
+        control: list[Any] = list(tasks)
+        systems = sorted({str(t.system) for t in control})
+        learners = sorted({type(t.learner).__name__ for t in control})
+        data = ", ".join(f"{s} (simulated)" for s in systems)
+        model = f"A2C actor-critic ({', '.join(learners)})"
     else:
         data_kinds = sorted({type(getattr(t, "data", t)).__name__ for t in tasks})
         data = ", ".join(d.removesuffix("Data") for d in data_kinds)
