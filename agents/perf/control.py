@@ -1,6 +1,6 @@
 """Benchmark of the control family: batched torch physics vs Gymnasium, and the inner learner.
 
-Measures environment steps per second of `tasks.control.physics.BatchedControlEnv`
+Measures environment steps per second of `tasks.control.batched_env.BatchedControlEnv`
 (CartPole, B x E environments in one call) against Gymnasium's ``CartPole-v1``
 stepped one environment at a time through its Python API and against
 ``gymnasium.vector.SyncVectorEnv`` of the same total size, then the batched A2C

@@ -4,8 +4,9 @@ Batched torch physics (`physics`) validated against Gymnasium, a batched
 actor-critic learner (`learner`), task configurations and families (`tasks`).
 """
 
+from tasks.control.batched_env import BatchedControlEnv
 from tasks.control.learner import CONTROL_HPARAMS, LOSS_OFFSET, ActorCriticConfig, ControlRun
-from tasks.control.physics import SYSTEMS, BatchedControlEnv, ControlSystem, get_system
+from tasks.control.physics import SYSTEMS, ControlSystem, get_system
 from tasks.control.tasks import (
     ACROBOT_DEFAULT,
     CARTPOLE_DEFAULT,

@@ -38,7 +38,8 @@ import torch
 from torch import Tensor
 
 from hpo_env.stats import RL_LOSS_OFFSET, StepStats
-from tasks.control.physics import BatchedControlEnv, get_system
+from tasks.control.batched_env import BatchedControlEnv
+from tasks.control.physics import get_system
 from tasks.control.streams import stream_keys, uniforms
 from tasks.engine import derive_seed, subsample_size
 from tasks.nets import MlpSpec, n_params, split_params

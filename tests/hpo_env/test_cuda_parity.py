@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from hpo_env import make_vec_env
-from tasks.control.physics import BatchedControlEnv, CartPole
+from tasks.control.batched_env import BatchedControlEnv
+from tasks.control.physics import CartPole
 from tasks.distribution import task_by_name
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
