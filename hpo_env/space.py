@@ -175,12 +175,6 @@ SCALAR_PRIORS = {name: schedule.scalar_f32 for name, schedule in PRIOR_SCHEDULES
 """`PRIORS` on one float32 scalar (the deployed scheduler's path), same keys."""
 
 
-def interval_midpoint(steps_done: float, interval: float, total: float) -> float:
-    """Progress at the middle of the interval that starts after ``steps_done`` of
-    ``total`` updates and lasts ``interval`` (where a prior is read), in [0, 1]."""
-    return min(1.0, max(0.0, (steps_done + 0.5 * interval) / total))
-
-
 # Defaults chosen so that a decision can move the learning rate by up to ~3.2x
 # and the bounds cover everything from frozen to divergent training.
 LEARNING_RATE = HyperparameterSpec("learning_rate", 1e-6, 10.0, log=True, max_step=0.5)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from agents.controllers.protocol import RolloutContext
+from hpo_env.clock import prior_position
 from hpo_env.schedules import (
     ConstantSchedule,
     CosineSchedule,
@@ -108,7 +109,7 @@ class ScheduleController(_ControllerBase):
     def decide(self, stats: StepStats | None) -> dict[str, Tensor]:
         ctx = self._ctx()
         assert self._base is not None  # set by reset
-        progress = (self._step + 0.5) / ctx.control_steps
+        progress = prior_position(self._step, 1, ctx.control_steps)
         self._step += 1
         return {LR: self._base * self.schedule(progress)}
 

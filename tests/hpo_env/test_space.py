@@ -112,13 +112,6 @@ def test_bad_prior_raises_with_the_known_names():
         HyperparameterSpec("momentum", 0.0, 0.99, log=False, prior="cosine_warmup")
 
 
-def test_interval_midpoint():
-    from hpo_env.space import interval_midpoint
-
-    assert interval_midpoint(0, 10, 100) == 0.05
-    assert interval_midpoint(95, 10, 100) == 1.0  # an interval past the budget reads the end
-
-
 def _f32_grid(n: int, seed: int) -> list[float]:
     """Values where rounding bites: random, bounds, just outside them, non-finite."""
     rng = np.random.default_rng(seed)
