@@ -11,7 +11,7 @@ is, each method's final validation loss (lower is better), a verdict that says
 plainly whether the policy won or lost on this run, and writes a PNG (validation
 losses and learning rates of the three runs)::
 
-    task: breast_cancer_mlp_adam ... Adam from the user's rate 0.0003 ...
+    task: classification_mlp_adam ... Adam from the user's rate 0.0003 ...
     each run: seed 0, the same initial weights and batches, from the user's rate
     final validation loss (cross-entropy), lower is better:
       tuning policy        0.06547
@@ -39,7 +39,7 @@ from agents.common.validation import (
 )
 from hpo_env.errors import ConfigError
 
-DEFAULT_TASK = "breast_cancer_mlp_adam"
+DEFAULT_TASK = "classification_mlp_adam"
 """The validation split's plain MLP started from a typical rate (Adam at 3e-4): the run
 a newcomer most likely has. Chosen for that, not for how the policy does on it."""
 
@@ -58,8 +58,13 @@ DATA_TEXT = {
     "breast_cancer": "scikit-learn's breast-cancer table",
     "iris": "scikit-learn's iris table",
     "diabetes": "scikit-learn's diabetes table",
+    "digits": "scikit-learn's 8x8 digits as 64 pixels",
     "digits_rows": "scikit-learn's 8x8 digits read row by row",
-    "chars": "a bundled character corpus",
+    "moons": "scikit-learn's two-moons generator (noise 0.3)",
+    "classification": "scikit-learn's 4-class classification generator (20 features)",
+    "friedman": "scikit-learn's Friedman #1 regression generator",
+    "chars": "scikit-learn's data-set descriptions as characters",
+    "docs": "Python standard-library docstrings as characters",
 }
 MODEL_TEXT = {
     "mlp": "an MLP (GELU)",

@@ -89,21 +89,24 @@ def _docs_of(module: ModuleType) -> str:
     return "\n\n".join(d for d in docs if d)
 
 
+def corpus_text(source: str) -> str:
+    """The raw text of the corpus ``source`` (one of `TEXT_SOURCES`)."""
+    if source == "stdlib_source":
+        return "\n".join(_module_source(m) for m in SOURCE_MODULES)
+    if source == "stdlib_docs":
+        return "\n\n".join(_module_docs(m) for m in DOC_MODULES)
+    if source == "sklearn_descr":
+        folder = importlib.resources.files("sklearn.datasets").joinpath("descr")
+        entries = sorted(folder.iterdir(), key=lambda e: e.name)
+        return "\n".join(e.read_text(encoding="utf-8") for e in entries if e.name.endswith(".rst"))
+    raise unknown_name_error("text source", source, TEXT_SOURCES)
+
+
 @functools.lru_cache(maxsize=len(TEXT_SOURCES))
 def text_codes(source: str) -> torch.Tensor:
     """The corpus ``source`` as int64 codes into `VOCAB` (read once per process)."""
-    if source == "stdlib_source":
-        text = "\n".join(_module_source(m) for m in SOURCE_MODULES)
-    elif source == "stdlib_docs":
-        text = "\n\n".join(_module_docs(m) for m in DOC_MODULES)
-    elif source == "sklearn_descr":
-        folder = importlib.resources.files("sklearn.datasets").joinpath("descr")
-        entries = sorted(folder.iterdir(), key=lambda e: e.name)
-        text = "\n".join(e.read_text(encoding="utf-8") for e in entries if e.name.endswith(".rst"))
-    else:
-        raise unknown_name_error("text source", source, TEXT_SOURCES)
     index = {c: i for i, c in enumerate(VOCAB)}
-    return torch.tensor([index[c] for c in _ascii(text)], dtype=torch.int64)
+    return torch.tensor([index[c] for c in _ascii(corpus_text(source))], dtype=torch.int64)
 
 
 def _check_range(owner: str, name: str, value: float, low: float, high: float) -> None:

@@ -49,10 +49,30 @@ def _sklearn_table(name: str) -> tuple[np.ndarray, np.ndarray, str]:
         "breast_cancer": (datasets.load_breast_cancer, "classification"),
         "iris": (datasets.load_iris, "classification"),
         "diabetes": (datasets.load_diabetes, "regression"),
+        "digits": (datasets.load_digits, "classification"),
         "digits_rows": (datasets.load_digits, "classification"),
     }
+    # scikit-learn's generators with a fixed random_state: the same table everywhere,
+    # data that no test task and no training family uses (validation only).
+    generated = {
+        "moons": (lambda: datasets.make_moons(800, noise=0.3, random_state=0), "classification"),
+        "classification": (
+            lambda: datasets.make_classification(
+                1000, n_features=20, n_informative=8, n_classes=4, flip_y=0.05, random_state=0
+            ),
+            "classification",
+        ),
+        "friedman": (
+            lambda: datasets.make_friedman1(800, n_features=10, noise=1.0, random_state=0),
+            "regression",
+        ),
+    }
+    if name in generated:
+        make, kind = generated[name]
+        x, y = make()
+        return np.asarray(x, dtype=np.float64), np.asarray(y), kind
     if name not in loaders:
-        raise unknown_name_error("data set", name, [*loaders, "chars"])
+        raise unknown_name_error("data set", name, [*loaders, *generated, *CORPORA])
     loader, kind = loaders[name]
     bunch = loader()
     return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target), kind
@@ -105,10 +125,25 @@ def character_corpus() -> str:
     return "".join(c if (32 <= ord(c) < 127 or c == "\n") else "?" for c in text)
 
 
-def load_chars(seq_len: int, seed: int) -> Dataset:
-    """Next-character prediction on `character_corpus`: non-overlapping windows of
+@functools.lru_cache(maxsize=1)
+def docstring_corpus() -> str:
+    """Docstrings of a fixed set of Python standard-library modules (the text the
+    `tasks.functional` families' validation role reads; no test task reads it)."""
+    from tasks.functional.data import corpus_text
+
+    text = corpus_text("stdlib_docs")
+    return "".join(c if (32 <= ord(c) < 127 or c == "\n") else "?" for c in text)
+
+
+CORPORA = {"chars": character_corpus, "docs": docstring_corpus}
+"""Character corpora by data name: scikit-learn's descriptions (test) and stdlib
+docstrings (validation)."""
+
+
+def load_chars(seq_len: int, seed: int, corpus: str = "chars") -> Dataset:
+    """Next-character prediction on a corpus of `CORPORA`: non-overlapping windows of
     ``seq_len + 1`` characters, shuffled by ``seed``; up to `MAX_VAL_SEQUENCES` held out."""
-    text = character_corpus()
+    text = CORPORA[corpus]()
     vocab = sorted(set(text))
     index = {c: i for i, c in enumerate(vocab)}
     codes = torch.tensor([index[c] for c in text], dtype=torch.long)
@@ -123,7 +158,7 @@ def load_chars(seq_len: int, seed: int) -> Dataset:
 
 
 def load_dataset(name: str, seed: int, seq_len: int = 32) -> Dataset:
-    """The data set ``name`` (a table, ``digits_rows`` or ``chars``) split by ``seed``."""
-    if name == "chars":
-        return load_chars(seq_len, seed)
+    """The data set ``name`` (a table, ``digits_rows`` or a corpus of `CORPORA`) split by ``seed``."""
+    if name in CORPORA:
+        return load_chars(seq_len, seed, corpus=name)
     return load_table(name, seed)

@@ -47,7 +47,7 @@ TRANSFER_SEED_BASE = 7_000
 meta-training, so any seed is fresh; a fixed base keeps reports comparable)."""
 QUICK_TASKS = {
     "test": ("breast_cancer_resmlp_sgd_momentum", "diabetes_resmlp_adam"),
-    "validation": ("breast_cancer_mlp_adam", "iris_mlp_sgd_momentum"),
+    "validation": ("classification_mlp_adam", "digits_mlp_sgd_momentum"),
 }
 """The two cheap tasks of ``--quick`` per split."""
 

@@ -119,13 +119,13 @@ def test_cli_parses_into_a_config() -> None:
             "validation",
             "--quick",
             "--tasks",
-            "iris_mlp_sgd_momentum",
+            "moons_mlp_adamw",
             "--no-progress",
         ]
     )
     config = transfer.config_from_args(args)
     assert config.split == "validation" and config.quick and config.n_seeds == 2
-    assert config.tasks == ("iris_mlp_sgd_momentum",) and not config.progress and not args.rl
+    assert config.tasks == ("moons_mlp_adamw",) and not config.progress and not args.rl
     assert config.out_dir == "runs/transfer-validation-quick"
     assert [t.n_updates for t in config.task_specs()] == [150]
     with pytest.raises(SystemExit):

@@ -6,7 +6,14 @@ import dataclasses
 
 import pytest
 
-from agents.benchmark.transfer.suite import TEST_TASKS, VALIDATION_TASKS, TaskSpec, tasks_for
+from agents.benchmark.transfer.suite import (
+    OPTIMIZERS,
+    START_REGIMES,
+    TEST_TASKS,
+    VALIDATION_TASKS,
+    TaskSpec,
+    tasks_for,
+)
 from hpo_env.errors import ConfigError
 
 # The meta-training families (tasks/supervised): synthetic data and digits;
@@ -66,3 +73,16 @@ def test_bad_task_specs_name_the_field(tiny_task: TaskSpec) -> None:
 def test_with_budget_scales_the_cadence() -> None:
     task = TEST_TASKS[0].with_budget(200)
     assert task.n_updates == 200 and task.val_every == 10
+
+
+def test_validation_differs_from_test_in_data_and_model_optimizer_pairs() -> None:
+    """Choices made on validation cannot fit the test tasks (issue 26): no data set and no
+    (model, optimizer) pair of a test task is in validation; >= 10 tasks, all optimizers."""
+    test_data = {t.data for t in TEST_TASKS}
+    test_pairs = {(t.model, t.optimizer) for t in TEST_TASKS}
+    assert len(VALIDATION_TASKS) >= 10
+    for task in VALIDATION_TASKS:
+        assert task.data not in test_data, task.name
+        assert (task.model, task.optimizer) not in test_pairs, task.name
+    assert {t.optimizer for t in VALIDATION_TASKS} == set(OPTIMIZERS)
+    assert {t.start_regime for t in VALIDATION_TASKS} == set(START_REGIMES)

@@ -24,8 +24,8 @@ from tests.agents.support.scheduler_fixtures import (
     random_tuning_policy,
 )
 
-FAST_TASK = "iris_mlp_sgd_momentum"
-"""The validation split's cheapest run (600 updates on 112 examples): seconds for all three."""
+FAST_TASK = "moons_mlp_adamw"
+"""The validation split's cheapest run (800 updates on 600 two-feature examples)."""
 ROW = re.compile(r"^  (tuning policy|constant rate|cosine with warm-up)\s+([0-9.eE+-]+)")
 
 
@@ -118,8 +118,8 @@ def test_test_split_unknown_and_old_task_names_are_user_errors(
     bundle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     common = ["--policy", bundle, "--out", str(tmp_path), "--wandb-mode", "disabled"]
-    assert main(["schedule", "--task", "iris_mlp_sgd_momentun", *common]) == 2
-    assert "did you mean 'iris_mlp_sgd_momentum'" in capsys.readouterr().err
+    assert main(["schedule", "--task", "digits_mlp_sgd_momentun", *common]) == 2
+    assert "did you mean 'digits_mlp_sgd_momentum'" in capsys.readouterr().err
     assert main(["schedule", "--task", TEST_TASKS[0].name, *common]) == 2  # never for choosing
     assert "test split" in capsys.readouterr().err
     assert main(["schedule", "--task", "digits_mlp:heldout", *common]) == 2
@@ -128,7 +128,7 @@ def test_test_split_unknown_and_old_task_names_are_user_errors(
     assert not list(tmp_path.iterdir())  # nothing written
 
 
-# -- one real comparison (slow: three 600-update runs) --------------------------------
+# -- one real comparison (slow: three 800-update runs) --------------------------------
 
 
 @pytest.mark.slow
@@ -137,7 +137,7 @@ def test_output_says_what_the_task_is_and_that_lower_is_better(printed: dict) ->
     text = printed["text"]
     task = validation_task(FAST_TASK)
     first = text.splitlines()[0]
-    for words in ("iris", "MLP", "SGD with momentum 0.9", "0.3", "600 updates", "validation split"):
+    for words in ("two-moons", "MLP", "AdamW", "0.03", "800 updates", "validation split"):
         assert words in first, first
     assert "final validation loss (cross-entropy), lower is better:" in text
     values = {m.group(1): float(m.group(2)) for m in map(ROW.match, text.splitlines()) if m}
@@ -149,7 +149,7 @@ def test_output_says_what_the_task_is_and_that_lower_is_better(printed: dict) ->
         ("cosine with warm-up", "cosine_warmup"),
     ):
         assert values[label] == pytest.approx(objectives[name], rel=1e-3)
-    assert task.n_updates == 600
+    assert task.n_updates == 800
     assert (printed["out"] / "schedule.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in printed["out"].iterdir()) == ["schedule.png"]
 
@@ -198,7 +198,7 @@ def test_default_run_takes_well_under_a_minute(tmp_path: Path) -> None:
         code = main(["schedule", "--out", str(tmp_path), "--wandb-mode", "disabled"])
     cpu = time.process_time() - started
     assert code == 0
-    assert "breast_cancer_mlp_adam" in stdout.getvalue()
+    assert "classification_mlp_adam" in stdout.getvalue()
     assert cpu < 45, f"{cpu:.0f} CPU-seconds"
 
 

@@ -71,7 +71,7 @@ def test_help_lists_every_command_and_schedule_has_no_preset():
     assert all(name in listed for name in ("train", "schedule", "benchmark", "bench"))
     sub = build_parser(["schedule", "--help"])._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     text = " ".join(sub["schedule"].format_help().split())  # the help wraps where it likes
-    assert "preset" not in text.lower() and "(default: 'breast_cancer_mlp_adam')" in text
+    assert "preset" not in text.lower() and "(default: 'classification_mlp_adam')" in text
     assert "--verbose" in text
 
 
@@ -112,7 +112,7 @@ def test_schedule_prints_its_result_last(tmp_path):
             "--policy",
             str(bundle),
             "--task",
-            "iris_mlp_sgd_momentum",
+            "moons_mlp_adamw",
             "--out",
             str(tmp_path / "out"),
         ],  # offline W&B by default, no WANDB_SILENT in the environment
