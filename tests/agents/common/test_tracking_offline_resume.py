@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,15 +22,26 @@ tracker = Tracker().start({"seed": 0}, mode="offline", dir=root, id=persistent_r
 for step in range(first, last):
     tracker.log({"loss": 1.0 / (1 + step)}, step=step)
 if kill:
-    time.sleep(3)  # wandb's service writes what it was sent; then no finish() at all
+    # wandb's service writes what it was sent in the background: wait until the offline
+    # log stops growing (a fixed sleep lost rows on a loaded machine), then no finish().
+    import glob
+    sizes, deadline = [], time.time() + 60
+    while time.time() < deadline and (len(sizes) < 4 or len(set(sizes[-4:])) > 1):
+        time.sleep(0.5)
+        sizes.append(sum(os.path.getsize(f) for f in glob.glob(root + "/wandb/offline-run-*/*.wandb")))
     os.kill(os.getpid(), signal.SIGKILL)
 tracker.finish()
 """
 
 
 def _start(root: Path, first: int, last: int, kill: bool) -> None:
+    """A separate process, as a killed and resumed ``hpo-rl train`` is. Without the
+    ``WANDB_SERVICE`` that an earlier wandb run in this test process exported, the child
+    would attach to this process's wandb service, which outlives the SIGKILL and then
+    writes both starts into one folder."""
     args = [sys.executable, "-c", CHILD, str(root), str(first), str(last), "kill" if kill else "-"]
-    subprocess.run(args, timeout=180, check=not kill, capture_output=True)
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    subprocess.run(args, timeout=180, check=not kill, capture_output=True, env=env)
 
 
 @pytest.mark.slow  # two wandb starts in subprocesses
