@@ -47,7 +47,7 @@ from hpo_env.errors import ConfigError
 from tasks.engine import (
     INIT_STREAM,
     SupervisedBatchedRun,
-    SupervisedData,
+    SupervisedSpec,
     TorchRun,
     derive_seed,
     subsample_size,
@@ -192,33 +192,18 @@ def plain_loss(kind: str, output: Tensor, target: Tensor, scale: float = 1.0) ->
     return loss * scale if scale != 1.0 else loss
 
 
-class FunctionalSpec(Protocol):
-    """What `FunctionalBatchedRun` needs beyond `tasks.engine.SupervisedSpec`."""
+class FunctionalSpec(SupervisedSpec, Protocol):
+    """What `FunctionalBatchedRun` needs beyond `tasks.engine.SupervisedSpec`: a module
+    factory for ``net``, a loss scale and gradient clipping."""
 
     @property
     def net(self) -> ModuleNet: ...
-
-    @property
-    def loss(self) -> str: ...
 
     @property
     def loss_scale(self) -> float: ...
 
     @property
     def max_grad_norm(self) -> float | None: ...
-
-    @property
-    def optimizer(self) -> str: ...
-
-    @property
-    def batch_size(self) -> int: ...
-
-    @property
-    def n_train(self) -> int: ...
-
-    def make_data(self, seed: int) -> SupervisedData: ...
-
-    def initial_hparams(self, seed: int) -> dict[str, float]: ...
 
 
 class FunctionalBatchedRun(SupervisedBatchedRun):
