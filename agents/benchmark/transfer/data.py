@@ -111,6 +111,11 @@ def load_table(name: str, seed: int) -> Dataset:
     )  # fmt: skip
 
 
+def _printable_ascii(text: str) -> str:
+    """``text`` with anything but printable ASCII and newlines replaced by ``?``."""
+    return "".join(c if (32 <= ord(c) < 127 or c == "\n") else "?" for c in text)
+
+
 @functools.lru_cache(maxsize=1)
 def character_corpus() -> str:
     """scikit-learn's data set descriptions (``sklearn/datasets/descr/*.rst``), joined
@@ -122,7 +127,7 @@ def character_corpus() -> str:
         if entry.name.endswith(".rst")
     ]
     text = "\n".join(parts)
-    return "".join(c if (32 <= ord(c) < 127 or c == "\n") else "?" for c in text)
+    return _printable_ascii(text)
 
 
 @functools.lru_cache(maxsize=1)
@@ -132,7 +137,7 @@ def docstring_corpus() -> str:
     from tasks.functional.data import corpus_text
 
     text = corpus_text("stdlib_docs")
-    return "".join(c if (32 <= ord(c) < 127 or c == "\n") else "?" for c in text)
+    return _printable_ascii(text)
 
 
 CORPORA = {"chars": character_corpus, "docs": docstring_corpus}
