@@ -34,10 +34,10 @@ def sigmoid_tanh(x: Tensor) -> Tensor:
     """tanh(x) as ``2 * sigmoid(2x) - 1`` (within 2e-7 of ``torch.tanh`` in float32).
 
     Why not ``torch.tanh``: torch's CPU wheel computes ``tanh`` through MKL's vector
-    math, whose fast paths are chosen by CPU vendor; on an AMD EPYC it took the generic
-    path, 4x slower than ``sigmoid`` and a fifth of ``--preset default``'s time. ATen's
-    own vectorised ``sigmoid`` runs at the same speed on every vendor, and the bits no
-    longer depend on which MKL path a CPU gets."""
+    math, whose path is chosen by CPU vendor (on an AMD EPYC the generic one, 4x slower
+    than ATen's own ``sigmoid`` in the forward pass), so its bits depend on the vendor.
+    Not a speed-up end to end: with the extra elementwise ops, ``--preset default``'s
+    decisions/s measured ~8% lower on that AMD CPU (README, "Speed")."""
     return torch.sigmoid(x * 2.0) * 2.0 - 1.0
 
 
