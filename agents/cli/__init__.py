@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "agents.cli.benchmark",
     "agents.cli.bench",
     "agents.cli.transfer",
+    "agents.cli.ablation",
 )
 
 

@@ -193,6 +193,28 @@ class EnvMetricsCallback(BaseCallback):
                 record(f"env/episode_return/{family}", float(np.mean(returns)))
 
 
+class WallClockBudgetCallback(BaseCallback):
+    """Stops learning at the first rollout boundary after ``max_wall_time_s``.
+
+    Checked when a rollout ends and acted on at the next rollout's first step, so
+    no collected rollout is thrown away and no PPO update is cut in half.
+    """
+
+    def __init__(self, trainer: _Trainer) -> None:
+        super().__init__()
+        self.trainer = trainer
+        self.over_budget = False
+
+    def _on_rollout_end(self) -> None:
+        limit = self.trainer.config.max_wall_time_s
+        self.over_budget = limit > 0 and self.trainer.wall_time() >= limit
+
+    def _on_step(self) -> bool:
+        if self.over_budget:
+            self.trainer.progress["stopped_by_wall_time"] = True
+        return not self.over_budget
+
+
 class ProgressBarCallback(BaseCallback):
     """tqdm progress bar with ETA (SB3's own bar needs rich)."""
 
@@ -246,4 +268,5 @@ def make_callbacks(trainer: _Trainer, total_timesteps: int) -> list[BaseCallback
         ProgressBarCallback(trainer, total_timesteps),
         EnvMetricsCallback(),
         PeriodicCallback(trainer),
+        WallClockBudgetCallback(trainer),
     ]

@@ -129,6 +129,11 @@ class TrainConfig:
     """Lever 2: the observation's feature version (`hpo_env.features`): 2 (the shipped
     bundle's, with the absolute rate's position) or 3 (run-relative: the rate only
     relative to the user's start, K-invariant averages). Recorded in the bundle."""
+    max_wall_time_s: float = 0.0
+    """Stop meta-training at the first rollout boundary after this much wall time
+    (seconds, resumed sessions included; the final evaluation and export come after
+    it); 0 = no limit, train for ``total_timesteps``. Ablations compare recipes at
+    equal wall-clock with it."""
     task_groups: int = 1
     """Lever 3: the sub-envs split into this many groups, each training its own task
     per round (`hpo_env.vec_env.HPOVecEnv`), so a rollout sees more task instances;
@@ -153,6 +158,11 @@ class TrainConfig:
             value = getattr(self, name)
             if value < 1:
                 raise ConfigError(f"TrainConfig.{name} must be >= 1, got {name}={value!r}")
+        if not (math.isfinite(self.max_wall_time_s) and self.max_wall_time_s >= 0):
+            raise ConfigError(
+                "TrainConfig.max_wall_time_s must be a finite number of seconds >= 0 "
+                f"(0 = no limit), got {self.max_wall_time_s!r}"
+            )
         if self.eval_every < 0:
             raise ConfigError(
                 f"TrainConfig.eval_every must be >= 0 (0 = only at the end), got {self.eval_every!r}"

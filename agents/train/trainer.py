@@ -51,7 +51,14 @@ from hpo_env import (
 from hpo_env.device import resolve_device
 from hpo_env.errors import ConfigError, HpoRlError, RunDirectoryError
 
-RESUMABLE_FIELDS = ("total_timesteps", "wandb_mode", "progress_bar", "wandb_name", "device")
+RESUMABLE_FIELDS = (
+    "total_timesteps",
+    "max_wall_time_s",
+    "wandb_mode",
+    "progress_bar",
+    "wandb_name",
+    "device",
+)
 """Fields ``--resume`` may change; every other field must stay what config.json says."""
 
 
@@ -289,6 +296,7 @@ def train(
             if elapsed > 0
             else None,
             "resumed": checkpoint is not None,
+            "stopped_by_wall_time": bool(trainer.progress.get("stopped_by_wall_time", False)),
             "torch_threads": config.torch_threads,
         }
         bundle_dir = export_bundle(

@@ -302,3 +302,18 @@ def test_ray_backend_trains_and_resumes(tmp_path: Path, ray_session):
     assert len(state["env_rng"]["workers"]) == 2
     bundle = train(config, resume_dir=tmp_path / "run", resume_overrides={"total_timesteps": 512})
     assert read_bundle(bundle).metadata["training"]["num_timesteps"] >= 512
+
+
+def test_wall_clock_budget_stops_at_a_rollout_boundary(tmp_path: Path):
+    # A budget far below one rollout's time: one rollout and its update, then stop.
+    config = tiny(tmp_path, total_timesteps=100_000, max_wall_time_s=1e-3)
+    bundle = train(config)
+    training = read_bundle(bundle).metadata["training"]
+    rollout = config.n_envs * config.n_steps
+    assert training["stopped_by_wall_time"] is True
+    # The first rollout is collected and learned from; the stop comes at the next one's first step.
+    assert rollout <= training["num_timesteps"] <= rollout + config.n_envs
+    with pytest.raises(ValueError, match="max_wall_time_s"):
+        tiny(tmp_path, max_wall_time_s=-1.0)
+    # Resuming may raise the budget (a field resume can change).
+    assert load_run_config(tmp_path, {"max_wall_time_s": 60.0}).max_wall_time_s == 60.0

@@ -1,0 +1,303 @@
+"""Recipe ablation at equal wall-clock: train each row with several seeds, score every
+bundle on the transfer suite's ``validation`` split, write one table.
+
+A row is the ``default`` preset plus overrides, each row adding one lever to the row
+before it (`ROWS`), so the table reads as "today's recipe, then each lever added".
+Every run gets the same wall-clock budget (`TrainConfig.max_wall_time_s`): a lever
+that makes decisions dearer pays for it in fewer decisions. Runs are separate
+``hpo-rl train`` processes, ``workers`` at a time, each on one torch thread; a killed
+ablation resumes (finished bundles are kept, killed runs continue from their last
+checkpoint, finished transfer runs come from the transfer cache).
+
+Choose on validation only: this never touches the ``test`` split.
+
+Example::
+
+    hpo-rl ablation --minutes 7 --seeds 1 2 3 --workers 2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.benchmark.stats import strict_win_tie_loss
+from agents.benchmark.transfer.summary import CONSTANT, POLICY, final_table
+from agents.common.files import atomic_write_text
+from agents.common.platform import describe_platform, machine_fingerprint
+from hpo_env.errors import ConfigError, unknown_name_error
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One recipe: the ``default`` preset with ``overrides`` (TrainConfig fields)."""
+
+    name: str
+    lever: str
+    overrides: tuple[tuple[str, Any], ...]
+
+
+_RELATIVE = (("feature_spec_version", 3),)
+_GROUPS = (
+    *_RELATIVE,
+    ("task_groups", 8),
+    ("distribution", "tasks.recipe_distribution:fast_recipe_distribution"),
+)
+_PAIRED = (*_GROUPS, ("paired_reward", True))
+
+ROWS: tuple[Row, ...] = (
+    Row("default", "today's recipe (`--preset default`)", ()),
+    Row("relative", "+ run-relative observation (feature version 3)", _RELATIVE),
+    Row("groups", "+ 8 task groups, a third of tasks started near the usual rate", _GROUPS),
+    Row("paired", "+ paired (twin) reward", _PAIRED),
+)
+"""The ablation's rows, each adding one lever to the one before."""
+
+BASELINES = ("constant", "cosine_warmup", "schedule_free", "prodigy")
+"""Baselines whose strict win rates the table shows (all are run and cached)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AblationConfig:
+    """Settings of `run_ablation` (CLI: ``hpo-rl ablation``)."""
+
+    rows: tuple[str, ...] = tuple(r.name for r in ROWS)
+    """Names of `ROWS` to train (in this order)."""
+    seeds: tuple[int, ...] = (1, 2, 3)
+    """Training seeds per row."""
+    minutes: float = 7.0
+    """Wall-clock budget of every training run, in minutes."""
+    workers: int = 2
+    """Training runs (and transfer runs) at a time, one process each."""
+    transfer_seeds: int = 3
+    """Run seeds per validation task."""
+    sweep: tuple[float, ...] = (0.1, 1.0, 10.0)
+    """Start-rate multiples of the robustness sweep (1.0 is the user's start)."""
+    preset: str = "default"
+    """The preset every row starts from (tests use ``smoke``)."""
+    quick: bool = False
+    """Score on the transfer suite's quick validation (two tasks, 150 updates): a smoke test."""
+    out_dir: str = "runs/ablation"
+    """Where runs, the transfer cache and ``ablation.md``/``ablation.json`` go."""
+    progress: bool = True
+    """Show progress bars."""
+
+    def __post_init__(self) -> None:
+        known = [r.name for r in ROWS]
+        for name in self.rows:
+            if name not in known:
+                raise unknown_name_error("ablation row", name, known)
+        if not self.rows or not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"need rows and distinct seeds, got {self.rows=} {self.seeds=}")
+        if any(s < 0 for s in self.seeds):
+            raise ConfigError(f"training seeds must be >= 0, got {self.seeds!r}")
+        if not self.minutes > 0:
+            raise ConfigError(f"minutes must be > 0, got {self.minutes!r}")
+        if self.workers < 1 or self.transfer_seeds < 1:
+            raise ConfigError(f"workers and transfer_seeds must be >= 1, got {self}")
+        from agents.train.config import PRESETS
+
+        if self.preset not in PRESETS:
+            raise unknown_name_error("preset", self.preset, list(PRESETS))
+        if 1.0 not in self.sweep:
+            raise ConfigError(f"sweep must contain 1.0 (the user's start), got {self.sweep!r}")
+
+
+def row_by_name(name: str) -> Row:
+    for row in ROWS:
+        if row.name == name:
+            return row
+    raise unknown_name_error("ablation row", name, [r.name for r in ROWS])
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def train_command(
+    row: Row, seed: int, run_dir: Path, minutes: float, preset: str = "default"
+) -> list[str]:
+    """The ``hpo-rl train`` command of one (row, seed): ``preset`` plus the row's overrides
+    (``--resume`` where the run has a checkpoint)."""
+    command = [sys.executable, "-m", "agents", "train", "--preset", preset]
+    if (run_dir / "config.json").is_file() and any((run_dir / "checkpoints").glob("step_*")):
+        return [sys.executable, "-m", "agents", "train", "--resume", str(run_dir)]
+    for name, value in row.overrides:
+        command += [_flag(name), str(value).lower() if isinstance(value, bool) else str(value)]
+    command += [
+        "--seed", str(seed),
+        "--max-wall-time-s", str(minutes * 60.0),
+        "--eval-every", "0",
+        "--out-dir", str(run_dir),
+        "--wandb-mode", "disabled",
+        "--progress-bar", "false",
+    ]  # fmt: skip
+    return command
+
+
+def _bundle(run_dir: Path) -> Path | None:
+    bundle = run_dir / "bundle"
+    return bundle if (bundle / "metadata.json").is_file() else None
+
+
+def train_all(config: AblationConfig) -> dict[tuple[str, int], Path]:
+    """Train every (row, seed) that has no bundle yet, ``workers`` at a time."""
+    from tqdm.auto import tqdm
+
+    out = Path(config.out_dir)
+    runs = [(name, seed) for seed in config.seeds for name in config.rows]
+    todo = [(n, s) for n, s in runs if _bundle(out / n / f"seed{s}") is None]
+    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="ablation: training",
+               unit="run", disable=not config.progress, file=sys.stderr)  # fmt: skip
+    running: list[tuple[tuple[str, int], subprocess.Popen[bytes], Any]] = []
+    try:
+        while todo or running:
+            while todo and len(running) < config.workers:
+                name, seed = todo.pop(0)
+                run_dir = out / name / f"seed{seed}"
+                run_dir.mkdir(parents=True, exist_ok=True)
+                log = (run_dir / "train.log").open("ab")
+                command = train_command(
+                    row_by_name(name), seed, run_dir, config.minutes, config.preset
+                )
+                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+                running.append(((name, seed), process, log))
+            time.sleep(1.0)
+            for entry in list(running):
+                (name, seed), process, log = entry
+                if process.poll() is None:
+                    continue
+                running.remove(entry)
+                log.close()
+                if process.returncode != 0:
+                    raise RuntimeError(
+                        f"training {name} seed {seed} failed (exit {process.returncode}); "
+                        f"see {out / name / f'seed{seed}' / 'train.log'}"
+                    )
+                bar.update(1)
+    finally:
+        for _, process, log in running:  # Ctrl-C: the runs resume from their checkpoints
+            process.terminate()
+            log.close()
+        bar.close()
+    return {(n, s): out / n / f"seed{s}" / "bundle" for n, s in runs}
+
+
+def score_bundle(bundle: Path, config: AblationConfig) -> dict[str, Any]:
+    """The transfer suite's validation split for one bundle (runs cached in the shared folder)."""
+    from agents.benchmark.transfer.protocol import TransferConfig, run_transfer
+
+    transfer = TransferConfig(
+        split="validation",
+        policy=str(bundle),
+        n_seeds=config.transfer_seeds,
+        sweep_multipliers=tuple(config.sweep),
+        out_dir=str(Path(config.out_dir) / "transfer-validation"),
+        progress=config.progress,
+        workers=config.workers,
+        quick=config.quick,
+    )
+    result = run_transfer(transfer, stream=io.StringIO())  # the table is printed, not each report
+    summary = result["summary"]
+    training = json.loads((bundle / "metadata.json").read_text())["training"]
+    per_optimizer = _wins_by_optimizer(result, "cosine_warmup")
+    return {
+        "win_rate": {b: summary["vs"][b]["win_rate"] for b in BASELINES},
+        "iqm_vs_constant": summary["vs"][CONSTANT]["iqm_ratio"],
+        "worst_task_ratio": summary["per_task"][0]["ratio_to_constant"],
+        "robustness": summary["robustness"][POLICY]["overall"],
+        "win_rate_vs_cosine_by_optimizer": per_optimizer,
+        "decisions": int(training["num_timesteps"]),
+        "decisions_per_s": training.get("steps_per_s_last_session"),
+        "n_pairs": summary["n_pairs"],
+    }
+
+
+def _wins_by_optimizer(result: dict[str, Any], baseline: str) -> dict[str, float]:
+    table = final_table(result)
+    optimizers = {t["name"]: t["optimizer"] for t in result["tasks"]}
+    policy, other = table[POLICY], table[baseline]
+    out = {}
+    for optimizer in sorted(set(optimizers.values())):
+        rows = [i for i, task in enumerate(table.tasks) if optimizers[task] == optimizer]
+        counts = strict_win_tie_loss(policy[rows], other[rows])
+        out[optimizer] = counts["wins"] / counts["n"]
+    return out
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values))
+
+
+def write_table(scores: dict[str, dict[int, dict[str, Any]]], config: AblationConfig) -> str:
+    """The markdown table: one line per row, per-seed values then the mean."""
+    header = (
+        "| row | lever | seeds | decisions (mean) | vs constant | vs cosine w/ warmup | "
+        "vs schedule-free | vs Prodigy | IQM policy/constant | worst task / constant | "
+        "robustness (x" + ", x".join(f"{m:g}" for m in config.sweep) + ") |"
+    )
+    lines = [header, "|" + "---|" * 11]
+    for name in config.rows:
+        by_seed = scores[name]
+        seeds = sorted(by_seed)
+
+        def cell(get: Any, fmt: str = "{:.2f}", by_seed: Any = by_seed, seeds: Any = seeds) -> str:
+            values = [get(by_seed[s]) for s in seeds]
+            each = " / ".join(fmt.format(v) for v in values)
+            return f"{each} (**{fmt.format(_mean(values))}**)"
+
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    name,
+                    row_by_name(name).lever,
+                    " ".join(str(s) for s in seeds),
+                    f"{_mean([by_seed[s]['decisions'] for s in seeds]):,.0f}",
+                    *(cell(lambda r, b=b: r["win_rate"][b]) for b in BASELINES),
+                    cell(lambda r: r["iqm_vs_constant"], "{:.3f}"),
+                    cell(lambda r: r["worst_task_ratio"], "{:.2f}"),
+                    cell(lambda r: r["robustness"], "{:.2f}"),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_ablation(config: AblationConfig) -> dict[str, Any]:
+    """Train, score and tabulate; writes ``ablation.json`` and ``ablation.md``."""
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bundles = train_all(config)
+    scores: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in config.rows}
+    for (name, seed), bundle in bundles.items():
+        scores[name][seed] = score_bundle(bundle, config)
+    table = write_table(scores, config)
+    fingerprint = machine_fingerprint()
+    platform = describe_platform(fingerprint)
+    report = {
+        "config": dataclasses.asdict(config),
+        "platform": fingerprint,
+        "rows": {name: {str(s): v for s, v in by_seed.items()} for name, by_seed in scores.items()},
+    }
+    atomic_write_text(out / "ablation.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
+    footer = (
+        f"\n{len(config.seeds)} training seeds per row, {config.minutes:g} min of meta-training "
+        f"each, scored on the transfer suite's validation split ({config.transfer_seeds} seeds "
+        f"per task; strict win rates at the user's start rate). Platform: {platform}. "
+        f"Reproduce: `hpo-rl ablation --minutes {config.minutes:g} --seeds "
+        + " ".join(str(s) for s in config.seeds)
+        + f" --workers {config.workers}`.\n"
+    )
+    atomic_write_text(out / "ablation.md", table + footer)
+    return {"table": table + footer, "report": report}
