@@ -66,6 +66,8 @@ class RecipeDistribution:
         sgd_share: Share of draws that are SGD-momentum functional tasks, in [0, 1].
         near_start_share: Share of tasks whose runs start near the usual rate, in [0, 1].
         near_factor: How near: within this factor (> 1) of the usual rate.
+        entropy_off_share: Share of control tasks trained with no entropy bonus and
+            no ``entropy_coef`` to control (SB3 PPO/A2C at their default ``ent_coef=0``).
     """
 
     def __init__(
@@ -75,8 +77,14 @@ class RecipeDistribution:
         sgd_share: float,
         near_start_share: float,
         near_factor: float = 2.0,
+        entropy_off_share: float = 0.0,
     ) -> None:
-        for name, value in (("sgd_share", sgd_share), ("near_start_share", near_start_share)):
+        shares = (
+            ("sgd_share", sgd_share),
+            ("near_start_share", near_start_share),
+            ("entropy_off_share", entropy_off_share),
+        )
+        for name, value in shares:
             if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
                 raise ConfigError(f"{name} must be in [0, 1], got {value!r}")
         if not (isinstance(near_factor, (int, float)) and near_factor > 1.0):
@@ -87,6 +95,7 @@ class RecipeDistribution:
         self.sgd_share = float(sgd_share)
         self.near_start_share = float(near_start_share)
         self.near_factor = float(near_factor)
+        self.entropy_off_share = float(entropy_off_share)
         self.split = base.split
 
     @property
@@ -111,12 +120,20 @@ class RecipeDistribution:
             task = self.base.sample(rng)
         if rng.random() < self.near_start_share:
             task = near_start(task, self.near_factor)
+        # Drawn only when used, so a share of 0 leaves every other draw as it was.
+        if (
+            self.entropy_off_share > 0
+            and getattr(task, "entropy_controlled", False)
+            and rng.random() < self.entropy_off_share
+        ):
+            task = dataclasses.replace(task, entropy_controlled=False)
         return task
 
     def __repr__(self) -> str:
         return (
             f"RecipeDistribution(sgd_share={self.sgd_share}, "
             f"near_start_share={self.near_start_share:.3g}, near_factor={self.near_factor}, "
+            f"entropy_off_share={self.entropy_off_share:.3g}, "
             f"base={self.base!r})"
         )
 
@@ -154,11 +171,13 @@ def fast_recipe_distribution(
     control_weight: float = 0.25,
     near_start_share: float = 1.0 / 3.0,
     near_factor: float = 2.0,
+    entropy_off_share: float = 0.0,
 ) -> RecipeDistribution | TaskDistribution:
     """`tasks.distribution.default_distribution` with ``near_start_share`` of its train
-    tasks started within ``near_factor`` of the usual rate (no functional families, so
-    draws cost what the default preset's do); other splits are the default's."""
+    tasks started within ``near_factor`` of the usual rate and ``entropy_off_share`` of
+    its control tasks without an entropy bonus (no functional families, so draws cost
+    what the default preset's do); other splits are the default's."""
     base = default_distribution(split, control_weight)
     if split != "train":
         return base
-    return RecipeDistribution(base, None, 0.0, near_start_share, near_factor)
+    return RecipeDistribution(base, None, 0.0, near_start_share, near_factor, entropy_off_share)

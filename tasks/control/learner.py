@@ -219,19 +219,21 @@ class ControlRun:
 
     @property
     def hparam_names(self) -> tuple[str, ...]:
-        return CONTROL_HPARAMS
+        # A task without the entropy bonus (SB3's default ent_coef=0) offers the rate alone.
+        return CONTROL_HPARAMS if self.task.entropy_controlled else ("learning_rate",)
 
     def get_hyperparameters(self) -> dict[str, Tensor]:
-        return {
+        values = {
             "learning_rate": self.learning_rate.cpu().clone(),
             "entropy_coef": self.entropy_coef.cpu().clone(),
         }
+        return {name: values[name] for name in self.hparam_names}
 
     def set_hyperparameters(self, values: Mapping[str, Tensor]) -> None:
-        unknown = set(values) - set(CONTROL_HPARAMS)
+        unknown = set(values) - set(self.hparam_names)
         if unknown:
             raise ValueError(
-                f"unknown hyperparameters {sorted(unknown)}, expected a subset of {list(CONTROL_HPARAMS)}"
+                f"unknown hyperparameters {sorted(unknown)}, expected a subset of {list(self.hparam_names)}"
             )
         for name, value in values.items():
             value = torch.as_tensor(value, dtype=torch.float32).reshape(-1)

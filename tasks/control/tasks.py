@@ -85,6 +85,10 @@ class ControlTask:
     """Initial learning rates are ``default * 10**U(-spread, spread)`` per run."""
     entropy_coef_log10_spread: float = 0.5
     """Initial entropy coefficients are ``default * 10**U(-spread, spread)`` per run."""
+    entropy_controlled: bool = True
+    """False: the runs train with no entropy bonus and do not offer ``entropy_coef`` to
+    the controller, as a deployed SB3 PPO/A2C at its default ``ent_coef=0`` (the
+    observation's ``entropy_coef.present`` reads 0 there)."""
 
     def __post_init__(self) -> None:
         system = get_system(self.system)
@@ -104,7 +108,8 @@ class ControlTask:
 
     @property
     def name(self) -> str:
-        return f"{self.system}/{self.label}"
+        suffix = "" if self.entropy_controlled else "+no-entropy"
+        return f"{self.system}/{self.label}{suffix}"
 
     def build(self, seeds: Sequence[int], device: str | torch.device = "cpu") -> ControlRun:
         """B = ``len(seeds)`` A2C runs on ``device`` (a name `hpo_env.device` accepts)."""
@@ -128,6 +133,10 @@ class ControlTask:
         ent = self.default_entropy_coef * 10 ** rng.uniform(
             -self.entropy_coef_log10_spread, self.entropy_coef_log10_spread
         )
+        if not self.entropy_controlled:
+            ent = 0.0  # drawn all the same, so the learning rate's draw is the controlled one's
+            return {"learning_rate": min(max(lr, LEARNING_RATE.low), LEARNING_RATE.high),
+                    "entropy_coef": ent}  # fmt: skip
         return {
             "learning_rate": min(max(lr, LEARNING_RATE.low), LEARNING_RATE.high),
             "entropy_coef": min(max(ent, ENTROPY_COEF.low), ENTROPY_COEF.high),

@@ -7,12 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from agents.policy.tuning_policy import TuningPolicy
 from agents.train.config import DEFAULT, PRESETS, TrainConfig, get_preset
 from agents.train.trainer import make_train_env, train
 from hpo_env.errors import ConfigError
-from tasks.recipe_distribution import RecipeDistribution, near_start, recipe_distribution
+from hpo_env.episodes import EpisodeEngine
+from tasks.recipe_distribution import (
+    RecipeDistribution,
+    fast_recipe_distribution,
+    near_start,
+    recipe_distribution,
+)
+from tests.agents.support.policies import SamplerOf
 from tests.agents.support.train_distribution import TINY_DISTRIBUTION
 from tests.agents.train.test_trainer import tiny
 
@@ -100,3 +108,35 @@ def test_levers_train_a_bundle_that_loads_with_its_feature_version(tmp_path: Pat
     assert policy.feature_spec_version == 3
     assert not any(n.endswith(".position") for n in policy.feature_names)
     assert policy.metadata["config"]["paired_reward"] is True
+
+
+def test_entropy_off_share_trains_control_runs_as_sb3_defaults():
+    dist = fast_recipe_distribution("train", control_weight=1.0, entropy_off_share=0.5)
+    rng = np.random.default_rng(0)
+    tasks = [dist.sample(rng) for _ in range(80)]
+    off = [t for t in tasks if not t.entropy_controlled]
+    assert 0.3 <= len(off) / len(tasks) <= 0.7
+    assert all(t.name.endswith("+no-entropy") for t in off)
+    # A share of 0 draws exactly what it drew before the lever existed.
+    plain, tilted = fast_recipe_distribution("train"), fast_recipe_distribution("train")
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    assert [plain.sample(a).name for _ in range(30)] == [tilted.sample(b).name for _ in range(30)]
+
+
+def test_a_control_run_without_entropy_offers_the_rate_alone():
+    task = dataclasses.replace(
+        fast_recipe_distribution("train", control_weight=1.0).base.task_by_name("control_cartpole"),
+        entropy_controlled=False,
+        control_steps=3,
+        updates_per_step=2,
+    )
+    engine = EpisodeEngine(SamplerOf(task), get_preset("default").space(), n_runs=2)
+    engine.start_round(np.random.default_rng(0))
+    result = engine.step(np.zeros((2, len(engine.space.names)), dtype=np.float32))
+    assert set(result.infos[0]["hparams"]) == {"learning_rate"}
+    assert engine.run.entropy_coef.abs().max().item() == 0.0  # no entropy bonus at all
+    names = engine.features.feature_names(engine.space)
+    present = names.index("entropy_coef.present")
+    assert result.obs[0][present] == 0.0
+    with pytest.raises(ValueError, match="entropy_coef"):
+        engine.run.set_hyperparameters({"entropy_coef": torch.ones(2)})
