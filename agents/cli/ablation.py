@@ -8,7 +8,7 @@ are kept, killed runs continue from their last checkpoint.
 
 Example::
 
-    hpo-rl ablation --minutes 7 --seeds 1 2 3 --workers 2
+    hpo-rl ablation --minutes 6 --seeds 1 2 3 --workers 2
     hpo-rl ablation --rows default relative --minutes 2 --seeds 1 2
 """
 
@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         rows=tuple(args.rows),
         seeds=tuple(args.seeds),
         minutes=args.minutes,
+        total_timesteps=args.total_timesteps,
         workers=args.workers,
         transfer_seeds=args.transfer_seeds,
         sweep=tuple(args.sweep),
