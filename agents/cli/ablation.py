@@ -44,8 +44,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--minutes",
         type=float,
-        default=7.0,
-        help="wall-clock budget of every training run (default: 7)",
+        default=6.0,
+        help="wall-clock budget of every training run (default: 6)",
+    )
+    parser.add_argument(
+        "--total-timesteps",
+        type=int,
+        default=100_000_000,
+        help="decisions cap per run, far above the budget so that the budget binds",
     )
     parser.add_argument(
         "--workers",

@@ -77,3 +77,13 @@ def test_ablation_trains_scores_tabulates_and_resumes(tmp_path: Path):
     after = (tmp_path / "default" / "seed1" / "bundle" / "policy.safetensors").stat().st_mtime_ns
     assert before == after
     assert second["table"] == first["table"]
+
+
+def test_cli_defaults_are_the_config_defaults():
+    from agents.cli import build_parser
+
+    args = build_parser(["ablation"]).parse_args(["ablation"])
+    config = AblationConfig()
+    assert args.minutes == config.minutes and args.total_timesteps == config.total_timesteps
+    assert tuple(args.seeds) == config.seeds and tuple(args.sweep) == config.sweep
+    assert args.transfer_seeds == config.transfer_seeds and args.workers == config.workers
