@@ -153,7 +153,7 @@ class ScalarOps:
     _MEMO_SIZE = 256
 
     def __init__(self) -> None:
-        self._memo: dict[Any, dict[float, float]] = {
+        self._memo: dict[Any, dict[float, np.float32]] = {
             torch.log: {},
             torch.log10: {},
             torch.log1p: {},
@@ -166,12 +166,13 @@ class ScalarOps:
             return np.float32("nan")
         # -0.0 == 0.0 as dictionary keys, but log1p(-0.0) is -0.0: zeros skip the memo.
         memo = self._memo[fn] if key != 0.0 else {}
-        out = memo.get(key)
-        if out is None:
-            out = torch_f32(fn, x)
-            if len(memo) >= self._MEMO_SIZE:
-                memo.clear()
-            memo[key] = out
+        cached = memo.get(key)
+        if cached is not None:
+            return cached
+        out = torch_f32(fn, x)
+        if len(memo) >= self._MEMO_SIZE:
+            memo.clear()
+        memo[key] = out
         return out
 
     @staticmethod
