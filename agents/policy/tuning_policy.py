@@ -104,6 +104,10 @@ class TuningPolicy:
             agents.policy.bundle.BundleError: a specific subclass naming the faulty file.
         """
         path = resolve_bundle_path(path_or_name)
+        from agents.policy.ensemble import EnsemblePolicy, is_ensemble
+
+        if is_ensemble(path):  # several seeds acting on their mean (agents.policy.ensemble)
+            return EnsemblePolicy.load(path)
         return cls(read_bundle(path), source=path)
 
     def save(self, path: str | os.PathLike[str]) -> Path:

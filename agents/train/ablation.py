@@ -92,6 +92,8 @@ class AblationConfig:
     """Score on the transfer suite's quick validation (two tasks, 150 updates): a smoke test."""
     out_dir: str = "runs/ablation"
     """Where runs, the transfer cache and ``ablation.md``/``ablation.json`` go."""
+    ensembles: bool = True
+    """Also score, per row, the ensemble of its seeds' bundles (`agents.policy.ensemble`)."""
     progress: bool = True
     """Show progress bars."""
 
@@ -207,8 +209,11 @@ def train_all(config: AblationConfig) -> dict[tuple[str, int], Path]:
     return {(n, s): out / n / f"seed{s}" / "bundle" for n, s in runs}
 
 
-def score_bundle(bundle: Path, config: AblationConfig) -> dict[str, Any]:
-    """The transfer suite's validation split for one bundle (runs cached in the shared folder)."""
+def score_bundle(
+    bundle: Path, config: AblationConfig, members: Sequence[Path] = ()
+) -> dict[str, Any]:
+    """The transfer suite's validation split for one bundle (runs cached in the shared
+    folder); an ensemble's training figures are its ``members``' sums and means."""
     from agents.benchmark.transfer.protocol import TransferConfig, run_transfer
 
     transfer = TransferConfig(
@@ -223,7 +228,13 @@ def score_bundle(bundle: Path, config: AblationConfig) -> dict[str, Any]:
     )
     result = run_transfer(transfer, stream=io.StringIO())  # the table is printed, not each report
     summary = result["summary"]
-    training = json.loads((bundle / "metadata.json").read_text())["training"]
+    trainings = [
+        json.loads((b / "metadata.json").read_text())["training"] for b in (members or [bundle])
+    ]
+    training = {
+        "num_timesteps": sum(t["num_timesteps"] for t in trainings),
+        "steps_per_s_last_session": _mean([t["steps_per_s_last_session"] or 0 for t in trainings]),
+    }
     per_optimizer = _wins_by_optimizer(result, "cosine_warmup")
     return {
         "win_rate": {b: summary["vs"][b]["win_rate"] for b in BASELINES},
@@ -253,8 +264,13 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values))
 
 
-def write_table(scores: dict[str, dict[int, dict[str, Any]]], config: AblationConfig) -> str:
-    """The markdown table: one line per row, per-seed values then the mean."""
+def write_table(
+    scores: dict[str, dict[int, dict[str, Any]]],
+    config: AblationConfig,
+    ensembles: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    """The markdown table: one line per row, per-seed values then their mean; then a line
+    per ensemble of a row's seeds (its decisions are its members' together)."""
     header = (
         "| row | lever | seeds | decisions (mean) | vs constant | vs cosine w/ warmup | "
         "vs schedule-free | vs Prodigy | IQM policy/constant | worst task / constant | "
@@ -286,6 +302,23 @@ def write_table(scores: dict[str, dict[int, dict[str, Any]]], config: AblationCo
             )
             + " |"
         )
+    for name, score in (ensembles or {}).items():
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f"{name} ensemble",
+                    f"mean action of the {len(config.seeds)} seeds above",
+                    " ".join(str(s) for s in config.seeds),
+                    f"{score['decisions']:,.0f}",
+                    *(f"{score['win_rate'][b]:.2f}" for b in BASELINES),
+                    f"{score['iqm_vs_constant']:.3f}",
+                    f"{score['worst_task_ratio']:.2f}",
+                    f"{score['robustness']:.2f}",
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -297,13 +330,25 @@ def run_ablation(config: AblationConfig) -> dict[str, Any]:
     scores: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in config.rows}
     for (name, seed), bundle in bundles.items():
         scores[name][seed] = score_bundle(bundle, config)
-    table = write_table(scores, config)
+    ensembles: dict[str, dict[str, Any]] = {}
+    if config.ensembles and len(config.seeds) > 1:
+        from agents.policy.ensemble import write_ensemble
+
+        for name in config.rows:
+            path = write_ensemble(
+                out / name / "ensemble", [bundles[(name, s)] for s in config.seeds]
+            )
+            ensembles[name] = score_bundle(
+                path, config, members=[bundles[(name, s)] for s in config.seeds]
+            )
+    table = write_table(scores, config, ensembles)
     fingerprint = machine_fingerprint()
     platform = describe_platform(fingerprint)
     report = {
         "config": dataclasses.asdict(config),
         "platform": fingerprint,
         "rows": {name: {str(s): v for s, v in by_seed.items()} for name, by_seed in scores.items()},
+        "ensembles": ensembles,
     }
     atomic_write_text(out / "ablation.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
     footer = (

@@ -57,6 +57,10 @@ def policy_fingerprint(ref: str) -> str:
             file = path / name
             digest.update(f"{name}\0".encode())
             digest.update(file.read_bytes() if file.exists() else b"<absent>")
+        # An ensemble's members (agents.policy.ensemble) are bundles in subfolders.
+        for file in sorted(p for p in path.rglob("*") if p.is_file() and p.parent != path):
+            digest.update(f"{file.relative_to(path).as_posix()}\0".encode())
+            digest.update(file.read_bytes())
         return digest.hexdigest()[:16]
     except Exception:  # an unloadable bundle fails later with its own clear error
         return str(ref)

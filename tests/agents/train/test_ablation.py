@@ -48,7 +48,7 @@ def test_bad_settings_name_the_problem(field, value, message):
 def test_ablation_trains_scores_tabulates_and_resumes(tmp_path: Path):
     config = AblationConfig(
         rows=("default", "relative"),
-        seeds=(1,),
+        seeds=(1, 2),
         minutes=1e-4,  # one rollout each
         workers=2,
         transfer_seeds=1,
@@ -61,7 +61,7 @@ def test_ablation_trains_scores_tabulates_and_resumes(tmp_path: Path):
     first = run_ablation(config)
     report = json.loads((tmp_path / "ablation.json").read_text())
     for name in ("default", "relative"):
-        score = report["rows"][name]["1"]
+        score = report["rows"][name]["2"]
         assert 0.0 <= score["win_rate"]["constant"] <= 1.0
         assert score["decisions"] > 0
         meta = json.loads((tmp_path / name / "seed1" / "bundle" / "metadata.json").read_text())
@@ -71,6 +71,11 @@ def test_ablation_trains_scores_tabulates_and_resumes(tmp_path: Path):
     )["config"]["feature_spec_version"] == 3
     table = (tmp_path / "ablation.md").read_text()
     assert "| default |" in table and "| relative |" in table
+    # Each row's seeds also act as one ensemble, scored like any bundle.
+    assert "| relative ensemble |" in table
+    assert report["ensembles"]["default"]["decisions"] == sum(
+        report["rows"]["default"][s]["decisions"] for s in ("1", "2")
+    )
     # A rerun resumes: no retraining (same bundle files), the same table.
     before = (tmp_path / "default" / "seed1" / "bundle" / "policy.safetensors").stat().st_mtime_ns
     second = run_ablation(config)
