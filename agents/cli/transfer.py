@@ -79,6 +79,13 @@ def register(subparsers: Any) -> None:
         default=100_000,
         help="environment steps per RL run (default: 100000)",
     )
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="only the rate probe: the policy started at x0.1, x1 and x10 of an SGD and an "
+        "Adam task's best constant rate; is its mid-run rate within x3 of it? "
+        "(writes <out>/probe.md)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -105,9 +112,36 @@ def run(args: argparse.Namespace) -> int:
     from agents.benchmark.transfer.protocol import run_transfer
 
     config = config_from_args(args)
+    if args.probe:
+        return run_probe(args, config)
     run_transfer(config)
     if args.rl:
         run_rl(args, config)
+    return 0
+
+
+def run_probe(args: argparse.Namespace, config: TransferConfig) -> int:
+    """The rate probe alone (`agents.benchmark.transfer.probe`); prints and writes its table."""
+    from pathlib import Path
+
+    from agents.benchmark.transfer.probe import format_probe
+    from agents.benchmark.transfer.probe import run_probe as probe
+    from agents.common.files import atomic_write_text
+    from agents.common.platform import describe_platform
+
+    rows = probe(
+        config.policy,
+        config.split,
+        n_seeds=args.seeds if args.seeds is not None else 2,
+        tasks=tuple(args.tasks) if args.tasks else None,
+        workers=config.workers,
+    )
+    text = format_probe(rows)
+    out = Path(config.out_dir or ".")
+    out.mkdir(parents=True, exist_ok=True)
+    footer = f"\npolicy {config.policy}, split {config.split}; {describe_platform()}\n"
+    atomic_write_text(out / "probe.md", text + footer)
+    print(text, end="")
     return 0
 
 
