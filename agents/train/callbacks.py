@@ -193,26 +193,30 @@ class EnvMetricsCallback(BaseCallback):
                 record(f"env/episode_return/{family}", float(np.mean(returns)))
 
 
+class WallClockBudgetReached(Exception):
+    """Raised between rollouts once ``max_wall_time_s`` has passed; `train` catches it."""
+
+
 class WallClockBudgetCallback(BaseCallback):
     """Stops learning at the first rollout boundary after ``max_wall_time_s``.
 
-    Checked when a rollout ends and acted on at the next rollout's first step, so
-    no collected rollout is thrown away and no PPO update is cut in half.
+    It raises `WallClockBudgetReached` when the next rollout starts, before any
+    environment step: the run stops exactly after a PPO update, so ``--total-timesteps``
+    set to the decisions it reached reproduces it bit for bit (same seed, same CPU).
     """
 
     def __init__(self, trainer: _Trainer) -> None:
         super().__init__()
         self.trainer = trainer
-        self.over_budget = False
 
-    def _on_rollout_end(self) -> None:
+    def _on_rollout_start(self) -> None:
         limit = self.trainer.config.max_wall_time_s
-        self.over_budget = limit > 0 and self.trainer.wall_time() >= limit
+        if limit > 0 and self.trainer.wall_time() >= limit and self.model.num_timesteps > 0:
+            self.trainer.progress["stopped_by_wall_time"] = True
+            raise WallClockBudgetReached
 
     def _on_step(self) -> bool:
-        if self.over_budget:
-            self.trainer.progress["stopped_by_wall_time"] = True
-        return not self.over_budget
+        return True
 
 
 class ProgressBarCallback(BaseCallback):

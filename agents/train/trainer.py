@@ -24,6 +24,7 @@ from agents.common.tracking import RUN_ID_FILE, Tracker, persistent_run_id
 from agents.common.validation import apply_overrides
 from agents.train.callbacks import (
     TrackerOutputFormat,
+    WallClockBudgetReached,
     _Trainer,
     close_progress_bars,
     make_callbacks,
@@ -273,12 +274,14 @@ def train(
         start_steps = int(model.num_timesteps)
         started = time.monotonic()
         if remaining > 0:
-            model.learn(
-                total_timesteps=remaining,
-                callback=callbacks,
-                log_interval=1,
-                reset_num_timesteps=False,
-            )
+            # Stopped by the wall-clock budget: between rollouts, right after an update.
+            with contextlib.suppress(WallClockBudgetReached):
+                model.learn(
+                    total_timesteps=remaining,
+                    callback=callbacks,
+                    log_interval=1,
+                    reset_num_timesteps=False,
+                )
             model.logger.dump(model.num_timesteps)  # the last PPO update's train/* values
         elapsed = time.monotonic() - started
         trainer.maybe_checkpoint(model, env, force=True)

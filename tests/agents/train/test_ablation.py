@@ -3,6 +3,7 @@ validation, one table; a rerun resumes instead of retraining."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -13,11 +14,11 @@ from agents.train.ablation import ROWS, AblationConfig, row_by_name, run_ablatio
 
 
 def test_cli_row_names_match_the_rows():
-    assert ROW_NAMES == tuple(r.name for r in ROWS)
+    assert tuple(r.name for r in ROWS) == ROW_NAMES
 
 
 def test_each_row_adds_one_lever_to_the_one_before():
-    for before, after in zip(ROWS, ROWS[1:]):
+    for before, after in itertools.pairwise(ROWS):
         assert set(before.overrides) < set(after.overrides)
 
 
@@ -66,9 +67,12 @@ def test_ablation_trains_scores_tabulates_and_resumes(tmp_path: Path):
         assert score["decisions"] > 0
         meta = json.loads((tmp_path / name / "seed1" / "bundle" / "metadata.json").read_text())
         assert meta["training"]["stopped_by_wall_time"] is True
-    assert json.loads(
-        (tmp_path / "relative" / "seed1" / "bundle" / "metadata.json").read_text()
-    )["config"]["feature_spec_version"] == 3
+    assert (
+        json.loads((tmp_path / "relative" / "seed1" / "bundle" / "metadata.json").read_text())[
+            "config"
+        ]["feature_spec_version"]
+        == 3
+    )
     table = (tmp_path / "ablation.md").read_text()
     assert "| default |" in table and "| relative |" in table
     # Each row's seeds also act as one ensemble, scored like any bundle.

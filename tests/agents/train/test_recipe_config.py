@@ -12,8 +12,8 @@ import torch
 from agents.policy.tuning_policy import TuningPolicy
 from agents.train.config import DEFAULT, PRESETS, TrainConfig, get_preset
 from agents.train.trainer import make_train_env, train
-from hpo_env.errors import ConfigError
 from hpo_env.episodes import EpisodeEngine
+from hpo_env.errors import ConfigError
 from tasks.recipe_distribution import (
     RecipeDistribution,
     fast_recipe_distribution,
