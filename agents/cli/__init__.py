@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "agents.cli.bench",
     "agents.cli.transfer",
     "agents.cli.ablation",
+    "agents.cli.ensemble",
 )
 
 

@@ -107,3 +107,12 @@ def test_the_transfer_cache_sees_a_member_change(tmp_path: Path, members: list[P
         digest.update(f"{name}\0".encode())
         digest.update((members[0] / name).read_bytes())
     assert policy_fingerprint(str(members[0])) == digest.hexdigest()[:16]
+
+
+def test_cli_writes_a_loadable_ensemble(tmp_path: Path, members: list[Path], capsys):
+    from agents.cli import main
+
+    assert main(["ensemble", str(tmp_path / "ens"), *map(str, members)]) == 0
+    assert "ensemble of 3 bundles" in capsys.readouterr().out
+    assert isinstance(TuningPolicy.load(tmp_path / "ens"), EnsemblePolicy)
+    assert main(["ensemble", str(tmp_path / "one"), str(members[0])]) == 2  # a one-line error
