@@ -126,27 +126,14 @@ class EnsemblePolicy(TuningPolicy):
     def action_mean(self, normalized_obs: Tensor) -> Tensor:
         raise TypeError("an ensemble normalises per member; call act() instead")
 
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        if type(obs) is not np.ndarray or obs.dtype != np.float32:
-            obs = np.asarray(obs, dtype=np.float32)
-        single = obs.ndim == 1
-        if single:
-            obs = obs[None, :]
-        if obs.ndim != 2 or obs.shape[1] != self.observation_size:
-            raise ValueError(
-                f"expected observations of shape [B, {self.observation_size}], got {obs.shape}"
-            )
-        with torch.no_grad():
-            means = [
-                TuningPolicy.action_mean(m, torch.from_numpy(TuningPolicy.normalize(m, obs)))
-                for m in self.members
-            ]
-            mean = torch.stack(means).mean(0)
-            if not deterministic:
-                log_std = torch.stack([m._log_std for m in self.members]).mean(0)
-                mean = mean + torch.randn(mean.shape, generator=self._generator) * log_std.exp()
-        actions = np.minimum(np.maximum(mean.numpy(), -1.0), 1.0).astype(np.float32, copy=False)
-        return actions[0] if single else actions
+    def _gaussian(self, obs: np.ndarray) -> tuple[Tensor, Tensor]:
+        # Each member normalises with its own statistics; the means and log stds average.
+        means = [
+            TuningPolicy.action_mean(m, torch.from_numpy(TuningPolicy.normalize(m, obs)))
+            for m in self.members
+        ]
+        log_std = torch.stack([m._log_std for m in self.members]).mean(0)
+        return torch.stack(means).mean(0), log_std
 
     def __repr__(self) -> str:
         return f"EnsemblePolicy(source={str(self.source)!r}, members={len(self.members)})"

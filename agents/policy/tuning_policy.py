@@ -185,12 +185,16 @@ class TuningPolicy:
                 f"(features {self.feature_names[:3]}...), got {obs.shape}"
             )
         with torch.no_grad():
-            mean = self.action_mean(torch.from_numpy(self.normalize(obs)))
+            mean, log_std = self._gaussian(obs)
             if not deterministic:
                 noise = torch.randn(mean.shape, generator=self._generator)
-                mean = mean + noise * self._log_std.exp()
+                mean = mean + noise * log_std.exp()
         actions = np.minimum(np.maximum(mean.numpy(), -1.0), 1.0).astype(np.float32, copy=False)
         return actions[0] if single else actions
+
+    def _gaussian(self, obs: np.ndarray) -> tuple[Tensor, Tensor]:
+        """The actions' Gaussian (mean [B, k], log std [k]) for raw observations [B, D]."""
+        return self.action_mean(torch.from_numpy(self.normalize(obs))), self._log_std
 
     def seed(self, seed: int) -> None:
         """Seed the noise of ``act(..., deterministic=False)``."""
