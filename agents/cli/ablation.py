@@ -1,6 +1,6 @@
 """``hpo-rl ablation``: recipes at equal wall-clock, several training seeds, scored on validation.
 
-Trains every row (the ``default`` preset, then one lever added per row) with each
+Trains every row (the ``baseline`` preset, then one lever added per row) with each
 training seed for the same wall-clock budget, scores every bundle on the transfer
 suite's ``validation`` split and writes ``ablation.md`` and ``ablation.json`` to
 ``--out``. Rerunning the same command resumes: finished bundles and transfer runs
@@ -9,7 +9,7 @@ are kept, killed runs continue from their last checkpoint.
 Example::
 
     hpo-rl ablation --minutes 6 --seeds 1 2 3 --workers 2
-    hpo-rl ablation --rows default relative --minutes 2 --seeds 1 2
+    hpo-rl ablation --rows baseline relative --minutes 2 --seeds 1 2
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 COMMAND = "ablation"
 SUMMARY = "compare meta-training recipes at equal wall-clock on the validation split"
-ROW_NAMES = ("default", "relative", "groups", "paired")
+ROW_NAMES = ("baseline", "relative", "groups", "paired")
 """`agents.train.ablation.ROWS`' names (a test checks they agree); listed here so --help imports no torch."""
 
 

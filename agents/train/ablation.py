@@ -1,7 +1,7 @@
 """Recipe ablation at equal wall-clock: train each row with several seeds, score every
 bundle on the transfer suite's ``validation`` split, write one table.
 
-A row is the ``default`` preset plus overrides, each row adding one lever to the row
+A row is the ``baseline`` preset (the recipe before issue 26) plus overrides, each row adding one lever to the row
 before it (`ROWS`), so the table reads as "today's recipe, then each lever added".
 Every run gets the same wall-clock budget (`TrainConfig.max_wall_time_s`): a lever
 that makes decisions dearer pays for it in fewer decisions. Runs are separate
@@ -39,7 +39,7 @@ from hpo_env.errors import ConfigError, unknown_name_error
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One recipe: the ``default`` preset with ``overrides`` (TrainConfig fields)."""
+    """One recipe: the ``baseline`` preset with ``overrides`` (TrainConfig fields)."""
 
     name: str
     lever: str
@@ -55,7 +55,7 @@ _GROUPS = (
 _PAIRED = (*_GROUPS, ("paired_reward", True))
 
 ROWS: tuple[Row, ...] = (
-    Row("default", "today's recipe (`--preset default`)", ()),
+    Row("baseline", "the recipe before issue 26 (`--preset baseline`)", ()),
     Row("relative", "+ run-relative observation (feature version 3)", _RELATIVE),
     Row("groups", "+ 8 task groups, a third of tasks started near the usual rate", _GROUPS),
     Row("paired", "+ paired (twin) reward", _PAIRED),
@@ -78,7 +78,7 @@ class AblationConfig:
     """Wall-clock budget of every training run, in minutes."""
     total_timesteps: int = 100_000_000
     """Decisions cap of every run: far above what the budget allows, so that the
-    wall-clock budget is what stops every row (the ``default`` preset's own 102,400
+    wall-clock budget is what stops every row (the ``baseline`` preset's own 102,400
     decisions take ~5.5 min on one idle AMD EPYC core)."""
     workers: int = 2
     """Training runs (and transfer runs) at a time, one process each."""
@@ -86,7 +86,7 @@ class AblationConfig:
     """Run seeds per validation task."""
     sweep: tuple[float, ...] = (0.1, 1.0, 10.0)
     """Start-rate multiples of the robustness sweep (1.0 is the user's start)."""
-    preset: str = "default"
+    preset: str = "baseline"
     """The preset every row starts from (tests use ``smoke``)."""
     quick: bool = False
     """Score on the transfer suite's quick validation (two tasks, 150 updates): a smoke test."""
@@ -134,7 +134,7 @@ def train_command(
     seed: int,
     run_dir: Path,
     minutes: float,
-    preset: str = "default",
+    preset: str = "baseline",
     total_timesteps: int = 100_000_000,
 ) -> list[str]:
     """The ``hpo-rl train`` command of one (row, seed): ``preset`` plus the row's overrides

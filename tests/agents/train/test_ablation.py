@@ -25,7 +25,7 @@ def test_each_row_adds_one_lever_to_the_one_before():
 def test_train_command_carries_overrides_budget_and_seed(tmp_path: Path):
     command = train_command(row_by_name("paired"), 7, tmp_path / "run", 2.5)
     joined = " ".join(command)
-    assert "--preset default" in joined and "--seed 7" in joined
+    assert "--preset baseline" in joined and "--seed 7" in joined
     assert "--max-wall-time-s 150.0" in joined and "--paired-reward true" in joined
     assert "--feature-spec-version 3" in joined and "--task-groups 8" in joined
 
@@ -48,7 +48,7 @@ def test_bad_settings_name_the_problem(field, value, message):
 @pytest.mark.slow
 def test_ablation_trains_scores_tabulates_and_resumes(tmp_path: Path):
     config = AblationConfig(
-        rows=("default", "relative"),
+        rows=("baseline", "relative"),
         seeds=(1, 2),
         minutes=1e-4,  # one rollout each
         workers=2,
@@ -61,7 +61,7 @@ def test_ablation_trains_scores_tabulates_and_resumes(tmp_path: Path):
     )
     first = run_ablation(config)
     report = json.loads((tmp_path / "ablation.json").read_text())
-    for name in ("default", "relative"):
+    for name in ("baseline", "relative"):
         score = report["rows"][name]["2"]
         assert 0.0 <= score["win_rate"]["constant"] <= 1.0
         assert score["decisions"] > 0
@@ -74,16 +74,16 @@ def test_ablation_trains_scores_tabulates_and_resumes(tmp_path: Path):
         == 3
     )
     table = (tmp_path / "ablation.md").read_text()
-    assert "| default |" in table and "| relative |" in table
+    assert "| baseline |" in table and "| relative |" in table
     # Each row's seeds also act as one ensemble, scored like any bundle.
     assert "| relative ensemble |" in table
-    assert report["ensembles"]["default"]["decisions"] == sum(
-        report["rows"]["default"][s]["decisions"] for s in ("1", "2")
+    assert report["ensembles"]["baseline"]["decisions"] == sum(
+        report["rows"]["baseline"][s]["decisions"] for s in ("1", "2")
     )
     # A rerun resumes: no retraining (same bundle files), the same table.
-    before = (tmp_path / "default" / "seed1" / "bundle" / "policy.safetensors").stat().st_mtime_ns
+    before = (tmp_path / "baseline" / "seed1" / "bundle" / "policy.safetensors").stat().st_mtime_ns
     second = run_ablation(config)
-    after = (tmp_path / "default" / "seed1" / "bundle" / "policy.safetensors").stat().st_mtime_ns
+    after = (tmp_path / "baseline" / "seed1" / "bundle" / "policy.safetensors").stat().st_mtime_ns
     assert before == after
     assert second["table"] == first["table"]
 

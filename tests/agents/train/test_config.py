@@ -21,7 +21,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_presets_are_valid_named_instances():
-    assert set(PRESETS) == {"smoke", "default", "full", "recipe"}
+    assert set(PRESETS) == {"smoke", "default", "baseline", "full", "recipe"}
     for config in PRESETS.values():
         assert isinstance(config, TrainConfig)
     smoke = PRESETS["smoke"]

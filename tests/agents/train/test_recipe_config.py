@@ -25,20 +25,29 @@ from tests.agents.support.train_distribution import TINY_DISTRIBUTION
 from tests.agents.train.test_trainer import tiny
 
 
-def test_default_preset_is_unchanged_and_recipe_turns_every_lever_on():
-    assert (DEFAULT.paired_reward, DEFAULT.feature_spec_version, DEFAULT.task_groups) == (
+def test_default_preset_is_the_chosen_ablation_row():
+    from agents.train.ablation import row_by_name
+    from agents.train.config import BASELINE
+
+    assert (BASELINE.paired_reward, BASELINE.feature_spec_version, BASELINE.task_groups) == (
         False,
         2,
         1,
     )
-    assert DEFAULT.distribution == "default"
+    assert BASELINE.distribution == "default"
+    # `default` is the baseline with the `groups` row's levers, at the decisions it reached.
+    for name, value in row_by_name("groups").overrides:
+        assert getattr(DEFAULT, name) == value
+    assert (
+        not DEFAULT.paired_reward
+        and DEFAULT.total_timesteps % (DEFAULT.n_steps * DEFAULT.n_envs) == 0
+    )
     recipe = PRESETS["recipe"]
     assert recipe.paired_reward and recipe.feature_spec_version == 3
     assert recipe.task_groups >= 8 and recipe.n_envs % recipe.task_groups == 0
     assert recipe.distribution == "tasks.recipe_distribution:recipe_distribution"
-    # The budget is the default's: the levers are compared at equal settings otherwise.
     same = ("total_timesteps", "n_envs", "n_steps", "batch_size", "gamma", "lr_prior")
-    assert all(getattr(recipe, f) == getattr(DEFAULT, f) for f in same)
+    assert all(getattr(recipe, f) == getattr(BASELINE, f) for f in same)
 
 
 def test_recipe_config_round_trips_through_json():
