@@ -188,4 +188,6 @@ def test_a_small_batch_on_a_gpu_warns_with_the_fix(monkeypatch):
     assert built["n"] == 32 and built["device"] == torch.device("cuda")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        trainer.make_train_env(get_preset("default", device="cuda", n_envs=1024))
+        trainer.make_train_env(
+            get_preset("default", device="cuda", n_envs=1024, total_timesteps=1_048_576)
+        )
