@@ -21,9 +21,10 @@ record it, and loading a bundle made for another version is refused.
 Two versions are computed (`FEATURE_SPEC_VERSIONS`); an extractor is built for
 one, and a bundle records which (``feature_spec_version``):
 
-- 2 (`FEATURE_SPEC_VERSION`, the default, the shipped bundle's): as above, with
-  each hyperparameter's absolute ``position`` inside its bounds;
-- 3 (`RUN_RELATIVE_SPEC_VERSION`, opt-in): the run, not the number. No absolute
+- 2 (`FEATURE_SPEC_VERSION`, an extractor's default; bundles before 2026-12-07): as
+  above, with each hyperparameter's absolute ``position`` inside its bounds;
+- 3 (`RUN_RELATIVE_SPEC_VERSION`, the shipped bundle's since 2026-12-07, chosen by the
+  ablation in the README): the run, not the number. No absolute
   hyperparameter feature: each hyperparameter is seen only relative to the
   user's start (``log_change``) and to the previous decision (``last_change``).
   And invariant to the control interval K (the same run observed every K or every

@@ -425,6 +425,16 @@ def vec_env_kwargs_from_config(config: Any, split: str = "train") -> dict[str, A
         kwargs["distribution"] = distribution
         if control_weight is not None:
             kwargs["distribution_kwargs"] = {"control_weight": control_weight}
+    # Issue 26's levers, where set (the Ray backend refuses them in TrainConfig): a bench
+    # of the `default` preset must step its 8 task groups, not one batched run of 32.
+    if getattr(config, "task_groups", 1) != 1:
+        kwargs["task_groups"] = config.task_groups
+    if getattr(config, "feature_spec_version", None) not in (None, 2):
+        kwargs["feature_spec_version"] = config.feature_spec_version
+    if getattr(config, "paired_reward", False):
+        from hpo_env import RewardConfig
+
+        kwargs["reward_config"] = RewardConfig(paired=True)
     return kwargs
 
 

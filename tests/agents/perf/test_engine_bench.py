@@ -142,9 +142,11 @@ def test_preset_mix_throughput_lies_between_its_kinds() -> None:
     from agents.perf.presets import preset_mix_throughput
     from agents.train.config import get_preset
 
-    config = dataclasses.replace(get_preset("default"), n_envs=2, batch_size=64)
+    # 8 envs: the default preset's 8 task groups of one run each.
+    config = dataclasses.replace(get_preset("default"), n_envs=8, batch_size=64)
     rates = preset_mix_throughput(config, n_supervised=1)
-    assert rates["control_share"] == pytest.approx(0.15)
+    # Counted over draws (the default preset's sampler tilts a TaskDistribution).
+    assert rates["control_share"] == pytest.approx(0.15, abs=0.02)
     low, high = sorted((rates["supervised_decisions_per_s"], rates["control_decisions_per_s"]))
     assert low <= rates["decisions_per_s"] <= high
     assert 0.0 < rates["control_time_share"] < 1.0
