@@ -127,13 +127,9 @@ class EnsemblePolicy(TuningPolicy):
         raise TypeError("an ensemble normalises per member; call act() instead")
 
     def _gaussian(self, obs: np.ndarray) -> tuple[Tensor, Tensor]:
-        # Each member normalises with its own statistics; the means and log stds average.
-        means = [
-            TuningPolicy.action_mean(m, torch.from_numpy(TuningPolicy.normalize(m, obs)))
-            for m in self.members
-        ]
-        log_std = torch.stack([m._log_std for m in self.members]).mean(0)
-        return torch.stack(means).mean(0), log_std
+        # Each member's own Gaussian (its own normalisation); the means and log stds average.
+        means, log_stds = zip(*(member._gaussian(obs) for member in self.members))
+        return torch.stack(means).mean(0), torch.stack(log_stds).mean(0)
 
     def __repr__(self) -> str:
         return f"EnsemblePolicy(source={str(self.source)!r}, members={len(self.members)})"
