@@ -156,6 +156,10 @@ def train_command(
     return command
 
 
+def _run_dir(out: Path, name: str, seed: int) -> Path:
+    return out / name / f"seed{seed}"
+
+
 def _bundle(run_dir: Path) -> Path | None:
     bundle = run_dir / "bundle"
     return bundle if (bundle / "metadata.json").is_file() else None
@@ -167,7 +171,7 @@ def train_all(config: AblationConfig) -> dict[tuple[str, int], Path]:
 
     out = Path(config.out_dir)
     runs = [(name, seed) for seed in config.seeds for name in config.rows]
-    todo = [(n, s) for n, s in runs if _bundle(out / n / f"seed{s}") is None]
+    todo = [(n, s) for n, s in runs if _bundle(_run_dir(out, n, s)) is None]
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="ablation: training",
                unit="run", disable=not config.progress, file=sys.stderr)  # fmt: skip
     running: list[tuple[tuple[str, int], subprocess.Popen[bytes], Any]] = []
@@ -175,7 +179,7 @@ def train_all(config: AblationConfig) -> dict[tuple[str, int], Path]:
         while todo or running:
             while todo and len(running) < config.workers:
                 name, seed = todo.pop(0)
-                run_dir = out / name / f"seed{seed}"
+                run_dir = _run_dir(out, name, seed)
                 run_dir.mkdir(parents=True, exist_ok=True)
                 log = (run_dir / "train.log").open("ab")
                 command = train_command(
@@ -198,7 +202,7 @@ def train_all(config: AblationConfig) -> dict[tuple[str, int], Path]:
                 if process.returncode != 0:
                     raise RuntimeError(
                         f"training {name} seed {seed} failed (exit {process.returncode}); "
-                        f"see {out / name / f'seed{seed}' / 'train.log'}"
+                        f"see {_run_dir(out, name, seed) / 'train.log'}"
                     )
                 bar.update(1)
     finally:
@@ -206,7 +210,7 @@ def train_all(config: AblationConfig) -> dict[tuple[str, int], Path]:
             process.terminate()
             log.close()
         bar.close()
-    return {(n, s): out / n / f"seed{s}" / "bundle" for n, s in runs}
+    return {(n, s): _run_dir(out, n, s) / "bundle" for n, s in runs}
 
 
 def score_bundle(
