@@ -139,6 +139,11 @@ class TrainConfig:
     """Lever 3: the sub-envs split into this many groups, each training its own task
     per round (`hpo_env.vec_env.HPOVecEnv`), so a rollout sees more task instances;
     must divide n_envs. 1: one task for every sub-env per round."""
+    ensemble_size: int = 1
+    """Lever 5: train the recipe with seeds ``seed .. seed + ensemble_size - 1``, one PPO
+    run each (``out_dir/members/seed<s>/``, one after the other), and write their
+    ensemble as the bundle: the policy acts on the members' mean action
+    (`agents.train.members`). 1: one run, one policy."""
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -154,6 +159,7 @@ class TrainConfig:
             "ray_workers",
             "torch_threads",
             "task_groups",
+            "ensemble_size",
         )
         for name in positive:
             value = getattr(self, name)

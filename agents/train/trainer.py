@@ -45,6 +45,7 @@ from agents.train.checkpoints import (
 from agents.train.config import TrainConfig, resolve_distribution
 from agents.train.export import export_bundle
 from agents.train.heldout import control_info
+from agents.train.members import train_ensemble
 from hpo_env import (
     RewardConfig,
     make_vec_env,
@@ -211,6 +212,15 @@ def train(
         run_dir = Path(config.out_dir)
     # Nothing is written (run directory, wandb id, offline run) before every option is known good.
     check_runnable(config, run_dir)
+    if config.ensemble_size > 1:
+        return train_ensemble(
+            config,
+            run_dir,
+            train,
+            resuming=resume_dir is not None,
+            command=command,
+            resume_overrides=resume_overrides,
+        )
     if resume_dir is None:
         if checkpoint_dirs(run_dir):
             raise ConfigError(

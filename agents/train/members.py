@@ -1,0 +1,116 @@
+"""Meta-train an ensemble: one PPO run per training seed, one bundle acting on their mean.
+
+A single PPO run is a lottery ticket (issue 26, lever 5): the same recipe with another
+seed lands elsewhere. With ``TrainConfig.ensemble_size = n > 1``, ``hpo-rl train``
+trains the recipe with seeds ``seed, seed + 1, ..., seed + n - 1``, each an ordinary
+run directory (checkpoints, held-out evaluation, its own W&B run), one after the other,
+then joins their bundles (`agents.policy.ensemble.write_ensemble`)::
+
+    OUT_DIR/config.json             the ensemble's config (``--resume OUT_DIR`` reads it)
+    OUT_DIR/members/seed<s>/        member runs, each resumable on its own
+    OUT_DIR/bundle/                 the ensemble bundle (written last)
+
+Resuming skips members whose bundle is complete and continues the others from their
+last checkpoint, so a kill loses at most one member's last checkpoint interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from agents.common.files import atomic_write_text
+from agents.policy.bundle import METADATA_FILE
+from agents.policy.ensemble import write_ensemble
+from agents.train.checkpoints import BUNDLE_DIR, CONFIG_FILE, checkpoint_dirs
+from agents.train.config import TrainConfig
+from agents.train.export import git_revision, package_version
+from hpo_env.errors import ConfigError
+
+MEMBERS_DIR = "members"
+
+TrainOne = Callable[..., Path]
+"""`agents.train.trainer.train` (passed in: this module sits below the trainer)."""
+
+
+def member_seeds(config: TrainConfig) -> list[int]:
+    """The members' training seeds: ``seed, seed + 1, ...``, ``ensemble_size`` of them."""
+    return [config.seed + k for k in range(config.ensemble_size)]
+
+
+def member_dir(run_dir: Path, seed: int) -> Path:
+    return run_dir / MEMBERS_DIR / f"seed{seed}"
+
+
+def member_config(config: TrainConfig, run_dir: Path, seed: int) -> TrainConfig:
+    """One member's run: the recipe with this seed, alone, in its own directory."""
+    return dataclasses.replace(
+        config, seed=seed, ensemble_size=1, out_dir=str(member_dir(run_dir, seed))
+    )
+
+
+def member_finished(run_dir: Path, config: TrainConfig) -> bool:
+    """Whether a member's bundle covers its budget (its decisions, or its wall-clock stop)."""
+    meta = run_dir / BUNDLE_DIR / METADATA_FILE
+    if not meta.is_file():
+        return False
+    try:
+        training = json.loads(meta.read_text()).get("training", {})
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False  # a torn write: the member resumes and exports again
+    if int(training.get("num_timesteps", 0)) >= config.total_timesteps:
+        return True
+    budget = config.max_wall_time_s
+    return bool(training.get("stopped_by_wall_time")) and 0 < budget <= training["wall_time_s"]
+
+
+def train_ensemble(
+    config: TrainConfig,
+    run_dir: Path,
+    train_one: TrainOne,
+    *,
+    resuming: bool,
+    command: str,
+    resume_overrides: Mapping[str, Any] | None = None,
+) -> Path:
+    """Train (or resume) every member of ``config`` in ``run_dir``; returns the ensemble bundle."""
+    seeds = member_seeds(config)
+    if not resuming:
+        started = [s for s in seeds if checkpoint_dirs(member_dir(run_dir, s))]
+        if started:
+            raise ConfigError(
+                f"{run_dir} already holds member runs (seeds {started}); continue them with "
+                f"`hpo-rl train --resume {run_dir}` or pick another --out-dir"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / CONFIG_FILE, config.to_json() + "\n")
+    bundles = []
+    for k, seed in enumerate(seeds):
+        one = member_config(config, run_dir, seed)
+        path = member_dir(run_dir, seed)
+        if config.progress_bar:
+            print(f"ensemble member {k + 1}/{len(seeds)} (seed {seed})", file=sys.stderr)
+        if resuming and checkpoint_dirs(path):
+            if not member_finished(path, one):
+                train_one(one, resume_dir=path, command=command, resume_overrides=resume_overrides)
+        else:
+            train_one(one, command=command)
+        bundles.append(path / BUNDLE_DIR)
+    metadata = {
+        "command": command,
+        "seed": config.seed,
+        "config": config.to_dict(),
+        "package_version": package_version(),
+        "git_revision": git_revision(),
+        "training": {"members": [_training(b) for b in bundles]},
+    }
+    return write_ensemble(run_dir / BUNDLE_DIR, bundles, extra_metadata=metadata)
+
+
+def _training(bundle: Path) -> dict[str, Any]:
+    meta = json.loads((bundle / METADATA_FILE).read_text())
+    return {"seed": meta.get("seed"), **meta.get("training", {})}

@@ -1,0 +1,80 @@
+"""Ensemble meta-training (``TrainConfig.ensemble_size``): one run per seed, one bundle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.policy.ensemble import EnsemblePolicy
+from agents.policy.tuning_policy import TuningPolicy
+from agents.train.config import get_preset
+from agents.train.members import member_dir, member_seeds
+from agents.train.trainer import train
+from hpo_env.errors import ConfigError
+from tests.agents.support.train_distribution import TINY_DISTRIBUTION
+
+
+def tiny(out_dir: Path, **overrides):
+    values = {
+        "distribution": TINY_DISTRIBUTION,
+        "out_dir": str(out_dir),
+        "wandb_mode": "disabled",
+        "progress_bar": False,
+        "n_envs": 2,
+        "n_steps": 8,
+        "batch_size": 16,
+        "total_timesteps": 32,
+        "checkpoint_every": 16,
+        "n_eval_tasks": 1,
+        "eval_seeds": (1000,),
+    }
+    values.update(overrides)
+    return get_preset("smoke", **values)
+
+
+def test_member_seeds_count_up_from_the_seed():
+    assert member_seeds(get_preset("smoke", seed=4, ensemble_size=3)) == [4, 5, 6]
+    assert member_seeds(get_preset("smoke", seed=4)) == [4]
+    with pytest.raises(ConfigError, match="ensemble_size must be >= 1"):
+        get_preset("smoke", ensemble_size=0)
+
+
+def test_ensemble_run_writes_members_and_a_mean_action_bundle(tmp_path: Path):
+    bundle = train(tiny(tmp_path, seed=7, ensemble_size=2))
+    assert bundle == tmp_path / "bundle"
+    policy = TuningPolicy.load(bundle)
+    assert isinstance(policy, EnsemblePolicy) and len(policy.members) == 2
+    assert policy.metadata["ensemble"]["member_seeds"] == [7, 8]
+    assert policy.metadata["config"]["ensemble_size"] == 2
+    assert [m["seed"] for m in policy.metadata["training"]["members"]] == [7, 8]
+    assert json.loads((tmp_path / "config.json").read_text())["ensemble_size"] == 2
+
+    # Each member is the single run of its seed: the same weights as training it alone.
+    alone = TuningPolicy.load(train(tiny(tmp_path / "alone", seed=8)))
+    member = TuningPolicy.load(member_dir(tmp_path, 8) / "bundle")
+    obs = np.random.default_rng(0).normal(size=(5, len(alone.feature_names))).astype(np.float32)
+    np.testing.assert_array_equal(member.act(obs), alone.act(obs))
+    np.testing.assert_array_equal(policy.members[1].act(obs), alone.act(obs))
+
+
+def test_ensemble_resume_keeps_finished_members_and_trains_the_rest(tmp_path: Path):
+    config = tiny(tmp_path, seed=1, ensemble_size=2)
+    train(config)
+    first = member_dir(tmp_path, 1) / "bundle" / "policy.safetensors"
+    second = member_dir(tmp_path, 2)
+    before = first.read_bytes(), first.stat().st_mtime_ns
+    # A kill during member 2: its bundle and the ensemble's are gone, its checkpoints kept.
+    for path in (second / "bundle", tmp_path / "bundle"):
+        for f in sorted(path.rglob("*"), reverse=True):
+            f.unlink() if f.is_file() else f.rmdir()
+        path.rmdir()
+    with pytest.raises(ConfigError, match="--resume"):
+        train(config)  # a fresh start would overwrite the members
+    bundle = train(config, resume_dir=tmp_path, resume_overrides={"total_timesteps": 32})
+    assert (first.read_bytes(), first.stat().st_mtime_ns) == before  # not retrained
+    policy = TuningPolicy.load(bundle)
+    assert isinstance(policy, EnsemblePolicy) and len(policy.members) == 2
+    assert json.loads((second / "bundle" / "metadata.json").read_text())["training"]["resumed"]
