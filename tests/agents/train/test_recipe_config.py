@@ -35,13 +35,12 @@ def test_default_preset_is_the_chosen_ablation_row():
         1,
     )
     assert BASELINE.distribution == "default"
-    # `default` is the baseline with the `groups` row's levers, at the decisions it reached.
-    for name, value in row_by_name("groups").overrides:
+    # `default` is the baseline with the `paired` row's levers, a 3-seed ensemble, for a
+    # whole number of PPO updates.
+    for name, value in row_by_name("paired").overrides:
         assert getattr(DEFAULT, name) == value
-    assert (
-        not DEFAULT.paired_reward
-        and DEFAULT.total_timesteps % (DEFAULT.n_steps * DEFAULT.n_envs) == 0
-    )
+    assert DEFAULT.ensemble_size == 3
+    assert DEFAULT.total_timesteps % (DEFAULT.n_steps * DEFAULT.n_envs) == 0
     recipe = PRESETS["recipe"]
     assert recipe.paired_reward and recipe.feature_spec_version == 3
     assert recipe.task_groups >= 8 and recipe.n_envs % recipe.task_groups == 0
