@@ -323,7 +323,8 @@ K-invariant observation (feature version 3), 8 task groups of 4 runs (>= 8 task
 instances per rollout), a third of tasks started within x2 of the usual rate, a twin
 of every run driven by the prior alone (reward = log progress over the twin's); seeds
 1, 2 and 3 for 36,864 decisions each (18 PPO updates, about what the 6-minute runs
-reached), one after the other (~7 min each on one core)."""
+reached), one after the other (5-6.5 min each on one core). On validation the shipped
+ensemble scored 0.87 / 0.90 and the same command with ``--seed 4`` 0.90 / 0.90."""
 FULL = TrainConfig(
     total_timesteps=1_000_000,
     n_envs=64,
