@@ -14,25 +14,22 @@ from agents.train.config import get_preset
 from agents.train.members import member_dir, member_seeds
 from agents.train.trainer import train
 from hpo_env.errors import ConfigError
-from tests.agents.support.train_distribution import TINY_DISTRIBUTION
+from tests.agents.train.test_trainer import tiny as tiny_run
+
+SMALL = {
+    "n_envs": 2,
+    "n_steps": 8,
+    "batch_size": 16,
+    "total_timesteps": 32,
+    "checkpoint_every": 16,
+    "n_eval_tasks": 1,
+    "eval_seeds": (1000,),
+}
+"""Two PPO updates of two runs: seconds per member."""
 
 
 def tiny(out_dir: Path, **overrides):
-    values = {
-        "distribution": TINY_DISTRIBUTION,
-        "out_dir": str(out_dir),
-        "wandb_mode": "disabled",
-        "progress_bar": False,
-        "n_envs": 2,
-        "n_steps": 8,
-        "batch_size": 16,
-        "total_timesteps": 32,
-        "checkpoint_every": 16,
-        "n_eval_tasks": 1,
-        "eval_seeds": (1000,),
-    }
-    values.update(overrides)
-    return get_preset("smoke", **values)
+    return tiny_run(out_dir, **{**SMALL, **overrides})
 
 
 def test_member_seeds_count_up_from_the_seed():
