@@ -15,6 +15,8 @@ from agents.train.config import get_preset
 from agents.train.export import build_metadata
 
 SHIPPED = Path(__file__).resolve().parents[3] / "agents" / "policy" / "bundles" / "default"
+SHIPPED_MEMBER = SHIPPED / "members" / "0"
+"""A plain bundle: the shipped default is an ensemble of such members."""
 
 
 def test_metadata_records_the_platform() -> None:
@@ -30,7 +32,7 @@ def test_metadata_records_the_platform() -> None:
 
 def test_a_bundle_without_platform_still_loads(tmp_path: Path) -> None:
     old = tmp_path / "old"
-    shutil.copytree(SHIPPED, old)
+    shutil.copytree(SHIPPED_MEMBER, old)
     meta_file = old / "metadata.json"
     meta = json.loads(meta_file.read_text())
     meta.pop("platform", None)  # bundles made before the entry existed
