@@ -58,7 +58,9 @@ def register(subparsers: Any) -> None:
         "--tasks", nargs="+", default=None, help="task names of the split (default: all)"
     )
     parser.add_argument(
-        "--no-resume", action="store_true", help="ignore runs cached in <out>/runs.jsonl"
+        "--no-resume",
+        action="store_true",
+        help="ignore runs cached in <out>/runs.jsonl (and rl_runs.jsonl)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -157,7 +159,11 @@ def run_rl(args: argparse.Namespace, config: TransferConfig) -> None:
         n_seeds=config.n_seeds,
         total_timesteps=args.rl_timesteps,
         quick=config.quick,
+        workers=config.workers,
+        out_dir=config.out_dir,
+        resume=config.resume,
     )
     result = run_rl_transfer(rl_config, progress=config.progress)
     atomic_write_json(Path(config.out_dir or ".") / "rl_results.json", result)
-    print(f"\nRL runs ({result['wall_s']:.0f} s):\n{format_rl_summary(result['summary'])}")
+    cached = f", {result['cached']} read from the cache" if result["cached"] else ""
+    print(f"\nRL runs ({result['wall_s']:.0f} s{cached}):\n{format_rl_summary(result['summary'])}")

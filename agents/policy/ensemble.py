@@ -63,6 +63,36 @@ def is_ensemble(path: Path) -> bool:
         return False  # read_bundle reports the broken file with its own error
 
 
+def member_paths(path: str | os.PathLike[str]) -> list[Path]:
+    """The member bundle folders of the ensemble bundle at ``path``, in order."""
+    path = Path(path)
+    return _member_paths(path, _read_metadata(path))
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((path / METADATA_FILE).read_text()))
+    except FileNotFoundError:
+        raise BundleNotFoundError(f"{path / METADATA_FILE} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleJSONError(f"{path / METADATA_FILE} is not valid JSON ({exc})") from None
+
+
+def _member_paths(path: Path, metadata: Mapping[str, Any]) -> list[Path]:
+    names = metadata.get(ENSEMBLE_KEY, {}).get("members")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BundleKeyError(
+            f"{path / METADATA_FILE}: 'ensemble.members' must list the member folders"
+        )
+    members = []
+    for name in names:
+        member = (path / name).resolve()
+        if path.resolve() not in member.parents:  # never read outside the bundle
+            raise BundleKeyError(f"{path / METADATA_FILE}: member {name!r} is outside {path}")
+        members.append(member)
+    return members
+
+
 class EnsemblePolicy(TuningPolicy):
     """`TuningPolicy` whose action is the mean of its members' (each normalises its own input)."""
 
@@ -98,23 +128,8 @@ class EnsemblePolicy(TuningPolicy):
         from agents.policy.tuning_policy import resolve_bundle_path
 
         path = resolve_bundle_path(path_or_name)
-        try:
-            metadata = json.loads((path / METADATA_FILE).read_text())
-        except FileNotFoundError:
-            raise BundleNotFoundError(f"{path / METADATA_FILE} is missing") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BundleJSONError(f"{path / METADATA_FILE} is not valid JSON ({exc})") from None
-        names = metadata.get(ENSEMBLE_KEY, {}).get("members")
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise BundleKeyError(
-                f"{path / METADATA_FILE}: 'ensemble.members' must list the member folders"
-            )
-        members = []
-        for name in names:
-            member = (path / name).resolve()
-            if path.resolve() not in member.parents:  # never read outside the bundle
-                raise BundleKeyError(f"{path / METADATA_FILE}: member {name!r} is outside {path}")
-            members.append(TuningPolicy.load(member))
+        metadata = _read_metadata(path)
+        members = [TuningPolicy.load(m) for m in _member_paths(path, metadata)]
         return cls(members, source=path, metadata=metadata)
 
     def save(self, path: str | os.PathLike[str]) -> Path:

@@ -34,6 +34,8 @@ from agents.benchmark.stats import strict_win_tie_loss
 from agents.benchmark.transfer.summary import CONSTANT, POLICY, final_table
 from agents.common.files import atomic_write_text
 from agents.common.platform import describe_platform, machine_fingerprint
+from agents.policy.ensemble import is_ensemble, member_paths
+from agents.train.checkpoints import CONFIG_FILE, checkpoint_dirs
 from hpo_env.errors import ConfigError, unknown_name_error
 
 
@@ -140,7 +142,7 @@ def train_command(
     """The ``hpo-rl train`` command of one (row, seed): ``preset`` plus the row's overrides
     (``--resume`` where the run has a checkpoint)."""
     command = [sys.executable, "-m", "agents", "train", "--preset", preset]
-    if (run_dir / "config.json").is_file() and any((run_dir / "checkpoints").glob("step_*")):
+    if (run_dir / CONFIG_FILE).is_file() and checkpoint_dirs(run_dir):
         return [sys.executable, "-m", "agents", "train", "--resume", str(run_dir)]
     for name, value in row.overrides:
         command += [_flag(name), str(value).lower() if isinstance(value, bool) else str(value)]
@@ -217,7 +219,8 @@ def score_bundle(
     bundle: Path, config: AblationConfig, members: Sequence[Path] = ()
 ) -> dict[str, Any]:
     """The transfer suite's validation split for one bundle (runs cached in the shared
-    folder); an ensemble's training figures are its ``members``' sums and means."""
+    folder); an ensemble's training figures are its members' sums and means (``members``:
+    their run bundles; default: the ensemble bundle's own member folders)."""
     from agents.benchmark.transfer.protocol import TransferConfig, run_transfer
 
     transfer = TransferConfig(
@@ -233,7 +236,8 @@ def score_bundle(
     result = run_transfer(transfer, stream=io.StringIO())  # the table is printed, not each report
     summary = result["summary"]
     trainings = [
-        json.loads((b / "metadata.json").read_text())["training"] for b in (members or [bundle])
+        json.loads((b / "metadata.json").read_text())["training"]
+        for b in (members or (member_paths(bundle) if is_ensemble(bundle) else [bundle]))
     ]
     training = {
         "num_timesteps": sum(t["num_timesteps"] for t in trainings),

@@ -31,7 +31,9 @@ from agents.train.config import TrainConfig
 from agents.train.export import git_revision, package_version
 from hpo_env.errors import ConfigError
 
-MEMBERS_DIR = "members"
+MEMBER_RUNS_DIR = "members"
+"""The members' run directories under the ensemble's run directory (not the bundle's
+``members/<j>`` folders, `agents.policy.ensemble.MEMBERS_DIR`)."""
 
 TrainOne = Callable[..., Path]
 """`agents.train.trainer.train` (passed in: this module sits below the trainer)."""
@@ -43,7 +45,7 @@ def member_seeds(config: TrainConfig) -> list[int]:
 
 
 def member_dir(run_dir: Path, seed: int) -> Path:
-    return run_dir / MEMBERS_DIR / f"seed{seed}"
+    return run_dir / MEMBER_RUNS_DIR / f"seed{seed}"
 
 
 def member_config(config: TrainConfig, run_dir: Path, seed: int) -> TrainConfig:
@@ -65,7 +67,9 @@ def member_finished(run_dir: Path, config: TrainConfig) -> bool:
     if int(training.get("num_timesteps", 0)) >= config.total_timesteps:
         return True
     budget = config.max_wall_time_s
-    return bool(training.get("stopped_by_wall_time")) and 0 < budget <= training["wall_time_s"]
+    return bool(training.get("stopped_by_wall_time")) and 0 < budget <= training.get(
+        "wall_time_s", 0.0
+    )
 
 
 def train_ensemble(

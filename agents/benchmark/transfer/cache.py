@@ -77,7 +77,7 @@ def cache_key(
     return hashlib.sha1(identity.encode()).hexdigest()
 
 
-def read_cache(path: Path) -> dict[str, dict[str, Any]]:
+def read_cache(path: Path) -> dict[str, Any]:
     """key -> run result (as JSON) of every complete line of ``path``."""
     if not path.exists():
         return {}
@@ -93,8 +93,13 @@ def read_cache(path: Path) -> dict[str, dict[str, Any]]:
 
 def append_cache(path: Path, key: str, result: RunResult) -> None:
     """Append one finished run."""
+    append_record(path, key, result.to_json())
+
+
+def append_record(path: Path, key: str, result: Any) -> None:
+    """Append one finished run's JSON-serialisable ``result`` under ``key``."""
     # Appending one line per run (not an atomic rewrite) is what makes a killed
     # run resumable; a torn last line is skipped by `read_cache`.
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"key": key, "result": result.to_json()}) + "\n")
+        handle.write(json.dumps({"key": key, "result": result}) + "\n")

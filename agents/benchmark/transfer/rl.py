@@ -1,9 +1,10 @@
 """RL transfer: SB3 PPO and A2C at their default hyperparameters, with and without the policy.
 
-A task provider of the evaluation core (`agents.benchmark.core`): each work item,
-an (algorithm, environment, seed), runs on the core's executor and is trained twice from the same seed: once
-with SB3's defaults, once with ``TuningPolicy.load(ref).sb3_callback(return_range=...)``
-scheduling the learning rate and entropy coefficient. The metric is the mean
+Every (algorithm, environment, seed) is trained twice from the same seed: once with
+SB3's defaults, once with ``TuningPolicy.load(ref).sb3_callback(return_range=...)``
+scheduling the learning rate and entropy coefficient; each of the two runs is a work
+item of the evaluation core's executors (`agents.benchmark.executor`), cached when it
+finishes (``<out_dir>/rl_runs.jsonl``). The metric is the mean
 return of ``n_eval_episodes`` deterministic evaluation episodes on a separately
 seeded environment. Reported: the fraction of runs where the policy is not
 worse than the defaults, and the mean difference of returns.
@@ -15,12 +16,23 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agents.benchmark.executor import ItemFailed, LocalExecutor
+from agents.benchmark.executor import Executor, ItemFailed, LocalExecutor, ProcessExecutor
+from agents.benchmark.transfer.cache import (
+    append_record,
+    code_revision,
+    policy_fingerprint,
+    read_cache,
+)
+from agents.common.threads import torch_threads
 from hpo_env.errors import ConfigError, unknown_name_error
 
 RETURN_RANGES = {"CartPole-v1": (0.0, 500.0), "Acrobot-v1": (-500.0, 0.0)}
@@ -49,6 +61,12 @@ class RLTransferConfig:
     """Smoke mode: one seed, ``quick_timesteps`` steps, CartPole only."""
     quick_timesteps: int = 2_048
     """Steps per run in quick mode (one PPO rollout)."""
+    workers: int = 1
+    """Local processes training runs side by side (the returns do not depend on it)."""
+    out_dir: str | None = None
+    """Where finished runs are cached (``rl_runs.jsonl``); None caches nothing."""
+    resume: bool = True
+    """Reuse the runs cached in ``out_dir``."""
 
     def __post_init__(self) -> None:
         for name in self.algorithms:
@@ -57,6 +75,8 @@ class RLTransferConfig:
         for env_id in self.env_ids:
             if env_id not in RETURN_RANGES:
                 raise unknown_name_error("environment", env_id, RETURN_RANGES)
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ConfigError(f"workers must be an int >= 1 (--workers), got {self.workers!r}")
         if self.n_seeds < 1 or self.total_timesteps < 1 or self.n_eval_episodes < 1:
             raise ConfigError(
                 "n_seeds, total_timesteps and n_eval_episodes must be >= 1, got "
@@ -89,56 +109,112 @@ def train_and_evaluate(
 def run_rl_transfer(config: RLTransferConfig, progress: bool = False) -> dict[str, Any]:
     """Defaults vs the policy's callback on every (algorithm, environment, seed).
 
+    Each run (one arm of one pair) is a work item of its own, so ``workers`` processes
+    train them side by side, and a finished run is appended to ``<out_dir>/rl_runs.jsonl``:
+    a killed suite resumes where it stopped, and a new bundle retrains only the policy's
+    arm (a defaults run's key has no bundle in it). The returns depend only on the run
+    (every run trains on one torch thread), not on the number of workers.
+
     Returns:
         ``runs`` (one row per run pair), ``summary`` (per algorithm/environment and
-        overall: fraction not worse, mean difference) and ``wall_s``.
+        overall: fraction not worse, mean difference), ``wall_s`` and ``cached`` (runs
+        read from the cache instead of trained).
     """
     from tqdm import tqdm
 
     from agents.policy.tuning_policy import TuningPolicy
 
     started = time.perf_counter()
-    policy = TuningPolicy.load(config.policy)
+    TuningPolicy.load(config.policy)  # a bad reference fails here, before any run
     env_ids = ("CartPole-v1",) if config.quick else config.env_ids
     n_seeds = 1 if config.quick else config.n_seeds
     timesteps = config.quick_timesteps if config.quick else config.total_timesteps
-    jobs = [
+    pairs = [
         (a, e, RL_SEED_BASE + i) for a in config.algorithms for e in env_ids for i in range(n_seeds)
     ]
-    pair = _RunPair(policy, timesteps, config.n_eval_episodes)
-    bar = tqdm(total=len(jobs), disable=not progress, desc="rl transfer")
-    done: dict[int, dict[str, Any]] = {}
+    runs = [RLRun(arm, *pair) for pair in pairs for arm in ARMS]
+    fingerprint, code = policy_fingerprint(config.policy), code_revision()
+    keys = [
+        run.cache_key(
+            timesteps, config.n_eval_episodes, fingerprint if run.arm == "policy" else "", code
+        )
+        for run in runs
+    ]
+    cache_path = Path(config.out_dir) / RL_CACHE_FILE if config.out_dir else None
+    cache = read_cache(cache_path) if (cache_path and config.resume) else {}
+    returns: dict[int, float] = {i: float(cache[k]) for i, k in enumerate(keys) if k in cache}
+    todo = [i for i in range(len(runs)) if i not in returns]
+    train = _TrainRun(config.policy, timesteps, config.n_eval_episodes)
+    executor: Executor = (
+        LocalExecutor()
+        if config.workers == 1
+        else ProcessExecutor(config.workers, preload=RL_PRELOAD)
+    )
+    bar = tqdm(total=len(todo), disable=not progress, desc="rl transfer")
     try:
-        for index, row in LocalExecutor().map_unordered(pair, jobs):
-            done[index] = row
-            bar.update(1)
+        with torch_threads(1):
+            for j, value in executor.map_unordered(train, [runs[i] for i in todo]):
+                returns[todo[j]] = value
+                if cache_path is not None:
+                    append_record(cache_path, keys[todo[j]], value)
+                bar.update(1)
     except ItemFailed as failed:
         raise failed.error from None
     finally:
         bar.close()
-    rows = [done[i] for i in range(len(jobs))]
+    rows = [
+        {"algorithm": a, "env_id": e, "seed": s,
+         "default_return": returns[2 * p], "policy_return": returns[2 * p + 1]}
+        for p, (a, e, s) in enumerate(pairs)
+    ]  # fmt: skip
     return {"config": dataclasses.asdict(config), "runs": rows, "summary": summarize_rl(rows),
-            "wall_s": time.perf_counter() - started}  # fmt: skip
+            "wall_s": time.perf_counter() - started, "cached": len(runs) - len(todo)}  # fmt: skip
 
 
-@dataclasses.dataclass
-class _RunPair:
-    """One work item of the RL suite: an (algorithm, environment, seed) trained with SB3's
-    defaults and with the policy's callback, from the same seed."""
+ARMS = ("defaults", "policy")
+"""The two arms of a pair, in the order `run_rl_transfer` lays them out."""
+RL_CACHE_FILE = "rl_runs.jsonl"
+RL_PRELOAD = ("stable_baselines3", "gymnasium", "agents.policy.tuning_policy")
+"""Modules the workers' fork server imports once (none runs a torch op)."""
 
-    policy: Any
+
+@dataclasses.dataclass(frozen=True)
+class RLRun:
+    """One SB3 run of the suite: ``arm`` is ``"defaults"`` or ``"policy"`` (the callback)."""
+
+    arm: str
+    algorithm: str
+    env_id: str
+    seed: int
+
+    def cache_key(self, timesteps: int, n_eval: int, fingerprint: str, code: str) -> str:
+        identity = ["rl", self.arm, self.algorithm, self.env_id, self.seed, timesteps, n_eval,
+                    fingerprint, code]  # fmt: skip
+        return hashlib.sha1(json.dumps(identity).encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrainRun:
+    """Trains one `RLRun`; the bundle travels as its reference and loads once per process."""
+
+    policy: str
     timesteps: int
     n_eval: int
 
-    def __call__(self, job: tuple[str, str, int]) -> dict[str, Any]:
-        algorithm, env_id, seed = job
-        default = train_and_evaluate(algorithm, env_id, seed, self.timesteps, self.n_eval)
-        callback = self.policy.sb3_callback(return_range=RETURN_RANGES[env_id])
-        tuned = train_and_evaluate(
-            algorithm, env_id, seed, self.timesteps, self.n_eval, callback=callback
+    def __call__(self, run: RLRun) -> float:
+        callback = None
+        if run.arm == "policy":
+            callback = _loaded(self.policy).sb3_callback(return_range=RETURN_RANGES[run.env_id])
+        return train_and_evaluate(
+            run.algorithm, run.env_id, run.seed, self.timesteps, self.n_eval, callback=callback
         )
-        return {"algorithm": algorithm, "env_id": env_id, "seed": seed,
-                "default_return": default, "policy_return": tuned}  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(ref: str) -> Any:
+    from agents.policy.tuning_policy import TuningPolicy
+
+    return TuningPolicy.load(ref)
 
 
 def summarize_rl(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -56,3 +56,32 @@ def test_quick_rl_transfer_runs(tmp_path, monkeypatch) -> None:
     assert [r["algorithm"] for r in result["runs"]] == ["PPO", "A2C"]
     assert result["summary"]["overall"]["n"] == 2
     assert list(tmp_path.glob("SB3-*")) == []  # no stray SB3 log folder per run
+
+
+@pytest.mark.slow  # eight SB3 runs of 128 steps and two worker processes: ~20 s
+def test_rl_runs_resume_from_cache_and_do_not_depend_on_workers(tmp_path) -> None:
+    from agents.policy.tuning_policy import resolve_bundle_path
+
+    tiny = {"quick": True, "quick_timesteps": 128, "n_eval_episodes": 1}
+    alone = run_rl_transfer(RLTransferConfig(out_dir=str(tmp_path / "a"), **tiny))
+    assert alone["cached"] == 0 and len(alone["runs"]) == 2
+    assert len((tmp_path / "a" / "rl_runs.jsonl").read_text().splitlines()) == 4
+
+    pooled = run_rl_transfer(RLTransferConfig(out_dir=str(tmp_path / "b"), workers=2, **tiny))
+    assert pooled["runs"] == alone["runs"]
+
+    again = run_rl_transfer(RLTransferConfig(out_dir=str(tmp_path / "a"), **tiny))
+    assert again["cached"] == 4 and again["runs"] == alone["runs"]
+
+    # Another bundle retrains the policy's arm only: the defaults runs do not depend on it.
+    member = str(resolve_bundle_path("default") / "members" / "0")
+    other = run_rl_transfer(RLTransferConfig(policy=member, out_dir=str(tmp_path / "a"), **tiny))
+    assert other["cached"] == 2
+    assert [r["default_return"] for r in other["runs"]] == [
+        r["default_return"] for r in alone["runs"]
+    ]
+
+
+def test_rl_workers_must_be_a_positive_int() -> None:
+    with pytest.raises(ConfigError, match="--workers"):
+        RLTransferConfig(workers=0)

@@ -12,7 +12,7 @@ import torch
 
 from agents.benchmark.transfer.cache import BUNDLE_FILES, policy_fingerprint
 from agents.policy.bundle import BundleKeyError, write_bundle
-from agents.policy.ensemble import EnsemblePolicy, is_ensemble, write_ensemble
+from agents.policy.ensemble import EnsemblePolicy, is_ensemble, member_paths, write_ensemble
 from agents.policy.tuning_policy import TuningPolicy
 from tests.agents.policy.test_bundle import make_contents
 
@@ -86,6 +86,18 @@ def test_a_member_outside_the_bundle_is_refused(tmp_path: Path, members: list[Pa
     (path / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(BundleKeyError, match="outside"):
         TuningPolicy.load(path)
+    with pytest.raises(BundleKeyError, match="outside"):
+        member_paths(path)
+
+
+def test_member_paths_are_the_copied_members_in_order(tmp_path: Path, members: list[Path]):
+    path = write_ensemble(tmp_path / "ensemble", members)
+    found = member_paths(path)
+    assert found == [(path / "members" / str(j)).resolve() for j in range(3)]
+    for copy, original in zip(found, members):
+        assert (copy / "policy.safetensors").read_bytes() == (
+            original / "policy.safetensors"
+        ).read_bytes()
 
 
 def test_saving_round_trips(tmp_path: Path, members: list[Path]):
