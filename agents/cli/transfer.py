@@ -14,6 +14,7 @@ Example::
     hpo-rl transfer --split test --policy default --seeds 5 --out runs/transfer-test
     hpo-rl transfer --split test --workers 4   # same numbers, on 4 local processes
     hpo-rl transfer --split test --rl --rl-timesteps 50000   # adds SB3 PPO/A2C runs
+    hpo-rl transfer --rl-only --workers 2   # the SB3 runs alone (cached in <out>/rl_runs.jsonl)
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def register(subparsers: Any) -> None:
         help="also run SB3 PPO/A2C (defaults vs the policy's callback) on CartPole and Acrobot",
     )
     parser.add_argument(
+        "--rl-only",
+        action="store_true",
+        help="only the SB3 runs of --rl (the supervised suite is skipped)",
+    )
+    parser.add_argument(
         "--rl-timesteps",
         type=int,
         default=100_000,
@@ -116,8 +122,9 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.probe:
         return run_probe(args, config)
-    run_transfer(config)
-    if args.rl:
+    if not args.rl_only:
+        run_transfer(config)
+    if args.rl or args.rl_only:
         run_rl(args, config)
     return 0
 

@@ -147,6 +147,30 @@ def test_quick_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert (tmp_path / "results.md").exists()
 
 
+@pytest.mark.slow  # eight SB3 runs of 256 steps: ~10 s
+def test_rl_only_runs_the_sb3_suite_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from agents.cli import transfer
+
+    parser = argparse.ArgumentParser()
+    transfer.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["transfer", "--rl-only", "--seeds", "1", "--rl-timesteps", "256",
+         "--no-progress", "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert args.func(args) == 0
+    assert not (tmp_path / "results.json").exists()  # no supervised run
+    result = json.loads((tmp_path / "rl_results.json").read_text())
+    assert [(r["algorithm"], r["env_id"]) for r in result["runs"]] == [
+        ("PPO", "CartPole-v1"), ("PPO", "Acrobot-v1"), ("A2C", "CartPole-v1"), ("A2C", "Acrobot-v1")
+    ]  # fmt: skip
+    assert len((tmp_path / "rl_runs.jsonl").read_text().splitlines()) == 8
+    assert "RL runs" in capsys.readouterr().out
+
+
 @pytest.mark.slow  # 14 tiny runs, then 6: seconds
 def test_a_new_bundle_reruns_only_the_policys_runs(
     tiny_task: TaskSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
