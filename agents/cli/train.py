@@ -45,8 +45,8 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         default=None,
         help="continue the run in DIR from its last checkpoint (its config.json is reused; "
-        "only --total-timesteps, --max-wall-time-s, --wandb-mode, --wandb-name, --progress-bar and "
-        "--device may change)",
+        "only --total-timesteps, --max-wall-time-s, --wandb-mode, --wandb-name, --progress-bar, "
+        "--device and --member-workers may change)",
     )
     add_config_arguments(parser, TrainConfig, defaults=PRESETS["default"])
     parser.set_defaults(func=run)

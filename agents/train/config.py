@@ -144,6 +144,9 @@ class TrainConfig:
     run each (``out_dir/members/seed<s>/``, one after the other), and write their
     ensemble as the bundle: the policy acts on the members' mean action
     (`agents.train.members`). 1: one run, one policy."""
+    member_workers: int = 1
+    """Processes training an ensemble's members side by side (at most one per member and
+    per CPU core); each member's weights are the same as when trained alone."""
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -160,6 +163,7 @@ class TrainConfig:
             "torch_threads",
             "task_groups",
             "ensemble_size",
+            "member_workers",
         )
         for name in positive:
             value = getattr(self, name)
@@ -311,6 +315,7 @@ DEFAULT = dataclasses.replace(
     distribution="tasks.recipe_distribution:fast_recipe_distribution",
     paired_reward=True,
     ensemble_size=3,
+    member_workers=3,
     out_dir="runs/train",
 )
 """Makes the shipped bundle: the ablation's ``paired`` row as a 3-seed ensemble (README,

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -84,26 +86,31 @@ def train_ensemble(
     """Train (or resume) every member of ``config`` in ``run_dir``; returns the ensemble bundle."""
     seeds = member_seeds(config)
     if not resuming:
-        started = [s for s in seeds if checkpoint_dirs(member_dir(run_dir, s))]
-        if started:
+        begun = [s for s in seeds if checkpoint_dirs(member_dir(run_dir, s))]
+        if begun:
             raise ConfigError(
-                f"{run_dir} already holds member runs (seeds {started}); continue them with "
+                f"{run_dir} already holds member runs (seeds {begun}); continue them with "
                 f"`hpo-rl train --resume {run_dir}` or pick another --out-dir"
             )
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / CONFIG_FILE, config.to_json() + "\n")
-    bundles = []
-    for k, seed in enumerate(seeds):
-        one = member_config(config, run_dir, seed)
-        path = member_dir(run_dir, seed)
-        if config.progress_bar:
-            print(f"ensemble member {k + 1}/{len(seeds)} (seed {seed})", file=sys.stderr)
-        if resuming and checkpoint_dirs(path):
-            if not member_finished(path, one):
-                train_one(one, resume_dir=path, command=command, resume_overrides=resume_overrides)
-        else:
-            train_one(one, command=command)
-        bundles.append(path / BUNDLE_DIR)
+    runs = []  # (member config, resume?) of every member still to train
+    for seed in seeds:
+        one, path = member_config(config, run_dir, seed), member_dir(run_dir, seed)
+        started = resuming and bool(checkpoint_dirs(path))
+        if not (started and member_finished(path, one)):
+            runs.append((one, started))
+    trainer = _MemberTrainer(train_one, command, dict(resume_overrides or {}))
+    workers = min(config.member_workers, len(runs), os.cpu_count() or 1)
+    if workers > 1:
+        _train_side_by_side(runs, trainer, workers, config.progress_bar)
+    else:
+        for one, started in runs:
+            if config.progress_bar:
+                k = seeds.index(one.seed)
+                print(f"ensemble member {k + 1}/{len(seeds)} (seed {one.seed})", file=sys.stderr)
+            trainer((one, started))
+    bundles = [member_dir(run_dir, s) / BUNDLE_DIR for s in seeds]
     metadata = {
         "command": command,
         "seed": config.seed,
@@ -113,6 +120,56 @@ def train_ensemble(
         "training": {"members": [_training(b) for b in bundles]},
     }
     return write_ensemble(run_dir / BUNDLE_DIR, bundles, extra_metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class _MemberTrainer:
+    """Trains (or resumes) one member: a picklable work item for worker processes."""
+
+    train_one: TrainOne
+    command: str
+    resume_overrides: dict[str, Any]
+
+    def __call__(self, run: tuple[TrainConfig, bool]) -> Path:
+        one, started = run
+        if started:
+            return self.train_one(
+                one, resume_dir=one.out_dir, command=self.command,
+                resume_overrides=self.resume_overrides,
+            )  # fmt: skip
+        return self.train_one(one, command=self.command)
+
+
+def _train_side_by_side(
+    runs: list[tuple[TrainConfig, bool]], trainer: _MemberTrainer, workers: int, progress: bool
+) -> None:
+    """Members on ``workers`` processes; one line per finished member (their own progress
+    bars would interleave, so they are off)."""
+    from agents.benchmark.executor import ItemFailed, ProcessExecutor
+
+    quiet = dataclasses.replace(
+        trainer, resume_overrides={**trainer.resume_overrides, "progress_bar": False}
+    )
+    items = [(dataclasses.replace(one, progress_bar=False), started) for one, started in runs]
+    seeds = [one.seed for one, _ in runs]
+    if progress:
+        print(f"ensemble: training seeds {seeds} on {workers} processes", file=sys.stderr)
+    started_at = time.perf_counter()
+    try:
+        for index, _ in ProcessExecutor(workers, preload=MEMBER_PRELOAD).map_unordered(
+            quiet, items
+        ):
+            if progress:
+                elapsed = time.perf_counter() - started_at
+                print(
+                    f"ensemble: member seed {seeds[index]} done ({elapsed:.0f} s)", file=sys.stderr
+                )
+    except ItemFailed as failed:
+        raise failed.error from None
+
+
+MEMBER_PRELOAD = ("agents.train.trainer",)
+"""What the members' fork server imports once (SB3, torch, the environment; no torch op)."""
 
 
 def _training(bundle: Path) -> dict[str, Any]:

@@ -60,6 +60,7 @@ RESUMABLE_FIELDS = (
     "progress_bar",
     "wandb_name",
     "device",
+    "member_workers",
 )
 """Fields ``--resume`` may change; every other field must stay what config.json says."""
 

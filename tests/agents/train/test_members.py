@@ -75,3 +75,17 @@ def test_ensemble_resume_keeps_finished_members_and_trains_the_rest(tmp_path: Pa
     policy = TuningPolicy.load(bundle)
     assert isinstance(policy, EnsemblePolicy) and len(policy.members) == 2
     assert json.loads((second / "bundle" / "metadata.json").read_text())["training"]["resumed"]
+
+
+@pytest.mark.slow  # two members in two worker processes: ~20 s
+def test_members_side_by_side_equal_members_one_after_the_other(tmp_path: Path, capsys):
+    sequential = TuningPolicy.load(train(tiny(tmp_path / "seq", seed=3, ensemble_size=2)))
+    pooled = TuningPolicy.load(
+        train(tiny(tmp_path / "pool", seed=3, ensemble_size=2, member_workers=2, progress_bar=True))
+    )
+    obs = np.random.default_rng(1).normal(size=(5, len(pooled.feature_names))).astype(np.float32)
+    for a, b in zip(sequential.members, pooled.members):
+        np.testing.assert_array_equal(a.act(obs), b.act(obs))
+    assert [m["seed"] for m in pooled.metadata["training"]["members"]] == [3, 4]
+    if "on 2 processes" not in capsys.readouterr().err:
+        pytest.skip("one CPU core: the members ran one after the other")
