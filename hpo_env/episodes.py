@@ -11,7 +11,8 @@ With a paired reward (``RewardConfig(paired=True)``) the batched run holds 2B
 rows: rows ``0..B-1`` are the policy's runs, rows ``B..2B-1`` their twins, built
 from the same seeds (``run_seeds + run_seeds``: same task instance, init, data
 order and start rate) and driven by the prior alone (action 0 at every
-decision). The policy never observes a twin; observations, rewards and infos
+decision): on RL tasks, the space's RL prior, so with none the twin keeps the
+run's start rate (the user's constant rate). The policy never observes a twin; observations, rewards and infos
 have B rows. A run and its twin restart together, on the same fresh seed.
 """
 
@@ -30,7 +31,7 @@ from hpo_env.device import resolve_device
 from hpo_env.errors import ConfigError
 from hpo_env.features import FEATURE_SPEC_VERSION, FeatureExtractor
 from hpo_env.interval import run_interval, validation_seen
-from hpo_env.protocol import BatchedRun, Task, TaskSampler
+from hpo_env.protocol import BatchedRun, Task, TaskSampler, is_rl_task
 from hpo_env.reward import RewardConfig, objective_of, paired_reward, progress_reward
 from hpo_env.space import HyperparameterSpace
 
@@ -90,7 +91,12 @@ class EpisodeEngine:
         self.device = resolve_device(device)
         self.features = FeatureExtractor(space, n_runs, spec_version=feature_spec_version)
         # Decisions are the unit: a run's budget is its episode's length (per call).
-        self.clock = DecisionClock(space, total_steps=1, control_interval=1)
+        # RL tasks' runs (and their twins) read the space's RL prior (`start_round`).
+        self.clocks = {
+            rl: DecisionClock(space.for_rl() if rl else space, total_steps=1, control_interval=1)
+            for rl in (False, True)
+        }
+        self.clock = self.clocks[False]
         self.run: BatchedRun | None = None
         self.task: Task | None = None
         self.run_seeds: list[int] = []
@@ -134,6 +140,7 @@ class EpisodeEngine:
     ) -> np.ndarray:
         """Draw a task (unless given) and B run seeds; returns the initial observations."""
         self.task = task if task is not None else self.sampler.sample(rng)
+        self.clock = self.clocks[is_rl_task(self.task)]
         if run_seeds is None:
             run_seeds = [int(s) for s in rng.integers(0, _MAX_SEED, size=self.n_runs)]
         if len(run_seeds) != self.n_runs:

@@ -93,6 +93,13 @@ class Task(Protocol):
         ...
 
 
+def is_rl_task(task: object) -> bool:
+    """Whether a task's runs are reinforcement-learning runs: a task says so with a
+    true ``is_rl`` attribute (optional; the control family sets it). Their learning
+    rate reads the space's RL prior (`hpo_env.space.HyperparameterSpace.for_rl`)."""
+    return bool(getattr(task, "is_rl", False))
+
+
 @runtime_checkable
 class TaskSampler(Protocol):
     """Something that draws tasks, e.g. `tasks.TaskDistribution` restricted to a split."""

@@ -12,7 +12,9 @@ then cosine with warm-up from the user's start rate (what practitioners use);
 what it learns is the correction: raise a rate that is too low, cut one that
 is too hot, hold the rate where annealing does not pay. The environment and
 every deploy path call `HyperparameterSpace.scheduled`, so training and
-deployment stay one loop.
+deployment stay one loop. Reinforcement-learning runs may read another prior
+(``rl_prior``, `HyperparameterSpace.for_rl`): what serves an SB3 run at its
+defaults need not be what serves a supervised one.
 
 One deployed run takes the ``*_one`` twins (`HyperparameterSpace.apply_one`,
 `HyperparameterSpace.scheduled_one`) on NumPy float32 scalars: a handful of
@@ -38,6 +40,9 @@ from torch import Tensor
 from hpo_env.errors import unknown_name_error
 from hpo_env.schedules import PRIOR_SCHEDULES, CosineWarmupSchedule, torch_f32
 
+SAME_PRIOR = "same"
+"""`HyperparameterSpec.rl_prior` meaning "the spec's own prior" (every bundle before it)."""
+
 Real: TypeAlias = "float | np.floating[Any]"
 """A Python float or a NumPy float scalar (one run's value on the float path)."""
 
@@ -58,6 +63,10 @@ class HyperparameterSpec:
     """Largest change per decision: decades for log scale, absolute units otherwise."""
     prior: str | None = None
     """Annealing prior the value is multiplied by (a key of `PRIORS`), or None."""
+    rl_prior: str | None = SAME_PRIOR
+    """The prior on reinforcement-learning runs (`hpo_env.protocol.is_rl_task`; the SB3
+    callback): `SAME_PRIOR` (``prior`` applies), None (none: the rate the policy chooses)
+    or a key of `PRIORS`. Read through `HyperparameterSpace.for_rl`."""
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -76,9 +85,11 @@ class HyperparameterSpec:
             raise ValueError(f"{self.name}: a log-scale bound must be > 0, got low={self.low!r}")
         if self.max_step <= 0:
             raise ValueError(f"{self.name}: max_step must be > 0, got {self.max_step!r}")
-        if self.prior is not None:
-            if self.prior not in PRIORS:
-                raise unknown_name_error(f"{self.name}: prior", self.prior, PRIORS)
+        for field, prior in (("prior", self.prior), ("rl_prior", self.rl_prior)):
+            if prior is None or (field == "rl_prior" and prior == SAME_PRIOR):
+                continue
+            if prior not in PRIORS:
+                raise unknown_name_error(f"{self.name}: {field}", prior, PRIORS)
             if not self.log:
                 raise ValueError(
                     f"{self.name}: a prior multiplies the value, so the spec must be log-scale "
@@ -151,7 +162,15 @@ class HyperparameterSpec:
         data = dataclasses.asdict(self)
         if self.prior is None:
             del data["prior"]  # bundles without a prior read exactly as before
+        if self.rl_prior == SAME_PRIOR:
+            del data["rl_prior"]  # nor do bundles whose RL runs share it
         return data
+
+    def for_rl(self) -> HyperparameterSpec:
+        """This spec as reinforcement-learning runs read it: ``rl_prior`` as the prior."""
+        if self.rl_prior == SAME_PRIOR:
+            return self
+        return dataclasses.replace(self, prior=self.rl_prior, rl_prior=SAME_PRIOR)
 
 
 def cosine_warmup(progress: Tensor, warmup: float = 0.05) -> Tensor:
@@ -203,16 +222,19 @@ class HyperparameterSpace:
             raise ValueError(f"HyperparameterSpace has duplicate names: {names}")
 
     @classmethod
-    def from_names(cls, names: Iterable[str], lr_prior: str | None = None) -> HyperparameterSpace:
+    def from_names(
+        cls, names: Iterable[str], lr_prior: str | None = None, rl_lr_prior: str | None = SAME_PRIOR
+    ) -> HyperparameterSpace:
         """Build from canonical names with their default bounds; ``lr_prior`` (a key of
-        `PRIORS`) puts an annealing prior on the learning rate."""
+        `PRIORS`) puts an annealing prior on the learning rate, ``rl_lr_prior`` another one
+        (None: none) on reinforcement-learning runs' learning rate."""
         specs = []
         for name in names:
             if name not in KNOWN_SPECS:
                 raise unknown_name_error("hyperparameter", name, KNOWN_SPECS)
             spec = KNOWN_SPECS[name]
-            if name == "learning_rate" and lr_prior is not None:
-                spec = dataclasses.replace(spec, prior=lr_prior)
+            if name == "learning_rate":
+                spec = dataclasses.replace(spec, prior=lr_prior, rl_prior=rl_lr_prior)
             specs.append(spec)
         return cls(specs)
 
@@ -262,6 +284,13 @@ class HyperparameterSpace:
     @property
     def has_prior(self) -> bool:
         return any(s.prior is not None for s in self.specs)
+
+    def for_rl(self) -> HyperparameterSpace:
+        """The space reinforcement-learning runs are scheduled with: each spec's
+        ``rl_prior`` as its prior (this very space where no spec sets one apart)."""
+        if all(s.rl_prior == SAME_PRIOR for s in self.specs):
+            return self
+        return HyperparameterSpace(s.for_rl() for s in self.specs)
 
     def apply_one(
         self, values: Mapping[str, Real], action: Sequence[float] | np.ndarray

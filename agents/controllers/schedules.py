@@ -16,6 +16,7 @@ from torch import Tensor
 
 from agents.controllers.protocol import RolloutContext
 from hpo_env.clock import prior_position
+from hpo_env.protocol import is_rl_task
 from hpo_env.schedules import (
     ConstantSchedule,
     CosineSchedule,
@@ -145,7 +146,9 @@ class ConstantController(_ControllerBase):
 
 
 def is_control_task(task: Any) -> bool:
-    """Whether the task's runs are RL runs (they take an entropy coefficient)."""
+    """Whether the task's runs are RL runs (they say so, or take an entropy coefficient)."""
+    if is_rl_task(task):
+        return True
     defaults = getattr(task, "default_hparams", None)
     if defaults is not None and ENTROPY in dict(defaults()):
         return True

@@ -160,7 +160,9 @@ class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
                 f"control_interval must be a positive int (updates per decision), got {control_interval!r}"
             )
         self.tuning_policy = policy
-        self.space = policy.space
+        # An RL run: the learning rate reads the bundle's RL prior (the same prior as
+        # supervised runs in bundles that record none apart).
+        self.space = policy.space.for_rl()
         self.requested_interval = control_interval
         self.control_interval = control_interval or 1
         self.deterministic = deterministic

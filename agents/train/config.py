@@ -28,6 +28,7 @@ from hpo_env.distributions import resolve_sampler
 from hpo_env.errors import ConfigError, unknown_name_error
 from hpo_env.features import check_feature_version
 from hpo_env.protocol import TaskSampler
+from hpo_env.space import SAME_PRIOR
 
 EVAL_SEED_BASE = 2**31
 """Meta-training draws run seeds from [0, 2**31 - 1) (see `hpo_env.episodes`); evaluation
@@ -89,6 +90,10 @@ class TrainConfig:
     """Annealing prior on the learning rate (`hpo_env.space.PRIORS`): the policy's value
     is multiplied by it, so doing nothing is cosine with warm-up from the start rate and
     the policy learns corrections. None: the policy sets the rate alone."""
+    rl_lr_prior: str | None = SAME_PRIOR
+    """The learning rate's prior on RL (control) runs, in meta-training and in the SB3
+    callback: ``"same"`` (``lr_prior``), None (none: a run's twin, with the paired
+    reward, keeps the user's constant rate) or a key of `hpo_env.space.PRIORS`."""
     eval_every: int = 40_960
     """Evaluate on held-out tasks every this many timesteps (0 = only at the end)."""
     n_eval_tasks: int = 4
@@ -260,7 +265,9 @@ class TrainConfig:
     def space(self) -> HyperparameterSpace:
         """The controlled hyperparameters, with the learning rate's prior (an unknown
         name raises `ConfigError` with a did-you-mean)."""
-        return HyperparameterSpace.from_names(self.hparams, lr_prior=self.lr_prior)
+        return HyperparameterSpace.from_names(
+            self.hparams, lr_prior=self.lr_prior, rl_lr_prior=self.rl_lr_prior
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (tuples become lists)."""

@@ -107,6 +107,11 @@ class ControlTask:
             )
 
     @property
+    def is_rl(self) -> bool:
+        """RL runs: the engine schedules them with the space's RL prior (`hpo_env.protocol.is_rl_task`)."""
+        return True
+
+    @property
     def name(self) -> str:
         suffix = "" if self.entropy_controlled else "+no-entropy"
         return f"{self.system}/{self.label}{suffix}"

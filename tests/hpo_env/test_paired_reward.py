@@ -136,3 +136,30 @@ def test_paired_reward_rules():
 def test_paired_must_be_a_bool():
     with pytest.raises(ConfigError, match="paired"):
         RewardConfig(paired="yes")
+
+
+def test_an_rl_tasks_twin_keeps_the_start_rate_without_an_rl_prior():
+    """Control (RL) tasks read the space's RL prior: with none, a twin is the user's
+    constant rate, while a supervised task's twin still anneals (same engine)."""
+    from tasks.control import ControlTask
+
+    space = HyperparameterSpace.from_names(
+        ["learning_rate"], lr_prior="cosine_warmup", rl_lr_prior=None
+    )
+    eng = EpisodeEngine(TinySampler(), space, 2, RewardConfig(paired=True))
+    rng = np.random.default_rng(0)
+    task = ControlTask(control_steps=4, updates_per_step=2)
+    eng.start_round(rng, task=task, val_every=1)
+    start = eng.twin_hparams["learning_rate"].clone()
+    seen = []
+    while not eng.round_over:
+        result = eng.step(np.full((2, 1), -1.0, dtype=np.float32))  # the policy cuts
+        seen.append([info["hparams"]["learning_rate"] for info in result.infos])
+        assert torch.equal(eng.twin_hparams["learning_rate"], start)
+    # The policy's own rows get no prior either: each cut is exactly 10**-0.5.
+    np.testing.assert_allclose(
+        seen, start.numpy() * 10.0 ** (-0.5 * np.arange(1, 5))[:, None], rtol=1e-5
+    )
+    assert eng.clock.space["learning_rate"].prior is None
+    eng.start_round(rng, task=TinyRegressionTask(), val_every=1)
+    assert eng.clock.space["learning_rate"].prior == "cosine_warmup"

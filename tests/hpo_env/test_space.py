@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from hpo_env.errors import ConfigError
 from hpo_env.space import PRIORS, SCALAR_PRIORS, HyperparameterSpace, HyperparameterSpec
 
 
@@ -166,3 +167,24 @@ def test_space_one_run_twins_match_the_batched_methods():
     assert {k: float(v) for k, v in scheduled.items()} == {k: v.item() for k, v in expected.items()}
     with pytest.raises(ValueError, match="3 components"):
         space.apply_one(values, [0.0])
+
+
+def test_rl_prior_is_read_through_for_rl_and_recorded_only_when_set_apart():
+    same = HyperparameterSpace.from_names(["learning_rate"], lr_prior="cosine_warmup")
+    assert same.for_rl() is same
+    assert "rl_prior" not in same.to_dicts()[0]  # older bundles read exactly as before
+    apart = HyperparameterSpace.from_names(
+        ["learning_rate", "momentum"], lr_prior="cosine_warmup", rl_lr_prior=None
+    )
+    rl = apart.for_rl()
+    assert rl["learning_rate"].prior is None and apart["learning_rate"].prior == "cosine_warmup"
+    assert rl["momentum"] == apart["momentum"]
+    again = HyperparameterSpace.from_dicts(apart.to_dicts())
+    assert again.to_dicts() == apart.to_dicts() and again.for_rl()["learning_rate"].prior is None
+    value = torch.tensor([0.1])
+    assert torch.equal(rl.scheduled({"learning_rate": value}, 0.9)["learning_rate"], value)
+
+
+def test_an_unknown_rl_prior_names_the_choices():
+    with pytest.raises(ConfigError, match="rl_prior"):
+        HyperparameterSpace.from_names(["learning_rate"], rl_lr_prior="cosine")

@@ -116,6 +116,22 @@ def test_ppo_with_an_annealing_prior_gets_base_times_prior():
     assert np.ptp(obs[:, position]) == 0
 
 
+def test_an_rl_prior_of_none_keeps_sb3s_rate_where_the_policy_holds_it():
+    """A bundle whose RL runs have no prior: zero actions train every update at SB3's
+    own 3e-4, where the supervised prior would anneal it."""
+    space = HyperparameterSpace.from_names(
+        ["learning_rate", "entropy_coef"], lr_prior="cosine_warmup", rl_lr_prior=None
+    )
+    policy = ReplayPolicy(np.zeros((5, 2), dtype=np.float32), hparams=space)
+    model = _ppo(learning_rate=3e-4, ent_coef=0.01)
+    callback = TuningCallback(policy, return_range=(0, 500), control_interval=2)
+    probe = _InEffect()
+    model.learn(256, callback=[callback, probe])
+    assert probe.lrs == pytest.approx([3e-4] * 8, rel=1e-6)
+    assert callback.space["learning_rate"].prior is None
+    assert policy.space["learning_rate"].prior == "cosine_warmup"  # supervised runs keep it
+
+
 def test_a2c_with_a_real_policy_and_default_interval():
     model = A2C(
         "MlpPolicy",
