@@ -15,6 +15,7 @@ Example::
     hpo-rl transfer --split test --workers 4   # same numbers, on 4 local processes
     hpo-rl transfer --split test --rl --rl-timesteps 50000   # adds SB3 PPO/A2C runs
     hpo-rl transfer --rl-only --workers 2   # the SB3 runs alone (cached in <out>/rl_runs.jsonl)
+    hpo-rl transfer --split validation --rl-only --seeds 3   # SB3 runs on seeds 8000+
 """
 
 from __future__ import annotations
@@ -163,6 +164,7 @@ def run_rl(args: argparse.Namespace, config: TransferConfig) -> None:
 
     rl_config = RLTransferConfig(
         policy=config.policy,
+        split=args.split,
         n_seeds=config.n_seeds,
         total_timesteps=args.rl_timesteps,
         quick=config.quick,

@@ -90,6 +90,10 @@ class TrainConfig:
     """Annealing prior on the learning rate (`hpo_env.space.PRIORS`): the policy's value
     is multiplied by it, so doing nothing is cosine with warm-up from the start rate and
     the policy learns corrections. None: the policy sets the rate alone."""
+    entropy_off_share: float = 0.0
+    """Share of control tasks trained with no entropy bonus and no ``entropy_coef`` to
+    control, as SB3 PPO/A2C at their default ``ent_coef=0`` (passed to the recipe
+    distributions, `tasks.recipe_distribution`; 0 passes nothing)."""
     rl_lr_prior: str | None = SAME_PRIOR
     """The learning rate's prior on RL (control) runs, in meta-training and in the SB3
     callback: ``"same"`` (``lr_prior``), None (none: a run's twin, with the paired
@@ -206,6 +210,19 @@ class TrainConfig:
             raise ConfigError(
                 f"TrainConfig.net_arch must be non-empty positive layer sizes, got {self.net_arch!r}"
             )
+        if not (0.0 <= self.entropy_off_share <= 1.0):
+            raise ConfigError(
+                f"TrainConfig.entropy_off_share must be in [0, 1], got {self.entropy_off_share!r}"
+            )
+        if self.entropy_off_share > 0:
+            try:
+                resolve_distribution(self, "train")
+            except TypeError as error:
+                raise ConfigError(
+                    f"TrainConfig.entropy_off_share needs a distribution that takes it, such as "
+                    f"tasks.recipe_distribution:fast_recipe_distribution; {self.distribution!r} "
+                    f"does not ({error})"
+                ) from None
         if self.control_weight is not None and not (0.0 <= self.control_weight <= 1.0):
             raise ConfigError(
                 f"TrainConfig.control_weight must be in [0, 1] or None, got {self.control_weight!r}"
@@ -223,10 +240,16 @@ class TrainConfig:
         # Validates names and the prior, with a did-you-mean for typos.
         self.space()
         check_feature_version(self.feature_spec_version)
-        levers = (self.paired_reward, self.feature_spec_version != 2, self.task_groups != 1)
+        levers = (
+            self.paired_reward,
+            self.feature_spec_version != 2,
+            self.task_groups != 1,
+            self.entropy_off_share > 0,
+        )
         if self.backend == "ray" and any(levers):
             raise ConfigError(
-                "TrainConfig.paired_reward, feature_spec_version and task_groups are not passed "
+                "TrainConfig.paired_reward, feature_spec_version, task_groups and "
+                "entropy_off_share are not passed "
                 f"to Ray workers yet; use backend='local' with them, got backend={self.backend!r}"
             )
         if self.n_envs % self.task_groups:
@@ -398,4 +421,9 @@ def resolve_distribution(config: TrainConfig, split: str) -> TaskSampler:
 
 def distribution_kwargs(config: TrainConfig) -> dict[str, Any]:
     """The distribution's keyword arguments carried by the config."""
-    return {} if config.control_weight is None else {"control_weight": config.control_weight}
+    kwargs: dict[str, Any] = {}
+    if config.control_weight is not None:
+        kwargs["control_weight"] = config.control_weight
+    if config.entropy_off_share > 0:  # only the recipe distributions take it
+        kwargs["entropy_off_share"] = config.entropy_off_share
+    return kwargs

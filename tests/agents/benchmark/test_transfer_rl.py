@@ -45,6 +45,8 @@ def test_bad_rl_config_names_the_fix() -> None:
         RLTransferConfig(env_ids=("CartPole-v0",))
     with pytest.raises(ConfigError, match="unknown algorithm 'SAC'"):
         RLTransferConfig(algorithms=("SAC",))
+    with pytest.raises(ConfigError, match="did you mean 'validation'"):
+        RLTransferConfig(split="valid")
 
 
 @pytest.mark.slow  # two SB3 runs per algorithm, one rollout each: seconds
@@ -54,6 +56,7 @@ def test_quick_rl_transfer_runs(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     result = run_rl_transfer(RLTransferConfig(quick=True, quick_timesteps=256, n_eval_episodes=1))
     assert [r["algorithm"] for r in result["runs"]] == ["PPO", "A2C"]
+    assert [r["seed"] for r in result["runs"]] == [9_000, 9_000]  # the test split
     assert result["summary"]["overall"]["n"] == 2
     assert list(tmp_path.glob("SB3-*")) == []  # no stray SB3 log folder per run
 
@@ -70,8 +73,15 @@ def test_rl_runs_resume_from_cache_and_do_not_depend_on_workers(tmp_path) -> Non
     pooled = run_rl_transfer(RLTransferConfig(out_dir=str(tmp_path / "b"), workers=2, **tiny))
     assert pooled["runs"] == alone["runs"]
 
+    # The validation split trains other seeds: nothing of the test split's cache is reused.
+    valid = run_rl_transfer(
+        RLTransferConfig(split="validation", out_dir=str(tmp_path / "a"), **tiny)
+    )
+    assert valid["cached"] == 0 and {r["seed"] for r in valid["runs"]} == {8_000}
+
     again = run_rl_transfer(RLTransferConfig(out_dir=str(tmp_path / "a"), **tiny))
     assert again["cached"] == 4 and again["runs"] == alone["runs"]
+    assert len((tmp_path / "a" / "rl_runs.jsonl").read_text().splitlines()) == 8
 
     # Another bundle retrains the policy's arm only: the defaults runs do not depend on it.
     member = str(resolve_bundle_path("default") / "members" / "0")

@@ -61,6 +61,9 @@ def test_recipe_config_round_trips_through_json():
         ({"task_groups": 0}, "task_groups"),
         ({"feature_spec_version": 4}, "feature_spec_version"),
         ({"paired_reward": True, "backend": "ray"}, "Ray"),
+        ({"entropy_off_share": 1.5}, "entropy_off_share"),
+        ({"entropy_off_share": 0.5, "distribution": "default"}, "fast_recipe_distribution"),
+        ({"rl_lr_prior": "cosine"}, "rl_prior"),
     ],
 )
 def test_bad_lever_settings_are_refused(overrides, match):
@@ -129,6 +132,21 @@ def test_entropy_off_share_trains_control_runs_as_sb3_defaults():
     plain, tilted = fast_recipe_distribution("train"), fast_recipe_distribution("train")
     a, b = np.random.default_rng(3), np.random.default_rng(3)
     assert [plain.sample(a).name for _ in range(30)] == [tilted.sample(b).name for _ in range(30)]
+
+
+def test_rl_settings_reach_the_training_env_and_the_bundle(tmp_path: Path):
+    from agents.train.config import distribution_kwargs
+
+    config = get_preset("default", entropy_off_share=0.5, rl_lr_prior=None)
+    assert distribution_kwargs(config)["entropy_off_share"] == 0.5
+    assert "entropy_off_share" not in distribution_kwargs(get_preset("default"))
+    env = make_train_env(dataclasses.replace(config, n_envs=8, task_groups=2))
+    assert env.engine.clocks[True].space["learning_rate"].prior is None
+    assert env.engine.clocks[False].space["learning_rate"].prior == "cosine_warmup"
+    bundle = train(tiny(tmp_path, rl_lr_prior=None))
+    policy = TuningPolicy.load(bundle)
+    assert policy.space["learning_rate"].prior == "cosine_warmup"
+    assert policy.space.for_rl()["learning_rate"].prior is None
 
 
 def test_a_control_run_without_entropy_offers_the_rate_alone():
