@@ -94,6 +94,9 @@ class TrainConfig:
     """Share of control tasks trained with no entropy bonus and no ``entropy_coef`` to
     control, as SB3 PPO/A2C at their default ``ent_coef=0`` (passed to the recipe
     distributions, `tasks.recipe_distribution`; 0 passes nothing)."""
+    control_start_lr: float | None = None
+    """Where control tasks' start rates are centred in meta-training (the recipe
+    distributions' ``control_start_lr``); None keeps the family's own 3e-3."""
     rl_lr_prior: str | None = SAME_PRIOR
     """The learning rate's prior on RL (control) runs, in meta-training and in the SB3
     callback: ``"same"`` (``lr_prior``), None (none: a run's twin, with the paired
@@ -214,12 +217,13 @@ class TrainConfig:
             raise ConfigError(
                 f"TrainConfig.entropy_off_share must be in [0, 1], got {self.entropy_off_share!r}"
             )
-        if self.entropy_off_share > 0:
+        if self.entropy_off_share > 0 or self.control_start_lr is not None:
             try:
                 resolve_distribution(self, "train")
             except TypeError as error:
                 raise ConfigError(
-                    f"TrainConfig.entropy_off_share needs a distribution that takes it, such as "
+                    f"TrainConfig.entropy_off_share and control_start_lr need a distribution "
+                    f"that takes them, such as "
                     f"tasks.recipe_distribution:fast_recipe_distribution; {self.distribution!r} "
                     f"does not ({error})"
                 ) from None
@@ -245,11 +249,12 @@ class TrainConfig:
             self.feature_spec_version != 2,
             self.task_groups != 1,
             self.entropy_off_share > 0,
+            self.control_start_lr is not None,
         )
         if self.backend == "ray" and any(levers):
             raise ConfigError(
                 "TrainConfig.paired_reward, feature_spec_version, task_groups and "
-                "entropy_off_share are not passed "
+                "entropy_off_share / control_start_lr are not passed "
                 f"to Ray workers yet; use backend='local' with them, got backend={self.backend!r}"
             )
         if self.n_envs % self.task_groups:
@@ -426,4 +431,6 @@ def distribution_kwargs(config: TrainConfig) -> dict[str, Any]:
         kwargs["control_weight"] = config.control_weight
     if config.entropy_off_share > 0:  # only the recipe distributions take it
         kwargs["entropy_off_share"] = config.entropy_off_share
+    if config.control_start_lr is not None:
+        kwargs["control_start_lr"] = config.control_start_lr
     return kwargs
