@@ -64,6 +64,8 @@ def test_recipe_config_round_trips_through_json():
         ({"entropy_off_share": 1.5}, "entropy_off_share"),
         ({"entropy_off_share": 0.5, "distribution": "default"}, "fast_recipe_distribution"),
         ({"rl_lr_prior": "cosine"}, "rl_prior"),
+        ({"control_start_lr": -1.0}, "control_start_lr"),
+        ({"control_start_lr": 1e-3, "distribution": "default"}, "fast_recipe_distribution"),
     ],
 )
 def test_bad_lever_settings_are_refused(overrides, match):
@@ -147,6 +149,21 @@ def test_rl_settings_reach_the_training_env_and_the_bundle(tmp_path: Path):
     policy = TuningPolicy.load(bundle)
     assert policy.space["learning_rate"].prior == "cosine_warmup"
     assert policy.space.for_rl()["learning_rate"].prior is None
+
+
+def test_control_start_lr_centres_control_starts_and_nothing_else():
+    centred = fast_recipe_distribution("train", control_weight=0.5, control_start_lr=7e-4)
+    plain = fast_recipe_distribution("train", control_weight=0.5)
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    pairs = [(centred.sample(a), plain.sample(b)) for _ in range(60)]
+    control = [(c, p) for c, p in pairs if getattr(c, "is_rl", False)]
+    assert control and all(c.default_learning_rate == 7e-4 for c, _ in control)
+    assert all(p.default_learning_rate == 3e-3 for _, p in control)
+    assert all(c == p for c, p in pairs if not getattr(c, "is_rl", False))
+    starts = [
+        control[0][0].initial_hparams(np.random.default_rng(i))["learning_rate"] for i in range(400)
+    ]
+    assert abs(np.median(np.log10(starts)) - np.log10(7e-4)) < 0.2
 
 
 def test_a_control_run_without_entropy_offers_the_rate_alone():
