@@ -30,6 +30,13 @@ What it will not control, it refuses in one line or leaves alone:
   policy's log-scale range: it stays 0 (one warning) and the policy controls
   the learning rate alone.
 
+One SB3 update is many optimizer steps (PPO: ``n_epochs`` times its minibatches, 320 at
+its defaults; SAC/TD3: ``gradient_steps``), where the family's update is one A2C step.
+The interval's ``||Δθ|| / ||θ||`` is therefore divided by the optimizer steps per update
+(`gradient_steps_per_update`), so the policy reads the change per optimizer step it was
+meta-trained on (without it, PPO's change looked ~300x too large and the policy cut
+SB3's 3e-4 to ~7e-6: README, "RL runs").
+
 Differences from meta-training worth knowing: the gradient SB3 leaves in
 ``.grad`` is that of the last minibatch's full loss (policy gradient plus the
 entropy term, after gradient clipping), where the family observes the
@@ -105,6 +112,23 @@ def _rollout_size(model: Any) -> int | None:
     frequency = getattr(train_freq, "frequency", 1)
     unit = str(getattr(getattr(train_freq, "unit", None), "value", "step"))
     return max(1, int(frequency)) * n_envs if unit == "step" else None
+
+
+def gradient_steps_per_update(model: Any) -> int:
+    """Optimizer steps one ``model.train()`` makes: PPO ``n_epochs`` x its minibatches
+    per rollout; off-policy algorithms ``gradient_steps`` (-1: one per environment step
+    collected); A2C (and anything else) 1."""
+    n_epochs = getattr(model, "n_epochs", None)
+    batch_size = getattr(model, "batch_size", None)
+    if n_epochs is not None and batch_size and hasattr(model, "n_steps"):  # PPO
+        samples = int(model.n_steps) * int(getattr(model, "n_envs", 1) or 1)
+        return max(1, int(n_epochs) * math.ceil(samples / int(batch_size)))
+    gradient_steps = getattr(model, "gradient_steps", None)
+    if isinstance(gradient_steps, int) and not isinstance(gradient_steps, bool):
+        if gradient_steps > 0:
+            return gradient_steps
+        return max(1, _rollout_size(model) or 1)  # -1: as many as steps collected
+    return 1
 
 
 def _actor_of(model: Any) -> list[torch.nn.Parameter]:
@@ -209,6 +233,7 @@ class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
         # Counted in environment steps: an interval is control_interval rollouts.
         self.clock = DecisionClock(self.space, max(total, 1), interval_steps)
         self.tracker = StatsTracker(_actor_of(model))
+        self.steps_per_update = gradient_steps_per_update(model)
         self.features = self.tuning_policy.feature_extractor(1)
         self.last_obs = self.features.reset(self.values).numpy()
         self._decide(self.last_obs, loss=float("nan"))
@@ -295,6 +320,8 @@ class TuningCallback(BaseCallback):  # type: ignore[misc,valid-type]
         model = self.model
         progress = self.clock.progress(model.num_timesteps)
         run = self.tracker.end_interval_run(self.values, progress)
+        # The change per optimizer step, as in meta-training (see the module's docstring).
+        run = run._replace(update_ratio=run.update_ratio / self.steps_per_update)
         self.last_obs = self.features.observe_run(run)
         self._decide(self.last_obs, loss=float(np.float32(run.train_loss)))
 
