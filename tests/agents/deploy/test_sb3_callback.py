@@ -15,6 +15,7 @@ from agents.deploy.sb3_callback import (
     ControlledValue,
     TuningCallback,
     actor_parameters,
+    gradient_steps_per_update,
 )
 from hpo_env.features import RUN_FEATURES, FeatureExtractor
 from hpo_env.space import HyperparameterSpace, cosine_warmup
@@ -130,6 +131,52 @@ def test_an_rl_prior_of_none_keeps_sb3s_rate_where_the_policy_holds_it():
     assert probe.lrs == pytest.approx([3e-4] * 8, rel=1e-6)
     assert callback.space["learning_rate"].prior is None
     assert policy.space["learning_rate"].prior == "cosine_warmup"  # supervised runs keep it
+
+
+def test_gradient_steps_per_update_counts_optimizer_steps():
+    from stable_baselines3 import SAC
+
+    assert gradient_steps_per_update(PPO("MlpPolicy", "CartPole-v1", device="cpu")) == 320
+    assert gradient_steps_per_update(_ppo()) == 2  # 2 epochs of one 32-sample minibatch
+    assert gradient_steps_per_update(A2C("MlpPolicy", "CartPole-v1", device="cpu")) == 1
+    sac = SAC("MlpPolicy", "Pendulum-v1", gradient_steps=-1, train_freq=4, device="cpu")
+    assert gradient_steps_per_update(sac) == 4
+    sac = SAC("MlpPolicy", "Pendulum-v1", gradient_steps=3, device="cpu")
+    assert gradient_steps_per_update(sac) == 3
+
+
+def test_the_policy_reads_the_change_per_optimizer_step():
+    """PPO's update is many optimizer steps; the observed update ratio is per step."""
+    policy = ReplayPolicy(np.zeros((5, 2), dtype=np.float32))
+    model = _ppo(learning_rate=3e-4, ent_coef=0.01)
+    callback = TuningCallback(policy, return_range=(0, 500), control_interval=2)
+    raw, seen = [], []
+
+    def spy(method, into):
+        depth = [0]  # end_interval_run calls itself once with autograd off: count the outer call
+
+        def wrapped(*args, **kwargs):
+            depth[0] += 1
+            try:
+                result = method(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+            if depth[0] == 0:
+                run = result if hasattr(result, "update_ratio") else args[0]
+                into.append(run.update_ratio)
+            return result
+
+        return wrapped
+
+    def on_start():
+        TuningCallback._on_training_start(callback)
+        callback.tracker.end_interval_run = spy(callback.tracker.end_interval_run, raw)
+        callback.features.observe_run = spy(callback.features.observe_run, seen)
+
+    callback._on_training_start = on_start
+    model.learn(256, callback=callback)
+    assert callback.steps_per_update == 2 and len(raw) == 4 and min(raw) > 0
+    np.testing.assert_allclose(seen, np.array(raw) / 2)
 
 
 def test_a2c_with_a_real_policy_and_default_interval():
