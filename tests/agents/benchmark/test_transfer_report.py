@@ -158,8 +158,8 @@ def test_rl_only_runs_the_sb3_suite_alone(
     parser = argparse.ArgumentParser()
     transfer.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
-        ["transfer", "--rl-only", "--seeds", "1", "--rl-timesteps", "256",
-         "--no-progress", "--out", str(tmp_path)]
+        ["transfer", "--rl-only", "--split", "validation", "--seeds", "1", "--rl-timesteps",
+         "256", "--no-progress", "--out", str(tmp_path)]
     )  # fmt: skip
     assert args.func(args) == 0
     assert not (tmp_path / "results.json").exists()  # no supervised run
@@ -167,6 +167,7 @@ def test_rl_only_runs_the_sb3_suite_alone(
     assert [(r["algorithm"], r["env_id"]) for r in result["runs"]] == [
         ("PPO", "CartPole-v1"), ("PPO", "Acrobot-v1"), ("A2C", "CartPole-v1"), ("A2C", "Acrobot-v1")
     ]  # fmt: skip
+    assert {r["seed"] for r in result["runs"]} == {8_000}  # --split validation: seeds 8000+
     assert len((tmp_path / "rl_runs.jsonl").read_text().splitlines()) == 8
     assert "RL runs" in capsys.readouterr().out
 
