@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 
 from agents.controllers.protocol import PolicyLike, RolloutContext
-from agents.controllers.schedules import is_control_task
 from hpo_env.clock import DecisionClock
 from hpo_env.features import FeatureExtractor
+from hpo_env.protocol import is_rl_task
 from hpo_env.space import HyperparameterSpace
 from hpo_env.stats import StepStats
 
@@ -71,7 +71,7 @@ class PolicyController:
         self.features = self.policy.feature_extractor(context.n_runs)
         # One decision per interval: the budget counts decisions, as in the environment;
         # RL tasks read the space's RL prior, as in the environment.
-        space = self.space.for_rl() if is_control_task(context.task) else self.space
+        space = self.space.for_rl() if is_rl_task(context.task) else self.space
         self.clock = DecisionClock(space, total_steps=context.control_steps)
         self._applied = {}
         self._decisions = 0
