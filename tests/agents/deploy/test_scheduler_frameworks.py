@@ -27,7 +27,8 @@ def _rates_used(opt) -> list[float]:
 
 def _train(feed: str, n_steps: int = N_STEPS):
     """``feed``: "step" = step(loss); "before" = observe(loss), then step();
-    "after" = step(), then observe(loss) (Lightning's and the HF Trainer's order)."""
+    "after" = step(), then observe(loss.item()) (the HF Trainer's order and type);
+    "after_tensor" = step(), then observe(loss) (Lightning's: the batch's loss tensor)."""
     model = small_model()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     used = _rates_used(opt)
@@ -46,7 +47,8 @@ def _train(feed: str, n_steps: int = N_STEPS):
             sched.step()
         else:
             sched.step()
-            sched.observe(loss.item(), val_loss=0.5 if i == 9 else None)
+            observed = loss if feed == "after_tensor" else loss.item()
+            sched.observe(observed, val_loss=0.5 if i == 9 else None)
     return sched, used
 
 
@@ -54,7 +56,7 @@ def _decisions(sched) -> list:
     return [(h["step"], h["lrs"], repr(h["loss"])) for h in sched.history]
 
 
-@pytest.mark.parametrize("feed", ["before", "after"])
+@pytest.mark.parametrize("feed", ["before", "after", "after_tensor"])
 def test_observe_then_step_makes_the_decisions_step_loss_makes(feed):
     reference, used_reference = _train("step")
     sched, used = _train(feed)

@@ -58,6 +58,9 @@ def test_framework_overhead_bench_prints_each_installed_framework(capsys):
             assert f"{name}: not installed" in out
             continue
         assert f"{name}_overhead={result[f'{name}_overhead']:.4f}" in out
+        for suffix in ("cpu", "aa_twin", "direct"):  # every ratio it returns, it prints
+            key = f"{name}_overhead_{suffix}"
+            assert f"{key}={result[key]:.4f}" in out
         # A model whose step takes >= 10 ms (generous: any CPU, a busy machine).
         assert result[f"{name}_step_ms"] >= 5.0
         # The scheduler's own time: a gross regression only (timing on a shared machine).
