@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -60,6 +61,24 @@ def split_envs(n_envs: int, n_workers: int) -> list[int]:
         )
     base, extra = divmod(n_envs, n_workers)
     return [base + (1 if w < extra else 0) for w in range(n_workers)]
+
+
+def _split_task_groups(kwargs: dict[str, Any], sizes: list[int]) -> list[dict[str, Any]]:
+    """Each worker's `make_vec_env` kwargs: ``task_groups`` counts groups over all the
+    sub-environments, so each worker trains its share of them at the same group size
+    (``sum(sizes) / task_groups`` runs of one task), as the local backend does."""
+    groups = kwargs.get("task_groups", 1)
+    if groups == 1:
+        return [kwargs] * len(sizes)
+    total = sum(sizes)
+    if total % groups or any(n % (total // groups) for n in sizes):
+        raise ValueError(
+            f"task_groups={groups} over {total} sub-environments makes groups of "
+            f"{total / groups:g} runs, which do not split over workers of {sizes} "
+            "sub-environments: use a number of workers that divides task_groups"
+        )
+    size = total // groups
+    return [{**kwargs, "task_groups": n // size} for n in sizes]
 
 
 class _VecEnvWorker:
@@ -147,7 +166,8 @@ class RayVecEnv(VecEnv):
         seed: seed of sub-environment 0 (see above).
         vec_env_kwargs: passed to `hpo_env.make_vec_env` in every worker
             (``split``, ``hparams``, ``distribution``, ``distribution_kwargs``, ...);
-            must be picklable.
+            must be picklable. ``task_groups`` counts groups over all workers: each
+            worker trains its share of them (group size ``num_envs / task_groups``).
         num_cpus_per_worker: CPUs Ray reserves per actor (fractions allowed).
         torch_threads: torch threads per actor (default: ``max(1, int(num_cpus_per_worker))``).
         actor_options: extra `ray.remote` options for the actors (e.g. ``{"resources": ...}``).
@@ -205,8 +225,10 @@ class RayVecEnv(VecEnv):
         )
         kwargs = dict(vec_env_kwargs or {})
         self.workers = [
-            actor_cls.remote(n, seed + offset, kwargs, threads)
-            for n, offset in zip(sizes, self.offsets)
+            actor_cls.remote(n, seed + offset, worker_kwargs, threads)
+            for n, offset, worker_kwargs in zip(
+                sizes, self.offsets, _split_task_groups(kwargs, sizes)
+            )
         ]
         spaces = self._gather(
             [w.spaces.remote() for w in self.workers],
@@ -217,8 +239,14 @@ class RayVecEnv(VecEnv):
         super().__init__(sum(sizes), observation_space, action_space)
 
     @staticmethod
-    def _check_capacity(ray: Any, n_workers: int, cpus: float) -> None:
+    def _check_capacity(ray: Any, n_workers: int, cpus: float, wait_s: float = 10.0) -> None:
+        # Ray returns a killed actor's CPUs a moment later: an env built right after
+        # another was closed (the next ensemble member) waits for them before warning.
+        deadline = time.monotonic() + wait_s
         free = ray.available_resources().get("CPU", 0.0)
+        while n_workers * cpus > free and time.monotonic() < deadline:
+            time.sleep(0.1)
+            free = ray.available_resources().get("CPU", 0.0)
         if n_workers * cpus > free:
             total = ray.cluster_resources().get("CPU", 0.0)
             warnings.warn(
@@ -398,46 +426,6 @@ class RayVecEnv(VecEnv):
 # -- the trainer's entry point -------------------------------------------------
 
 
-def vec_env_kwargs_from_config(config: Any, split: str = "train") -> dict[str, Any]:
-    """`make_vec_env` keyword arguments carried by a `agents.train.config.TrainConfig`.
-
-    A registered distribution name travels as a name (each worker resolves it,
-    with ``control_weight`` in the distribution kwargs); a ``module:factory``
-    distribution is resolved here, as the local trainer does, and its sampler
-    is pickled to the workers.
-    """
-    kwargs: dict[str, Any] = {"split": split}
-    if getattr(config, "device", None) is not None:
-        # A name, resolved in each worker (``auto`` picks what that machine has).
-        kwargs["device"] = config.device
-    if hasattr(config, "space"):  # a TrainConfig: the names with the learning rate's prior
-        kwargs["hparams"] = config.space()
-    elif getattr(config, "hparams", None) is not None:
-        kwargs["hparams"] = tuple(config.hparams)
-    control_weight = getattr(config, "control_weight", None)
-    distribution = getattr(config, "distribution", "default")
-    if ":" in distribution:
-        from hpo_env.distributions import resolve_sampler
-
-        extra = {} if control_weight is None else {"control_weight": control_weight}
-        kwargs["distribution"] = resolve_sampler(distribution, split=split, **extra)
-    else:
-        kwargs["distribution"] = distribution
-        if control_weight is not None:
-            kwargs["distribution_kwargs"] = {"control_weight": control_weight}
-    # Issue 26's levers, where set (the Ray backend refuses them in TrainConfig): a bench
-    # of the `default` preset must step its 8 task groups, not one batched run of 32.
-    if getattr(config, "task_groups", 1) != 1:
-        kwargs["task_groups"] = config.task_groups
-    if getattr(config, "feature_spec_version", None) not in (None, 2):
-        kwargs["feature_spec_version"] = config.feature_spec_version
-    if getattr(config, "paired_reward", False):
-        from hpo_env import RewardConfig
-
-        kwargs["reward_config"] = RewardConfig(paired=True)
-    return kwargs
-
-
 def make_ray_vec_env(
     config: Any,
     vec_env_kwargs: dict[str, Any] | None = None,
@@ -456,7 +444,7 @@ def make_ray_vec_env(
             ``ray_workers``, ``ray_address``, and ``distribution`` /
             ``control_weight`` / ``hparams`` / ``torch_threads`` when present).
         vec_env_kwargs: `make_vec_env` keyword arguments; when given they replace
-            the ones read from ``config`` (see `vec_env_kwargs_from_config`).
+            the ones read from ``config`` (`agents.common.vec_env_config`).
         num_cpus_per_worker: CPUs Ray reserves per actor.
         seed: overrides ``config.seed``.
 
@@ -481,7 +469,11 @@ def make_ray_vec_env(
         )
     local_cpus = max(os.cpu_count() or 1, default_local_cpus(n_workers, num_cpus_per_worker))
     ensure_ray(config.ray_address, num_cpus=None if config.ray_address else local_cpus)
-    kwargs = vec_env_kwargs if vec_env_kwargs is not None else vec_env_kwargs_from_config(config)
+    if vec_env_kwargs is None:
+        from agents.common.vec_env_config import vec_env_kwargs_from_config
+
+        vec_env_kwargs = vec_env_kwargs_from_config(config)
+    kwargs = vec_env_kwargs
     return RayVecEnv(
         n_workers,
         sizes,

@@ -46,7 +46,7 @@ def preset_throughput(
         inner run-updates (one run doing one update counts 1) per second; and the
         totals they come from, ``decisions``, ``updates`` and ``seconds``.
     """
-    from agents.common.ray_vec_env import vec_env_kwargs_from_config
+    from agents.common.vec_env_config import vec_env_kwargs_from_config
     from hpo_env import make_vec_env
 
     kwargs = {**vec_env_kwargs_from_config(config), "device": device}
@@ -190,7 +190,7 @@ def draw_preset_tasks(config: Any, n_rounds: int, seed: int = 0) -> list[Any]:
 
 def preset_sampler(config: Any) -> Any:
     """The task sampler of a preset's training distribution, as meta-training builds it."""
-    from agents.common.ray_vec_env import vec_env_kwargs_from_config
+    from agents.common.vec_env_config import vec_env_kwargs_from_config
     from hpo_env.distributions import resolve_sampler
 
     kwargs = vec_env_kwargs_from_config(config)

@@ -244,18 +244,12 @@ class TrainConfig:
         # Validates names and the prior, with a did-you-mean for typos.
         self.space()
         check_feature_version(self.feature_spec_version)
-        levers = (
-            self.paired_reward,
-            self.feature_spec_version != 2,
-            self.task_groups != 1,
-            self.entropy_off_share > 0,
-            self.control_start_lr is not None,
-        )
-        if self.backend == "ray" and any(levers):
+        if self.backend == "ray" and self.task_groups > 1 and self.task_groups % self.ray_workers:
             raise ConfigError(
-                "TrainConfig.paired_reward, feature_spec_version, task_groups and "
-                "entropy_off_share / control_start_lr are not passed "
-                f"to Ray workers yet; use backend='local' with them, got backend={self.backend!r}"
+                f"TrainConfig.task_groups={self.task_groups} does not split over "
+                f"ray_workers={self.ray_workers}: each worker trains whole task groups, so "
+                f"use a number of workers that divides {self.task_groups} (e.g. --ray-workers "
+                f"{max(w for w in range(1, self.ray_workers + 1) if self.task_groups % w == 0)})"
             )
         if self.n_envs % self.task_groups:
             raise ConfigError(
@@ -289,6 +283,18 @@ class TrainConfig:
                 f"(n_steps * n_envs = {rollout}): PPO still collects one full rollout",
                 stacklevel=3,
             )
+
+    def distribution_kwargs(self) -> dict[str, Any]:
+        """The distribution's keyword arguments this config carries (both backends pass
+        them: `agents.common.vec_env_config.vec_env_kwargs_from_config`)."""
+        kwargs: dict[str, Any] = {}
+        if self.control_weight is not None:
+            kwargs["control_weight"] = self.control_weight
+        if self.entropy_off_share > 0:  # only the recipe distributions take it
+            kwargs["entropy_off_share"] = self.entropy_off_share
+        if self.control_start_lr is not None:
+            kwargs["control_start_lr"] = self.control_start_lr
+        return kwargs
 
     def space(self) -> HyperparameterSpace:
         """The controlled hyperparameters, with the learning rate's prior (an unknown
@@ -421,16 +427,4 @@ def get_preset(name: str, **overrides: Any) -> TrainConfig:
 
 def resolve_distribution(config: TrainConfig, split: str) -> TaskSampler:
     """``config.distribution`` (a registered name or ``module:factory``) as a sampler of ``split``."""
-    return resolve_sampler(config.distribution, split=split, **distribution_kwargs(config))
-
-
-def distribution_kwargs(config: TrainConfig) -> dict[str, Any]:
-    """The distribution's keyword arguments carried by the config."""
-    kwargs: dict[str, Any] = {}
-    if config.control_weight is not None:
-        kwargs["control_weight"] = config.control_weight
-    if config.entropy_off_share > 0:  # only the recipe distributions take it
-        kwargs["entropy_off_share"] = config.entropy_off_share
-    if config.control_start_lr is not None:
-        kwargs["control_start_lr"] = config.control_start_lr
-    return kwargs
+    return resolve_sampler(config.distribution, split=split, **config.distribution_kwargs())

@@ -102,6 +102,8 @@ def train_ensemble(
             runs.append((one, started))
     trainer = _MemberTrainer(train_one, command, dict(resume_overrides or {}))
     workers = min(config.member_workers, len(runs), os.cpu_count() or 1)
+    if config.backend == "ray":
+        workers = 1  # members share this process's Ray session; Ray spreads each one's work
     if workers > 1:
         _train_side_by_side(runs, trainer, workers, config.progress_bar)
     else:

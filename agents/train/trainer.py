@@ -22,6 +22,7 @@ from agents.common.files import atomic_write_text
 from agents.common.threads import configure_threads
 from agents.common.tracking import RUN_ID_FILE, Tracker, persistent_run_id
 from agents.common.validation import apply_overrides
+from agents.common.vec_env_config import vec_env_kwargs_from_config
 from agents.train.callbacks import (
     TrackerOutputFormat,
     WallClockBudgetReached,
@@ -47,7 +48,6 @@ from agents.train.export import export_bundle
 from agents.train.heldout import control_info
 from agents.train.members import train_ensemble
 from hpo_env import (
-    RewardConfig,
     make_vec_env,
 )
 from hpo_env.device import resolve_device
@@ -74,7 +74,7 @@ def make_train_env(config: TrainConfig, seed: int | None = None) -> Any:
     if config.backend == "ray":
         from agents.common.ray_vec_env import make_ray_vec_env
 
-        return make_ray_vec_env(config)
+        return make_ray_vec_env(config, seed=seed)
     device = resolve_device(config.device)
     if device.type == "cuda" and config.n_envs < GPU_MIN_USEFUL_ENVS:
         warnings.warn(
@@ -83,17 +83,8 @@ def make_train_env(config: TrainConfig, seed: int | None = None) -> Any:
             f"32 envs; raise --n-envs (1,024 ran 12x) or use --device cpu (README, 'On a GPU')",
             stacklevel=2,
         )
-    return make_vec_env(
-        config.n_envs,
-        seed=config.seed if seed is None else seed,
-        split="train",
-        distribution=resolve_distribution(config, "train"),
-        hparams=config.space(),
-        device=device,
-        reward_config=RewardConfig(paired=config.paired_reward),
-        feature_spec_version=config.feature_spec_version,
-        task_groups=config.task_groups,
-    )
+    kwargs = {**vec_env_kwargs_from_config(config), "device": device}
+    return make_vec_env(config.n_envs, seed=config.seed if seed is None else seed, **kwargs)
 
 
 def make_model(config: TrainConfig, env: Any) -> Any:

@@ -205,3 +205,15 @@ def test_ray_map_keeps_order_and_reports_failures(ray_session) -> None:
     assert ray_map(_square, []) == []
     with pytest.raises(ValueError, match="bad item 3"):
         ray_map(_fail_on_three, [1, 2, 3])
+
+
+def test_task_groups_are_split_over_workers_at_one_group_size() -> None:
+    from agents.common.ray_vec_env import _split_task_groups
+
+    assert _split_task_groups({"task_groups": 8, "split": "train"}, [16, 16]) == [
+        {"task_groups": 4, "split": "train"},
+        {"task_groups": 4, "split": "train"},
+    ]
+    assert _split_task_groups({"split": "train"}, [3, 2]) == [{"split": "train"}] * 2
+    with pytest.raises(ValueError, match="divides task_groups"):
+        _split_task_groups({"task_groups": 8}, [17, 15])

@@ -89,3 +89,26 @@ def test_members_side_by_side_equal_members_one_after_the_other(tmp_path: Path, 
     assert [m["seed"] for m in pooled.metadata["training"]["members"]] == [3, 4]
     if "on 2 processes" not in capsys.readouterr().err:
         pytest.skip("one CPU core: the members ran one after the other")
+
+
+class _Trained(Exception):
+    """Raised by a stand-in member trainer: proves where the member ran."""
+
+
+def _record_pid_and_stop(one, **kwargs):
+    import os
+
+    raise _Trained(os.getpid())
+
+
+def test_ray_backend_trains_members_in_this_process(tmp_path: Path):
+    """Side-by-side member processes would each start a Ray of their own: on the Ray
+    backend the members share this process's session, one after the other."""
+    import os
+
+    from agents.train.members import train_ensemble
+
+    config = get_preset("default", backend="ray", ray_workers=2, member_workers=3)
+    with pytest.raises(_Trained) as raised:  # in-process: the exception itself, not ItemFailed
+        train_ensemble(config, tmp_path / "run", _record_pid_and_stop, resuming=False, command="t")
+    assert raised.value.args == (os.getpid(),)

@@ -60,7 +60,7 @@ def test_recipe_config_round_trips_through_json():
         ({"task_groups": 3}, "task_groups"),
         ({"task_groups": 0}, "task_groups"),
         ({"feature_spec_version": 4}, "feature_spec_version"),
-        ({"paired_reward": True, "backend": "ray"}, "Ray"),
+        ({"backend": "ray", "ray_workers": 3}, "ray_workers"),  # 8 task groups over 3
         ({"entropy_off_share": 1.5}, "entropy_off_share"),
         ({"entropy_off_share": 0.5, "distribution": "default"}, "fast_recipe_distribution"),
         ({"rl_lr_prior": "cosine"}, "rl_prior"),
@@ -137,11 +137,9 @@ def test_entropy_off_share_trains_control_runs_as_sb3_defaults():
 
 
 def test_rl_settings_reach_the_training_env_and_the_bundle(tmp_path: Path):
-    from agents.train.config import distribution_kwargs
-
     config = get_preset("default", entropy_off_share=0.5, rl_lr_prior=None)
-    assert distribution_kwargs(config)["entropy_off_share"] == 0.5
-    assert "entropy_off_share" not in distribution_kwargs(get_preset("default"))
+    assert config.distribution_kwargs()["entropy_off_share"] == 0.5
+    assert "entropy_off_share" not in get_preset("default").distribution_kwargs()
     env = make_train_env(dataclasses.replace(config, n_envs=8, task_groups=2))
     assert env.engine.clocks[True].space["learning_rate"].prior is None
     assert env.engine.clocks[False].space["learning_rate"].prior == "cosine_warmup"
