@@ -473,12 +473,11 @@ def make_ray_vec_env(
         from agents.common.vec_env_config import vec_env_kwargs_from_config
 
         vec_env_kwargs = vec_env_kwargs_from_config(config)
-    kwargs = vec_env_kwargs
     return RayVecEnv(
         n_workers,
         sizes,
         seed=config.seed if seed is None else seed,
-        vec_env_kwargs=kwargs,
+        vec_env_kwargs=vec_env_kwargs,
         num_cpus_per_worker=num_cpus_per_worker,
         torch_threads=getattr(config, "torch_threads", None),
     )
