@@ -37,9 +37,13 @@ import numpy as np
 
 from hpo_env.errors import ConfigError
 from hpo_env.protocol import Task, is_rl_task
-from tasks.distribution import TaskDistribution, default_distribution
+from tasks.distribution import TaskDistribution, control_families, default_distribution
 from tasks.functional.families import ROLES, functional_families
-from tasks.functional.splits import DEFAULT_FUNCTIONAL_WEIGHT, realistic_distribution
+from tasks.functional.splits import (
+    DEFAULT_FUNCTIONAL_WEIGHT,
+    functional_distribution,
+    realistic_distribution,
+)
 
 SGD_DRAWS = 64
 """Tries to draw an SGD task from the SGD-offering families (each offers it half the time)."""
@@ -199,4 +203,64 @@ def fast_recipe_distribution(
         return base
     return RecipeDistribution(
         base, None, 0.0, near_start_share, near_factor, entropy_off_share, control_start_lr
+    )
+
+
+CHEAP_FUNCTIONAL_ARCHS = ("table_resmlp", "image_cnn2d")
+"""The ``tasks.functional`` architectures whose decisions cost about what a control
+task's do (20-36 decisions/s for a group of 4 paired runs on one AMD EPYC core, against
+16-18 for control and 100-170 for the hand-batched MLPs). The character models run
+1.4-12, so a share of them large enough to be learned from would make meta-training
+several times slower; they stay in `recipe_distribution`."""
+
+
+def functional_recipe_distribution(
+    split: str = "train",
+    control_weight: float = 0.25,
+    functional_weight: float = 0.2,
+    functional_archs: tuple[str, ...] = CHEAP_FUNCTIONAL_ARCHS,
+    near_start_share: float = 1.0 / 3.0,
+    near_factor: float = 2.0,
+    entropy_off_share: float = 0.0,
+    control_start_lr: float | None = None,
+) -> RecipeDistribution | TaskDistribution:
+    """`fast_recipe_distribution` with ``functional_weight`` of its train draws from the
+    ``tasks.functional`` train-role families ``functional_archs`` (residual MLPs with
+    LayerNorm on teacher tables with AdamW/RMSprop, GroupNorm CNNs on 8x8 digits with
+    SGD-momentum/Adam: the SGD CNN is a run the policy of 2026-11-30 cut 2x too low).
+    Other splits are the default's, so its evaluation matches the other recipes'."""
+    if not 0.0 <= functional_weight <= 1.0:
+        raise ConfigError(f"functional_weight must be in [0, 1], got {functional_weight!r}")
+    base = default_distribution(split, control_weight)
+    if split != "train":
+        return base
+    weights = {arch: float(arch in functional_archs) for arch in ROLES}
+    unknown = set(functional_archs) - set(ROLES)
+    if unknown or not functional_archs:
+        raise ConfigError(
+            f"functional_archs must name some of {sorted(ROLES)}, got {functional_archs!r}"
+        )
+    functional = functional_distribution("train", weights)
+    # The functional share comes out of the supervised families', so the control share
+    # (and with it the RL part of the recipe) stays what `fast_recipe_distribution` has.
+    control = {family.name for family in control_families()}
+    probabilities = base.probabilities
+    supervised = 1.0 - sum(p for name, p in probabilities.items() if name in control)
+    if functional_weight > supervised:
+        raise ConfigError(
+            f"functional_weight {functional_weight} is more than the supervised share "
+            f"{supervised:.3g} it comes out of; lower it or control_weight"
+        )
+    keep = (supervised - functional_weight) / supervised if supervised > 0 else 0.0
+    pairs = [
+        (f, p if f.name in control else keep * p)
+        for f, p in ((f, probabilities[f.name]) for f in base.families)
+    ]
+    pairs += [
+        (f, functional_weight * w / sum(functional.weights))
+        for f, w in zip(functional.families, functional.weights)
+    ]
+    mixed = TaskDistribution([(f, w) for f, w in pairs if w > 0], split="train")
+    return RecipeDistribution(
+        mixed, None, 0.0, near_start_share, near_factor, entropy_off_share, control_start_lr
     )

@@ -55,12 +55,23 @@ _GROUPS = (
     ("distribution", "tasks.recipe_distribution:fast_recipe_distribution"),
 )
 _PAIRED = (*_GROUPS, ("paired_reward", True))
+_FUNCTIONAL = tuple(
+    ("distribution", "tasks.recipe_distribution:functional_recipe_distribution")
+    if name == "distribution"
+    else (name, value)
+    for name, value in _PAIRED
+)
 
 ROWS: tuple[Row, ...] = (
     Row("baseline", "the recipe before issue 26 (`--preset baseline`)", ()),
     Row("relative", "+ run-relative observation (feature version 3)", _RELATIVE),
     Row("groups", "+ 8 task groups, a third of tasks started near the usual rate", _GROUPS),
     Row("paired", "+ paired (twin) reward", _PAIRED),
+    Row(
+        "functional",
+        "+ `nn.Module` families: residual MLPs and GroupNorm CNNs, 20% of draws",
+        _FUNCTIONAL,
+    ),
 )
 """The ablation's rows, each adding one lever to the one before."""
 
