@@ -19,7 +19,7 @@ from typing import Any
 
 COMMAND = "ablation"
 SUMMARY = "compare meta-training recipes at equal wall-clock on the validation split"
-ROW_NAMES = ("baseline", "relative", "groups", "paired")
+ROW_NAMES = ("baseline", "relative", "groups", "paired", "functional")
 """`agents.train.ablation.ROWS`' names (a test checks they agree); listed here so --help imports no torch."""
 
 
