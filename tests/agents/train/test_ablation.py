@@ -18,8 +18,13 @@ def test_cli_row_names_match_the_rows():
 
 
 def test_each_row_adds_one_lever_to_the_one_before():
+    # A lever is new settings or a changed one (the functional row swaps the distribution).
     for before, after in itertools.pairwise(ROWS):
-        assert set(before.overrides) < set(after.overrides)
+        assert set(dict(before.overrides)) <= set(dict(after.overrides))
+        assert dict(before.overrides) != dict(after.overrides)
+    assert dict(row_by_name("functional").overrides)["distribution"].endswith(
+        ":functional_recipe_distribution"
+    )
 
 
 def test_train_command_carries_overrides_budget_and_seed(tmp_path: Path):

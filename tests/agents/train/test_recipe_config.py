@@ -17,6 +17,7 @@ from hpo_env.errors import ConfigError
 from tasks.recipe_distribution import (
     RecipeDistribution,
     fast_recipe_distribution,
+    functional_recipe_distribution,
     near_start,
     recipe_distribution,
 )
@@ -98,6 +99,44 @@ def test_recipe_distribution_tilts():
     assert any(
         "_" in f and f.split("_")[0] in ("char", "image", "table") for f in dist.family_names
     )
+
+
+def test_functional_recipe_draws_the_cheap_module_families_at_its_share():
+    dist = functional_recipe_distribution("train", functional_weight=0.2)
+    fast = fast_recipe_distribution("train")
+    share = {
+        name: p for name, p in dist.probabilities.items() if name in ("table_resmlp", "image_cnn2d")
+    }
+    assert set(share) == {"table_resmlp", "image_cnn2d"}
+    assert sum(share.values()) == pytest.approx(0.2)
+    # The share comes out of the supervised families: the control share is the fast recipe's.
+    assert dist.probabilities["control_cartpole"] == pytest.approx(
+        fast.probabilities["control_cartpole"]
+    )
+    assert sum(dist.probabilities.values()) == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    drawn = [dist.sample(rng) for _ in range(300)]
+    cnn_sgd = [t for t in drawn if t.family == "image_cnn2d" and t.optimizer == "sgd"]
+    assert cnn_sgd and all(0.05 <= t.default_learning_rate <= 0.5 for t in cnn_sgd)
+    # Evaluation is the default's, so every recipe row is scored on the same tasks.
+    assert (
+        functional_recipe_distribution("heldout").family_names
+        == fast_recipe_distribution("heldout").family_names
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"functional_weight": 1.5}, "functional_weight must be in"),
+        ({"functional_weight": 0.9}, "more than the supervised share"),
+        ({"functional_archs": ("char_gpt",)}, "functional_archs must name"),
+        ({"functional_archs": ()}, "functional_archs must name"),
+    ],
+)
+def test_functional_recipe_refuses_bad_settings(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        functional_recipe_distribution("train", **kwargs)
 
 
 def test_recipe_heldout_is_the_validation_role():
