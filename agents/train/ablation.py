@@ -131,6 +131,18 @@ class AblationConfig:
             raise ConfigError(f"sweep must contain 1.0 (the user's start), got {self.sweep!r}")
 
 
+def reproduce_command(config: AblationConfig) -> str:
+    """The ``hpo-rl ablation`` command that trains and scores what ``config`` did (rows
+    named unless they are all of them, so a partial table never claims the full one)."""
+    parts = ["hpo-rl ablation"]
+    if tuple(config.rows) != tuple(r.name for r in ROWS):
+        parts.append("--rows " + " ".join(config.rows))
+    parts.append(f"--minutes {config.minutes:g}")
+    parts.append("--seeds " + " ".join(str(s) for s in config.seeds))
+    parts.append(f"--workers {config.workers}")
+    return " ".join(parts)
+
+
 def row_by_name(name: str) -> Row:
     for row in ROWS:
         if row.name == name:
@@ -374,9 +386,7 @@ def run_ablation(config: AblationConfig) -> dict[str, Any]:
         f"\n{len(config.seeds)} training seeds per row, {config.minutes:g} min of meta-training "
         f"each, scored on the transfer suite's validation split ({config.transfer_seeds} seeds "
         f"per task; strict win rates at the user's start rate). Platform: {platform}. "
-        f"Reproduce: `hpo-rl ablation --minutes {config.minutes:g} --seeds "
-        + " ".join(str(s) for s in config.seeds)
-        + f" --workers {config.workers}`.\n"
+        f"Reproduce: `{reproduce_command(config)}`.\n"
     )
     atomic_write_text(out / "ablation.md", table + footer)
     return {"table": table + footer, "report": report}

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from agents.cli.ablation import ROW_NAMES
-from agents.train.ablation import ROWS, AblationConfig, row_by_name, run_ablation, train_command
+from agents.train.ablation import (
+    ROWS,
+    AblationConfig,
+    reproduce_command,
+    row_by_name,
+    run_ablation,
+    train_command,
+)
 
 
 def test_cli_row_names_match_the_rows():
@@ -24,6 +31,16 @@ def test_each_row_adds_one_lever_to_the_one_before():
         assert dict(before.overrides) != dict(after.overrides)
     assert dict(row_by_name("functional").overrides)["distribution"].endswith(
         ":functional_recipe_distribution"
+    )
+
+
+def test_reproduce_command_names_the_rows_of_a_partial_table():
+    partial = AblationConfig(rows=("paired", "functional"), seeds=(1, 2, 3), minutes=6.0)
+    assert reproduce_command(partial) == (
+        "hpo-rl ablation --rows paired functional --minutes 6 --seeds 1 2 3 --workers 2"
+    )
+    assert reproduce_command(AblationConfig(seeds=(4,))) == (
+        "hpo-rl ablation --minutes 6 --seeds 4 --workers 2"
     )
 
 
