@@ -234,13 +234,14 @@ def functional_recipe_distribution(
     base = default_distribution(split, control_weight)
     if split != "train":
         return base
-    weights = {arch: float(arch in functional_archs) for arch in ROLES}
-    unknown = set(functional_archs) - set(ROLES)
-    if unknown or not functional_archs:
+    if not functional_archs or not set(functional_archs) <= set(ROLES):
         raise ConfigError(
             f"functional_archs must name some of {sorted(ROLES)}, got {functional_archs!r}"
         )
-    functional = functional_distribution("train", weights)
+    # Architectures functional_distribution is not given a weight for weigh 1 there.
+    functional = functional_distribution(
+        "train", {arch: float(arch in functional_archs) for arch in ROLES}
+    )
     # The functional share comes out of the supervised families', so the control share
     # (and with it the RL part of the recipe) stays what `fast_recipe_distribution` has.
     control = {family.name for family in control_families()}
@@ -253,13 +254,9 @@ def functional_recipe_distribution(
         )
     keep = (supervised - functional_weight) / supervised if supervised > 0 else 0.0
     pairs = [
-        (f, p if f.name in control else keep * p)
-        for f, p in ((f, probabilities[f.name]) for f in base.families)
+        (f, probabilities[f.name] * (1.0 if f.name in control else keep)) for f in base.families
     ]
-    pairs += [
-        (f, functional_weight * w / sum(functional.weights))
-        for f, w in zip(functional.families, functional.weights)
-    ]
+    pairs += [(f, functional_weight * w) for f, w in zip(functional.families, functional.weights)]
     mixed = TaskDistribution([(f, w) for f, w in pairs if w > 0], split="train")
     return RecipeDistribution(
         mixed, None, 0.0, near_start_share, near_factor, entropy_off_share, control_start_lr
