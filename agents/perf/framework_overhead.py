@@ -6,14 +6,21 @@ torch thread) is trained by each framework with a constant torch scheduler (the 
 arm) and with a `TuningScheduler` stepped by the framework itself and fed by its
 callback (`agents.deploy.lightning`, `agents.deploy.hf`; both arms log every step, as
 the Trainer recipe asks). Both arms step a scheduler, so the overhead is what this one
-adds over any scheduler the framework steps. Each arm times its own training steps
-(from the framework's train-start hook to its train-end hook, set-up excluded), in wall
-and in process CPU time; three arms (plain, tuned and the plain arm again, the A/A
-twin) run in rotated order and each overhead is the median over rounds of tuned/plain
-- 1 (target <= 0.01). The twin's ratio is what the bench reads when there is nothing to
-find: a wall-time overhead inside it is not resolved. ``*_overhead_direct``, the time
-inside ``sched.step`` and ``sched.observe``, is the scheduler's own cost without the
-noise (Lightning's dispatch of one more callback's hooks is not in it).
+adds over any scheduler the framework steps. A third arm, the plain arm again on its
+own model (the A/A twin), is what the bench reads when there is nothing to find.
+
+**The arms take turns one training step at a time.** On this kind of machine a whole
+round's step time moves by up to 50% from one round to the next (9-15 ms for the same
+work, 2026-12-07), far more than the 1% to be resolved, and whole rounds run in turn
+read an A/A difference of 6-12%. So each arm's ``fit`` runs in its own thread, and a
+baton lets one thread train at a time: a step of each arm, in an order rotated every
+cycle, so the machine's drift falls on all arms alike. Each arm times its own steps
+from one step's start hook to the next (the framework's scheduler step, logging and
+data fetch included; set-up excluded), in wall time and in the thread's CPU time. The
+overhead is the ratio of the tuned arm's summed step time to the plain arm's, median
+over rounds (fresh models each round), minus 1 (target <= 0.01).
+``*_overhead_direct``, the time inside ``sched.step`` and ``sched.observe``, is the
+scheduler's own cost without its effect on the caches around it.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ import logging
 import os
 import statistics
 import tempfile
+import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -33,6 +42,9 @@ import torch
 TARGET_FRAMEWORK_OVERHEAD = 0.01
 WIDTHS = (512, 512, 512, 10)
 BATCH = 128
+ARMS = ("plain", "twin", "tuned")
+_TURN_TIMEOUT_S = 300.0
+"""How long an arm waits for its turn before the bench gives up (a crashed arm)."""
 
 
 def _mlp(seed: int) -> torch.nn.Module:
@@ -51,6 +63,135 @@ def _data(n_steps: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n_steps * BATCH, WIDTHS[0], generator=g)
     return x, torch.randint(0, WIDTHS[-1], (n_steps * BATCH,), generator=g)
+
+
+class TakeTurns:
+    """Lets threads that each run a training loop train one step at a time, in turn.
+
+    Each arm calls `step_start` from its loop's step-start hook and `train_end` from its
+    train-end hook. Cycle ``k`` runs one step of every arm, in the order `order` gives. An arm's step time runs
+    from its turn's start to its next step-start hook (wall and thread CPU time); the
+    time it spends waiting for its turn is not in it. No arm starts before every arm has
+    reached its first step (set-up is not timed), and none returns from ``fit`` before
+    every arm has trained its last (tear-down is not timed either).
+    """
+
+    def __init__(self, arms: Sequence[str], clock: Callable[[], float] = time.perf_counter):
+        self.arms = tuple(arms)
+        self.wall: dict[str, list[float]] = {arm: [] for arm in self.arms}
+        self.cpu: dict[str, list[float]] = {arm: [] for arm in self.arms}
+        self._clock = clock
+        self._turn = threading.Condition()
+        self._cycle = 0
+        self._position = 0
+        self._done: set[str] = set()
+        self._failed = False
+        self._started: dict[str, tuple[float, float]] = {}
+        self._all_set_up = threading.Barrier(len(self.arms), timeout=_TURN_TIMEOUT_S)
+        self._all_trained = threading.Barrier(len(self.arms), timeout=_TURN_TIMEOUT_S)
+
+    def order(self, cycle: int) -> tuple[str, ...]:
+        """`arms` rotated by ``cycle``, in reverse every other ``len(arms)`` cycles: each
+        arm holds each position and follows each other arm equally often (with three
+        arms, no arm's step runs twice in a row)."""
+        n = len(self.arms)
+        base = self.arms if (cycle // n) % 2 == 0 else self.arms[::-1]
+        k = cycle % n
+        return base[k:] + base[:k]
+
+    def _holder(self) -> str:
+        return self.order(self._cycle)[self._position]
+
+    def step_start(self, arm: str) -> None:
+        if arm in self._started:
+            self._stop_clock(arm)
+            with self._turn:
+                self._pass_turn()
+        else:
+            self._all_set_up.wait()
+        with self._turn:
+            if not self._turn.wait_for(
+                lambda: self._failed or self._holder() == arm, timeout=_TURN_TIMEOUT_S
+            ):
+                self._failed = True
+                self._turn.notify_all()
+            if self._failed:
+                raise RuntimeError("the overhead bench stopped: another arm failed or hung")
+        self._started[arm] = (self._clock(), time.thread_time())
+
+    def train_end(self, arm: str) -> None:
+        self._stop_clock(arm)
+        with self._turn:
+            self._done.add(arm)
+            self._pass_turn()
+        self._all_trained.wait()
+
+    def abort(self) -> None:
+        """Wakes every waiting arm with an error (an arm's loop raised)."""
+        with self._turn:
+            self._failed = True
+            self._turn.notify_all()
+        self._all_set_up.abort()
+        self._all_trained.abort()
+
+    def _stop_clock(self, arm: str) -> None:
+        wall_start, cpu_start = self._started[arm]
+        self.wall[arm].append(self._clock() - wall_start)
+        self.cpu[arm].append(time.thread_time() - cpu_start)
+
+    def _pass_turn(self) -> None:
+        """To the next arm in this cycle's order that is still training (lock held)."""
+        if len(self._done) == len(self.arms):
+            return
+        while True:
+            self._position += 1
+            if self._position == len(self.arms):
+                self._cycle, self._position = self._cycle + 1, 0
+            if self._holder() not in self._done:
+                break
+        self._turn.notify_all()
+
+    def run(self, loops: dict[str, Callable[[], None]]) -> None:
+        """Runs each arm's loop in its own thread until all are done; re-raises a failure.
+
+        The threads are pinned to one CPU where the platform allows it: an arm whose
+        thread the OS kept on a busier core would read slower at every step.
+        """
+        errors: list[BaseException] = []
+        with _one_cpu():
+            self._run_threads(loops, errors)
+        if errors:
+            raise errors[0]
+
+    def _run_threads(
+        self, loops: dict[str, Callable[[], None]], errors: list[BaseException]
+    ) -> None:
+        def guarded(loop: Callable[[], None]) -> None:
+            try:
+                loop()
+            except BaseException as error:  # surfaced below, in the caller's thread
+                errors.append(error)
+                self.abort()
+
+        threads = [threading.Thread(target=guarded, args=(loops[arm],)) for arm in self.arms]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+@contextlib.contextmanager
+def _one_cpu() -> Iterator[None]:
+    """Pins the calling thread, and the threads it starts meanwhile, to one CPU."""
+    if not hasattr(os, "sched_setaffinity"):  # macOS, Windows: the OS places them
+        yield
+        return
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {max(allowed)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 _INSIDE = {"seconds": 0.0}
@@ -82,11 +223,22 @@ def _scheduler(policy: Any, opt: torch.optim.Optimizer, n_steps: int) -> Any:
     return sched
 
 
-def _lightning_round(policy: Any, tuned: bool, n_steps: int, seed: int) -> tuple[float, float]:
-    """Wall and CPU seconds of ``n_steps`` Lightning training steps (set-up excluded)."""
+def _plain_scheduler(opt: torch.optim.Optimizer) -> Any:
+    # The plain arm steps a constant torch scheduler, as the Trainer's default does: the
+    # overhead is what this scheduler adds over any scheduler the framework steps.
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+
+
+def _lightning_loop(
+    policy: Any, arm: str, turns: TakeTurns, n_steps: int, seed: int, root: str
+) -> Callable[[], None]:
+    """One arm's Lightning run of ``n_steps`` steps, set up here, its steps timed by
+    ``turns`` when the returned ``fit`` runs."""
     import lightning
 
     from agents.deploy.lightning import TuningLightningCallback
+
+    tuned = arm == "tuned"
 
     class Module(lightning.LightningModule):
         def __init__(self) -> None:
@@ -99,41 +251,32 @@ def _lightning_round(policy: Any, tuned: bool, n_steps: int, seed: int) -> tuple
 
         def configure_optimizers(self) -> Any:
             opt = torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
-            # The plain arm steps a constant torch scheduler, as the Trainer's does: the
-            # overhead is what this scheduler adds over any scheduler Lightning steps.
-            sched = (
-                _scheduler(policy, opt, n_steps)
-                if tuned
-                else torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-            )
+            sched = _scheduler(policy, opt, n_steps) if tuned else _plain_scheduler(opt)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    span: dict[str, float] = {}
-
-    class Clock(lightning.Callback):
-        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            span["start"], span["cpu_start"] = time.perf_counter(), time.process_time()
+    class Turns(lightning.Callback):
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, i: int) -> None:
+            turns.step_start(arm)
 
         def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-            span["end"], span["cpu_end"] = time.perf_counter(), time.process_time()
+            turns.train_end(arm)
 
     x, y = _data(n_steps, seed)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=BATCH)
-    callbacks: list[Any] = [Clock()] + ([TuningLightningCallback()] if tuned else [])
-    with tempfile.TemporaryDirectory() as root:
-        trainer = lightning.Trainer(
-            max_steps=n_steps,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            default_root_dir=root,
-            callbacks=callbacks,
-            accelerator="cpu",
-            devices=1,
-        )
-        trainer.fit(Module(), loader)
-    return span["end"] - span["start"], span["cpu_end"] - span["cpu_start"]
+    callbacks: list[Any] = [Turns()] + ([TuningLightningCallback()] if tuned else [])
+    trainer = lightning.Trainer(
+        max_steps=n_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        callbacks=callbacks,
+        accelerator="cpu",
+        devices=1,
+    )
+    module = Module()
+    return lambda: trainer.fit(module, loader)
 
 
 class _Classifier(torch.nn.Module):
@@ -146,51 +289,50 @@ class _Classifier(torch.nn.Module):
         return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
 
 
-def _hf_round(policy: Any, tuned: bool, n_steps: int, seed: int) -> tuple[float, float]:
-    """Wall and CPU seconds of ``n_steps`` Hugging Face Trainer steps (set-up excluded)."""
+def _hf_loop(
+    policy: Any, arm: str, turns: TakeTurns, n_steps: int, seed: int, root: str
+) -> Callable[[], None]:
+    """One arm's Hugging Face Trainer run of ``n_steps`` steps, set up here (the Trainers
+    share accelerate's global state: they are built one at a time, before any trains),
+    its steps timed by ``turns`` when the returned ``train`` runs."""
     import transformers
 
     from agents.deploy.hf import TuningTrainerCallback
 
-    span: dict[str, float] = {}
+    tuned = arm == "tuned"
 
-    class Clock(transformers.TrainerCallback):
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            span["start"], span["cpu_start"] = time.perf_counter(), time.process_time()
+    class Turns(transformers.TrainerCallback):
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            turns.step_start(arm)
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            span["end"], span["cpu_end"] = time.perf_counter(), time.process_time()
+            turns.train_end(arm)
 
     x, y = _data(n_steps, seed)
     data = [{"x": x[i], "labels": y[i]} for i in range(len(x))]
     model = _Classifier(seed)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    if tuned:
-        sched: Any = _scheduler(policy, opt, n_steps)
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-    callbacks: list[Any] = [Clock()] + ([TuningTrainerCallback()] if tuned else [])
-    with tempfile.TemporaryDirectory() as root:
-        args = transformers.TrainingArguments(
-            root,
-            max_steps=n_steps,
-            per_device_train_batch_size=BATCH,
-            logging_steps=1,
-            report_to=[],
-            save_strategy="no",
-            use_cpu=True,
-            disable_tqdm=True,
-            dataloader_num_workers=0,
-        )
-        trainer = transformers.Trainer(
-            model=model,
-            args=args,
-            train_dataset=data,
-            optimizers=(opt, sched),
-            callbacks=callbacks,
-        )
+    sched = _scheduler(policy, opt, n_steps) if tuned else _plain_scheduler(opt)
+    callbacks: list[Any] = [Turns()] + ([TuningTrainerCallback()] if tuned else [])
+    args = transformers.TrainingArguments(
+        root,
+        max_steps=n_steps,
+        per_device_train_batch_size=BATCH,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = transformers.Trainer(
+        model=model, args=args, train_dataset=data, optimizers=(opt, sched), callbacks=callbacks
+    )
+
+    def train() -> None:
         trainer.train()
-    return span["end"] - span["start"], span["cpu_end"] - span["cpu_start"]
+
+    return train
 
 
 def _available(module: str) -> bool:
@@ -201,60 +343,69 @@ def _available(module: str) -> bool:
     return True
 
 
+def _median_ratio(rounds: Sequence[TakeTurns], arm: str, times: str = "wall") -> float:
+    """Median over rounds of the arm's summed step time over the plain arm's, minus 1."""
+    return statistics.median(
+        sum(getattr(t, times)[arm]) / sum(getattr(t, times)["plain"]) - 1.0 for t in rounds
+    )
+
+
 def run_framework_overhead(policy: Any, quick: bool = False, seed: int = 0) -> dict[str, float]:
     """Print and return each installed framework's step time and the scheduler's overhead."""
     from agents.common.threads import torch_threads
 
-    # Full: 120 steps a round, two decisions at the default interval of 60.
-    n_rounds, n_steps = (1, 60) if quick else (8, 120)
-    frameworks = {"lightning": _lightning_round, "hf_trainer": _hf_round}
+    # Full: 8 rounds of 360 steps, six decisions a round at the default interval of 60:
+    # rounds differ by +-2% (fresh models), steps within a round by far less.
+    n_rounds, n_steps = (1, 60) if quick else (8, 360)
+    frameworks = {"lightning": _lightning_loop, "hf_trainer": _hf_loop}
     modules = {"lightning": "lightning", "hf_trainer": "transformers"}
     result: dict[str, float] = {}
     quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
-    for name, run_round in frameworks.items():
+    for name, make_loop in frameworks.items():
         if not _available(modules[name]):
-            print(
-                f'{name}: not installed (pip install "hpo-rl[{"hf" if name == "hf_trainer" else name}]")'
-            )
+            extra = "hf" if name == "hf_trainer" else name
+            print(f'{name}: not installed (pip install "hpo-rl[{extra}]")')
             continue
-        plain: list[tuple[float, float]] = []
-        twin: list[tuple[float, float]] = []
-        tuned: list[tuple[float, float]] = []
+        rounds: list[TakeTurns] = []
         inside: list[float] = []
-        arms = {"plain": plain, "twin": twin, "tuned": tuned}
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
         with torch_threads(1), warnings.catch_warnings(), quiet[0], quiet[1]:
             warnings.simplefilter("ignore")
             for r in range(n_rounds + 1):  # round 0 warms up and is discarded
-                # Three arms in rotated order; the twin is the plain arm again (A/A):
-                # the ratio it reads is the machine's noise, the bench's resolution.
-                order = list(arms)[r % 3 :] + list(arms)[: r % 3]
-                for arm in order:
+                turns = TakeTurns(ARMS)
+                with tempfile.TemporaryDirectory() as root:
+                    loops = {
+                        arm: make_loop(policy, arm, turns, n_steps, seed + r, f"{root}/{arm}")
+                        for arm in ARMS
+                    }
                     _INSIDE["seconds"] = 0.0
-                    seconds = run_round(policy, arm == "tuned", n_steps, seed)
-                    if r > 0:
-                        arms[arm].append(seconds)
-                        if arm == "tuned":
-                            inside.append(_INSIDE["seconds"])
-        twin_ratio = statistics.median(t[0] / p[0] for t, p in zip(twin, plain)) - 1.0
-        result[f"{name}_overhead_aa_twin"] = twin_ratio
-        ratio = statistics.median(t[0] / p[0] for t, p in zip(tuned, plain)) - 1.0
-        cpu_ratio = statistics.median(t[1] / p[1] for t, p in zip(tuned, plain)) - 1.0
-        result[f"{name}_step_ms"] = statistics.median(p[0] for p in plain) / n_steps * 1e3
+                    turns.run(loops)
+                if r > 0:
+                    rounds.append(turns)
+                    inside.append(_INSIDE["seconds"])
+
+        ratio, cpu_ratio, twin_ratio = (
+            _median_ratio(rounds, "tuned"),
+            _median_ratio(rounds, "tuned", "cpu"),
+            _median_ratio(rounds, "twin"),
+        )
+        plain_ms = statistics.median(statistics.fmean(t.wall["plain"]) for t in rounds) * 1e3
+        direct = statistics.median(i / sum(t.wall["plain"]) for i, t in zip(inside, rounds))
+        result[f"{name}_step_ms"] = plain_ms
         result[f"{name}_overhead"] = ratio
         result[f"{name}_overhead_cpu"] = cpu_ratio
-        direct = statistics.median(i / p[0] for i, p in zip(inside, plain))
+        result[f"{name}_overhead_aa_twin"] = twin_ratio
         result[f"{name}_overhead_direct"] = direct
         print(
-            f"{name}_overhead={ratio:.4f} (wall time, median of {n_rounds} paired rounds of "
-            f"{n_steps} steps against a constant torch scheduler; plain step "
-            f"{result[f'{name}_step_ms']:.1f} ms, MLP {'-'.join(map(str, WIDTHS))} batch {BATCH}, "
-            f"1 torch thread; target <= {TARGET_FRAMEWORK_OVERHEAD})"
+            f"{name}_overhead={ratio:.4f} (wall time, median over {n_rounds} rounds of "
+            f"{n_steps} steps with the arms taking turns step by step, against a constant "
+            f"torch scheduler; plain step {plain_ms:.1f} ms, MLP {'-'.join(map(str, WIDTHS))} "
+            f"batch {BATCH}, 1 torch thread; target <= {TARGET_FRAMEWORK_OVERHEAD})"
         )
         print(
-            f"{name}_overhead_cpu={cpu_ratio:.4f} (the same rounds' process CPU time: "
-            "free of time the machine gave to other work)"
+            f"{name}_overhead_cpu={cpu_ratio:.4f} (the same steps' thread CPU time: free of "
+            "time the machine gave to other work)"
         )
         print(
             f"{name}_overhead_aa_twin={twin_ratio:.4f} (the plain arm against itself: what "
@@ -262,6 +413,6 @@ def run_framework_overhead(policy: Any, quick: bool = False, seed: int = 0) -> d
         )
         print(
             f"{name}_overhead_direct={direct:.4f} (time inside sched.step and sched.observe "
-            "over the plain round's: the scheduler's own cost, free of the machine's noise)"
+            "over the plain arm's: the scheduler's own cost, free of the machine's noise)"
         )
     return result

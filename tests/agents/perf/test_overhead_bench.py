@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -65,3 +66,63 @@ def test_framework_overhead_bench_prints_each_installed_framework(capsys):
         assert result[f"{name}_step_ms"] >= 5.0
         # The scheduler's own time: a gross regression only (timing on a shared machine).
         assert 0.0 < result[f"{name}_overhead_direct"] < 0.2
+
+
+def _turn_taking_loops(turns, n_steps, log, fail_arm=None):
+    """Plain loops that call the hooks a framework would, logging who trains when."""
+
+    def loop(arm):
+        def run():
+            for step in range(n_steps):
+                turns.step_start(arm)
+                if arm == fail_arm and step == 2:
+                    raise ValueError("this arm's training step failed")
+                log.append(arm)
+            turns.train_end(arm)
+
+        return run
+
+    return {arm: loop(arm) for arm in turns.arms}
+
+
+def test_take_turns_trains_one_step_of_each_arm_per_cycle_in_rotated_order():
+    from agents.perf.framework_overhead import TakeTurns
+
+    arms = ("plain", "twin", "tuned")
+    turns, log = TakeTurns(arms), []
+    turns.run(_turn_taking_loops(turns, 12, log))
+    cycles = [tuple(log[i : i + 3]) for i in range(0, len(log), 3)]
+    assert cycles == [turns.order(k) for k in range(12)]
+    assert turns.order(1) == ("twin", "tuned", "plain")
+    assert turns.order(3) == ("tuned", "twin", "plain")
+    # Over six cycles each arm holds each position twice and follows each other arm
+    # equally often, and no arm trains twice in a row (it would find its model cached).
+    for position in range(3):
+        assert sorted(cycle[position] for cycle in cycles[:6]) == sorted(2 * arms)
+    pairs = list(itertools.pairwise(log[:19]))  # six cycles' steps and the next
+    assert sorted(set(pairs)) == sorted((a, b) for a in arms for b in arms if a != b)
+    assert len({pairs.count(pair) for pair in set(pairs)}) == 1
+    assert all(a != b for a, b in itertools.pairwise(log))
+    for arm in arms:  # one wall and one CPU time per step, each non-negative
+        assert len(turns.wall[arm]) == len(turns.cpu[arm]) == 12
+        assert min(turns.wall[arm]) >= 0.0 and min(turns.cpu[arm]) >= 0.0
+
+
+def test_take_turns_times_a_step_from_its_turn_to_the_next_step_start():
+    from agents.perf.framework_overhead import TakeTurns
+
+    ticks = iter(range(1000))
+    turns = TakeTurns(("a", "b"), clock=lambda: float(next(ticks)))
+    turns.run(_turn_taking_loops(turns, 3, []))
+    # Each step reads the clock once at its turn's start and once at its end: one tick
+    # apart, whatever the other arm did meanwhile (its waiting is not timed).
+    assert turns.wall == {"a": [1.0, 1.0, 1.0], "b": [1.0, 1.0, 1.0]}
+
+
+def test_take_turns_reraises_a_failing_arm_and_stops_the_others():
+    from agents.perf.framework_overhead import TakeTurns
+
+    turns, log = TakeTurns(("plain", "tuned")), []
+    with pytest.raises(ValueError, match="training step failed"):
+        turns.run(_turn_taking_loops(turns, 50, log, fail_arm="tuned"))
+    assert len(log) < 10  # the other arm stopped with it, not after its 50 steps
