@@ -3,8 +3,9 @@ bundle on the transfer suite's ``validation`` split, write one table.
 
 A row is the ``baseline`` preset (the recipe before issue 26) plus overrides, each row adding one lever to the row
 before it (`ROWS`), so the table reads as "today's recipe, then each lever added".
-Every run gets the same wall-clock budget (`TrainConfig.max_wall_time_s`): a lever
-that makes decisions dearer pays for it in fewer decisions. Runs are separate
+Every run gets the same wall-clock budget (`TrainConfig.max_wall_time_s`, stopping at
+the PPO update nearest to it): a lever that makes decisions dearer pays for it in fewer
+decisions. Runs are separate
 ``hpo-rl train`` processes, ``workers`` at a time, each on one torch thread; a killed
 ablation resumes (finished bundles are kept, killed runs continue from their last
 checkpoint, finished transfer runs come from the transfer cache).

@@ -194,24 +194,34 @@ class EnvMetricsCallback(BaseCallback):
 
 
 class WallClockBudgetReached(Exception):
-    """Raised between rollouts once ``max_wall_time_s`` has passed; `train` catches it."""
+    """Raised between rollouts once ``max_wall_time_s`` is spent; `train` catches it."""
 
 
 class WallClockBudgetCallback(BaseCallback):
-    """Stops learning at the first rollout boundary after ``max_wall_time_s``.
+    """Stops learning at the rollout boundary nearest to ``max_wall_time_s``.
 
-    It raises `WallClockBudgetReached` when the next rollout starts, before any
-    environment step: the run stops exactly after a PPO update, so ``--total-timesteps``
-    set to the decisions it reached reproduces it bit for bit (same seed, same CPU).
+    At each rollout's start it raises `WallClockBudgetReached` (before any environment
+    step) when stopping now ends nearer the budget than one more rollout and update
+    would, judged by the last one's time: once ``elapsed + last_iteration / 2 >=
+    budget``. Stopping at the first boundary *after* the budget overran it by up to a
+    whole iteration, so a recipe with slow rollouts got more seconds than the rest
+    (+60-80 s on 6 min in the ablation of 2026-12-07); now every recipe's run ends
+    within half an iteration of the budget, on either side. The run still stops right
+    after a PPO update, so ``--total-timesteps`` set to the decisions it reached
+    reproduces it bit for bit (same seed, same CPU).
     """
 
     def __init__(self, trainer: _Trainer) -> None:
         super().__init__()
         self.trainer = trainer
+        self._last_start: float | None = None
 
     def _on_rollout_start(self) -> None:
+        now = self.trainer.wall_time()
+        iteration = 0.0 if self._last_start is None else now - self._last_start
+        self._last_start = now
         limit = self.trainer.config.max_wall_time_s
-        if limit > 0 and self.trainer.wall_time() >= limit and self.model.num_timesteps > 0:
+        if limit > 0 and self.model.num_timesteps > 0 and now + iteration / 2 >= limit:
             self.trainer.progress["stopped_by_wall_time"] = True
             raise WallClockBudgetReached
 

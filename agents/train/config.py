@@ -143,7 +143,7 @@ class TrainConfig:
     bundle's, with the absolute rate's position) or 3 (run-relative: the rate only
     relative to the user's start, K-invariant averages). Recorded in the bundle."""
     max_wall_time_s: float = 0.0
-    """Stop meta-training at the first rollout boundary after this much wall time
+    """Stop meta-training at the rollout boundary nearest to this much wall time
     (seconds, resumed sessions included; the final evaluation and export come after
     it); 0 = no limit, train for ``total_timesteps``. Ablations compare recipes at
     equal wall-clock with it."""

@@ -68,10 +68,11 @@ def member_finished(run_dir: Path, config: TrainConfig) -> bool:
         return False  # a torn write: the member resumes and exports again
     if int(training.get("num_timesteps", 0)) >= config.total_timesteps:
         return True
+    # Stopped by a budget at least this one's (a resume may raise it; a bundle from before
+    # the budget was recorded stopped after its budget, so its wall time stands in).
     budget = config.max_wall_time_s
-    return bool(training.get("stopped_by_wall_time")) and 0 < budget <= training.get(
-        "wall_time_s", 0.0
-    )
+    stopped_at = training.get("wall_time_budget_s", training.get("wall_time_s", 0.0))
+    return bool(training.get("stopped_by_wall_time")) and 0 < budget <= stopped_at
 
 
 def train_ensemble(

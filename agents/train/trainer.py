@@ -302,6 +302,8 @@ def train(
             else None,
             "resumed": checkpoint is not None,
             "stopped_by_wall_time": bool(trainer.progress.get("stopped_by_wall_time", False)),
+            # The budget it was stopped by: the nearest boundary may come before it.
+            "wall_time_budget_s": config.max_wall_time_s,
             "torch_threads": config.torch_threads,
         }
         bundle_dir = export_bundle(

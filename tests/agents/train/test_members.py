@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -112,3 +113,33 @@ def test_ray_backend_trains_members_in_this_process(tmp_path: Path):
     with pytest.raises(_Trained) as raised:  # in-process: the exception itself, not ItemFailed
         train_ensemble(config, tmp_path / "run", _record_pid_and_stop, resuming=False, command="t")
     assert raised.value.args == (os.getpid(),)
+
+
+def _finished_member(tmp_path: Path, training: dict) -> Path:
+    from agents.policy.bundle import METADATA_FILE
+    from agents.train.checkpoints import BUNDLE_DIR
+
+    meta = tmp_path / BUNDLE_DIR / METADATA_FILE
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"training": training}))
+    return tmp_path
+
+
+def test_a_member_stopped_just_before_its_budget_is_finished_until_the_budget_rises(
+    tmp_path: Path,
+):
+    from agents.train.members import member_finished
+
+    # The nearest rollout boundary came 5 s before the 360 s budget.
+    run = _finished_member(
+        tmp_path,
+        {
+            "num_timesteps": 2048,
+            "stopped_by_wall_time": True,
+            "wall_time_s": 355.0,
+            "wall_time_budget_s": 360.0,
+        },
+    )
+    config = dataclasses.replace(get_preset("smoke"), total_timesteps=1_000_000)
+    assert member_finished(run, dataclasses.replace(config, max_wall_time_s=360.0))
+    assert not member_finished(run, dataclasses.replace(config, max_wall_time_s=600.0))

@@ -321,3 +321,56 @@ def test_wall_clock_budget_stops_at_a_rollout_boundary(tmp_path: Path):
         tiny(tmp_path, max_wall_time_s=-1.0)
     # Resuming may raise the budget (a field resume can change).
     assert load_run_config(tmp_path, {"max_wall_time_s": 60.0}).max_wall_time_s == 60.0
+
+
+class _ScriptedTrainer:
+    """A trainer whose wall clock reads the given times, one per rollout start."""
+
+    def __init__(self, budget_s: float, times: list[float]) -> None:
+        self.config = type("Config", (), {"max_wall_time_s": budget_s})()
+        self.progress: dict = {}
+        self._times = iter(times)
+
+    def wall_time(self) -> float:
+        return next(self._times)
+
+
+def _rollouts_before_stop(budget_s: float, starts: list[float]) -> int:
+    from types import SimpleNamespace
+
+    from agents.train.callbacks import WallClockBudgetCallback, WallClockBudgetReached
+
+    trainer = _ScriptedTrainer(budget_s, starts)
+    callback = WallClockBudgetCallback(trainer)  # type: ignore[arg-type]
+    callback.model = SimpleNamespace(num_timesteps=0)
+    for n, _ in enumerate(starts):
+        try:
+            callback.on_rollout_start()
+        except WallClockBudgetReached:
+            assert trainer.progress["stopped_by_wall_time"] is True
+            return n
+        callback.model.num_timesteps += 64
+    return len(starts)
+
+
+@pytest.mark.parametrize(
+    ("starts", "rollouts"),
+    [
+        # 30 s iterations, 100 s budget: stop at 90 (10 s short), not 120 (20 s over).
+        ([0.0, 30.0, 60.0, 90.0, 120.0], 3),
+        # 70 s iterations: stop at 70 (30 s short) rather than 140 (40 s over).
+        ([0.0, 70.0, 140.0], 1),
+        # 45 s iterations: one more would end at 135 (35 s over): stop at 90.
+        ([0.0, 45.0, 90.0, 135.0], 2),
+        # 12 s iterations: stop at 96 (4 s short), not 108 (8 s over).
+        ([0.0, 12.0, 24.0, 36.0, 48.0, 60.0, 72.0, 84.0, 96.0, 108.0], 8),
+    ],
+)
+def test_wall_clock_budget_stops_at_the_rollout_boundary_nearest_the_budget(starts, rollouts):
+    assert _rollouts_before_stop(100.0, starts) == rollouts
+
+
+def test_wall_clock_budget_never_stops_before_the_first_update_or_without_a_budget():
+    # Past the budget at the first rollout's start (a long set-up): one rollout still runs.
+    assert _rollouts_before_stop(10.0, [50.0, 60.0]) == 1
+    assert _rollouts_before_stop(0.0, [0.0, 1e6, 2e6]) == 3  # 0 = no limit
