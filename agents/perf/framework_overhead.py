@@ -13,8 +13,8 @@ own model (the A/A twin), is what the bench reads when there is nothing to find.
 round's step time moves by up to 50% from one round to the next (9-15 ms for the same
 work, 2026-12-07), far more than the 1% to be resolved, and whole rounds run in turn
 read an A/A difference of 6-12%. So each arm's ``fit`` runs in its own thread, and a
-baton lets one thread train at a time: a step of each arm, in an order rotated every
-cycle, so the machine's drift falls on all arms alike. Each arm times its own steps
+baton lets one thread train at a time: a step of each arm, in an order that rotates and
+reverses (`TakeTurns.order`), so the machine's drift falls on all arms alike. Each arm times its own steps
 from one step's start hook to the next (the framework's scheduler step, logging and
 data fetch included; set-up excluded), in wall time and in the thread's CPU time. The
 overhead is the ratio of the tuned arm's summed step time to the plain arm's, median
@@ -69,9 +69,9 @@ class TakeTurns:
     """Lets threads that each run a training loop train one step at a time, in turn.
 
     Each arm calls `step_start` from its loop's step-start hook and `train_end` from its
-    train-end hook. Cycle ``k`` runs one step of every arm, in the order `order` gives. An arm's step time runs
-    from its turn's start to its next step-start hook (wall and thread CPU time); the
-    time it spends waiting for its turn is not in it. No arm starts before every arm has
+    train-end hook. Cycle ``k`` runs one step of every arm, in the order `order` gives.
+    An arm's step time runs from its turn's start to its next step-start hook (wall and
+    thread CPU time); the time it spends waiting for its turn is not in it. No arm starts before every arm has
     reached its first step (set-up is not timed), and none returns from ``fit`` before
     every arm has trained its last (tear-down is not timed either).
     """
@@ -113,8 +113,7 @@ class TakeTurns:
             if not self._turn.wait_for(
                 lambda: self._failed or self._holder() == arm, timeout=_TURN_TIMEOUT_S
             ):
-                self._failed = True
-                self._turn.notify_all()
+                self.abort()  # a hung arm: stop the rest (the lock is re-entrant)
             if self._failed:
                 raise RuntimeError("the overhead bench stopped: another arm failed or hung")
         self._started[arm] = (self._clock(), time.thread_time())
@@ -158,14 +157,7 @@ class TakeTurns:
         thread the OS kept on a busier core would read slower at every step.
         """
         errors: list[BaseException] = []
-        with _one_cpu():
-            self._run_threads(loops, errors)
-        if errors:
-            raise errors[0]
 
-    def _run_threads(
-        self, loops: dict[str, Callable[[], None]], errors: list[BaseException]
-    ) -> None:
         def guarded(loop: Callable[[], None]) -> None:
             try:
                 loop()
@@ -174,10 +166,13 @@ class TakeTurns:
                 self.abort()
 
         threads = [threading.Thread(target=guarded, args=(loops[arm],)) for arm in self.arms]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        with _one_cpu():
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        if errors:
+            raise errors[0]
 
 
 @contextlib.contextmanager
