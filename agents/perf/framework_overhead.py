@@ -419,7 +419,9 @@ def run_framework_overhead(policy: Any, quick: bool = False, seed: int = 0) -> d
                 turns = TakeTurns(ARMS)
                 with tempfile.TemporaryDirectory() as root:
                     loops = {
-                        arm: make_loop(policy, arm, turns, n_steps, seed + r, f"{root}/{arm}", batch)
+                        arm: make_loop(
+                            policy, arm, turns, n_steps, seed + r, f"{root}/{arm}", batch
+                        )
                         for arm in ARMS
                     }
                     _INSIDE["seconds"] = 0.0
