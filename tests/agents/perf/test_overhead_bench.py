@@ -14,6 +14,7 @@ from agents.perf.framework_overhead import (
     MIN_STEP_MS,
     batch_for_step_time,
     plain_step_ms,
+    robust_extra,
 )
 from agents.perf.overhead import ARMS, RUN_STEPS, arm_order, benchmark_policy, run_overhead_bench
 
@@ -70,7 +71,7 @@ def test_framework_overhead_bench_prints_each_installed_framework(capsys):
             assert f"{name}: not installed" in out
             continue
         assert f"{name}_overhead={result[f'{name}_overhead']:.4f}" in out
-        for suffix in ("cpu", "aa_twin", "direct"):  # every ratio it returns, it prints
+        for suffix in ("cpu", "aa_twin", "direct", "robust"):  # every ratio returned is printed
             key = f"{name}_overhead_{suffix}"
             assert f"{key}={result[key]:.4f}" in out
         assert result[f"{name}_step_ms"] > 0.0
@@ -91,6 +92,29 @@ def test_batch_grows_until_a_step_takes_ten_ms_on_a_fast_cpu():
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="step_ms"):
             batch_for_step_time(bad)
+
+
+def test_robust_extra_shrugs_off_bursts_and_counts_decisions():
+    plain = [10.0] * 100
+    # 1% slower on every step: read as 1%.
+    assert robust_extra([10.1] * 100, plain, []) == pytest.approx(0.01)
+    # A 50 ms burst on three of the arm's steps (page faults): a sum would read +15%.
+    bursty = [10.1] * 100
+    for k in (7, 40, 77):
+        bursty[k] += 50.0
+    assert robust_extra(bursty, plain, []) == pytest.approx(0.01)
+    # A burst on the plain arm's steps is ignored the same way.
+    plain_bursty = list(plain)
+    plain_bursty[3] += 50.0
+    assert robust_extra([10.1] * 100, plain_bursty, []) == pytest.approx(0.01)
+    # Steps with a decision count in full: 2 decisions of 3 ms over 100 steps of 10 ms.
+    decided = [10.1] * 100
+    for k in (59, 99):
+        decided[k] += 3.0
+    assert robust_extra(decided, plain, [59, 99]) == pytest.approx((98 * 0.1 + 2 * 3.1) / 1000)
+    assert robust_extra(plain, plain, [59]) == 0.0
+    with pytest.raises(ValueError, match="paired step times"):
+        robust_extra([1.0, 2.0], [1.0], [])
 
 
 def test_plain_step_times_the_bare_loop():
