@@ -497,6 +497,7 @@ def run_framework_overhead(policy: Any, quick: bool = False, seed: int = 0) -> d
             for arm in ("tuned", "twin")
         )
         result[f"{name}_overhead_robust"] = robust
+        result[f"{name}_decisions_per_round"] = statistics.median(map(len, decisions))
         result[f"{name}_overhead_robust_aa_twin"] = robust_twin
         print(
             f"{name}_overhead={ratio:.4f} (wall time, median over {n_rounds} rounds of "

@@ -75,6 +75,9 @@ def test_framework_overhead_bench_prints_each_installed_framework(capsys):
             key = f"{name}_overhead_{suffix}"
             assert f"{key}={result[key]:.4f}" in out
         assert result[f"{name}_step_ms"] > 0.0
+        # The robust estimate found the round's decision (60 steps, one every 60) and
+        # counted its step in full rather than trimming it away.
+        assert result[f"{name}_decisions_per_round"] == 1
         # The scheduler's own time: a gross regression only (timing on a shared machine).
         assert 0.0 < result[f"{name}_overhead_direct"] < 0.2
 
