@@ -2,8 +2,8 @@
 overhead``, when the ``[lightning]`` / ``[hf]`` extras are installed).
 
 A model whose training step takes >= 10 ms (an MLP 512-512-512-10, one torch thread,
-batch 128, or larger where this CPU steps batch 128 faster: `batch_for_step_time`) is trained by each framework with a constant torch scheduler (the plain
-arm) and with a `TuningScheduler` stepped by the framework itself and fed by its
+batch 128, or larger where this CPU steps batch 128 faster: `batch_for_step_time`) is
+trained by each framework with a constant torch scheduler (the plain arm) and with a `TuningScheduler` stepped by the framework itself and fed by its
 callback (`agents.deploy.lightning`, `agents.deploy.hf`; both arms log every step, as
 the Trainer recipe asks). Both arms step a scheduler, so the overhead is what this one
 adds over any scheduler the framework steps. A third arm, the plain arm again on its
@@ -249,7 +249,7 @@ class _InsideScheduler:
 
 
 _INSIDE = _InsideScheduler()
-"""Wall seconds spent inside the tuned arm's ``sched.step`` and ``sched.observe``."""
+"""The current round's: filled by the timed ``sched.step`` / ``sched.observe`` of `_scheduler`."""
 
 
 def _scheduler(policy: Any, opt: torch.optim.Optimizer, n_steps: int) -> Any:
@@ -497,8 +497,8 @@ def run_framework_overhead(policy: Any, quick: bool = False, seed: int = 0) -> d
             for arm in ("tuned", "twin")
         )
         result[f"{name}_overhead_robust"] = robust
-        result[f"{name}_decisions_per_round"] = statistics.median(map(len, decisions))
         result[f"{name}_overhead_robust_aa_twin"] = robust_twin
+        result[f"{name}_decisions_per_round"] = statistics.median(map(len, decisions))
         print(
             f"{name}_overhead={ratio:.4f} (wall time, median over {n_rounds} rounds of "
             f"{n_steps} steps with the arms taking turns step by step, against a constant "
@@ -521,6 +521,10 @@ def run_framework_overhead(policy: Any, quick: bool = False, seed: int = 0) -> d
             f"{name}_overhead_robust={robust:.4f} (per step, paired with the plain arm's: "
             "the median difference on steps without a decision, the full difference on "
             "steps with one; page-fault bursts move the sums above by up to +-8%, this "
-            f"hardly; the A/A twin read so: {robust_twin:.4f})"
+            "hardly)"
+        )
+        print(
+            f"{name}_overhead_robust_aa_twin={robust_twin:.4f} (the A/A twin read the same "
+            "way: this estimate's resolution)"
         )
     return result

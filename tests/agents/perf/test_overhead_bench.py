@@ -71,7 +71,8 @@ def test_framework_overhead_bench_prints_each_installed_framework(capsys):
             assert f"{name}: not installed" in out
             continue
         assert f"{name}_overhead={result[f'{name}_overhead']:.4f}" in out
-        for suffix in ("cpu", "aa_twin", "direct", "robust"):  # every ratio returned is printed
+        # Every ratio returned is printed.
+        for suffix in ("cpu", "aa_twin", "direct", "robust", "robust_aa_twin"):
             key = f"{name}_overhead_{suffix}"
             assert f"{key}={result[key]:.4f}" in out
         assert result[f"{name}_step_ms"] > 0.0
