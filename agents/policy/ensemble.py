@@ -43,6 +43,7 @@ from agents.policy.bundle import (
     BundleNotFoundError,
     write_bundle,
 )
+from agents.policy.stacked_actor import StackedActor, stackable
 from agents.policy.tuning_policy import TuningPolicy
 
 ENSEMBLE_KEY = "ensemble"
@@ -115,6 +116,7 @@ class EnsemblePolicy(TuningPolicy):
                     )
         super().__init__(first.contents, source=source)
         self.members = list(members)
+        self._stacked: StackedActor | bool | None = None  # built at the first action
         shared = {k: v for k, v in first.metadata.items() if k != ENSEMBLE_KEY}
         self.metadata = {**shared, **(metadata or {})}
         self.metadata[ENSEMBLE_KEY] = {
@@ -143,8 +145,16 @@ class EnsemblePolicy(TuningPolicy):
 
     def _gaussian(self, obs: np.ndarray) -> tuple[Tensor, Tensor]:
         # Each member's own Gaussian (its own normalisation); the means and log stds average.
-        means, log_stds = zip(*(member._gaussian(obs) for member in self.members))
-        return torch.stack(means).mean(0), torch.stack(log_stds).mean(0)
+        log_std = torch.stack([member._log_std for member in self.members]).mean(0)
+        return self._mean_action(obs), log_std
+
+    def _mean_action(self, obs: np.ndarray) -> Tensor:
+        if self._stacked is None:
+            self._stacked = StackedActor(self.members) if stackable(self.members) else False
+        if self._stacked:  # every decision of a deployed ensemble: `StackedActor` says why
+            return torch.from_numpy(self._stacked.mean_action(obs))
+        means = [member._mean_action(obs) for member in self.members]
+        return torch.stack(means).mean(0)
 
     def __repr__(self) -> str:
         return f"EnsemblePolicy(source={str(self.source)!r}, members={len(self.members)})"

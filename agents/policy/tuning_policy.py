@@ -185,8 +185,10 @@ class TuningPolicy:
                 f"(features {self.feature_names[:3]}...), got {obs.shape}"
             )
         with torch.no_grad():
-            mean, log_std = self._gaussian(obs)
-            if not deterministic:
+            if deterministic:
+                mean = self._mean_action(obs)
+            else:
+                mean, log_std = self._gaussian(obs)
                 noise = torch.randn(mean.shape, generator=self._generator)
                 mean = mean + noise * log_std.exp()
         actions = np.minimum(np.maximum(mean.numpy(), -1.0), 1.0).astype(np.float32, copy=False)
@@ -194,7 +196,11 @@ class TuningPolicy:
 
     def _gaussian(self, obs: np.ndarray) -> tuple[Tensor, Tensor]:
         """The actions' Gaussian (mean [B, k], log std [k]) for raw observations [B, D]."""
-        return self.action_mean(torch.from_numpy(self.normalize(obs))), self._log_std
+        return self._mean_action(obs), self._log_std
+
+    def _mean_action(self, obs: np.ndarray) -> Tensor:
+        """The Gaussian's mean [B, k] alone: the deterministic action before its clip."""
+        return self.action_mean(torch.from_numpy(self.normalize(obs)))
 
     def seed(self, seed: int) -> None:
         """Seed the noise of ``act(..., deterministic=False)``."""

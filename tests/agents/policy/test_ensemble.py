@@ -13,6 +13,7 @@ import torch
 from agents.benchmark.transfer.cache import BUNDLE_FILES, policy_fingerprint
 from agents.policy.bundle import BundleKeyError, write_bundle
 from agents.policy.ensemble import EnsemblePolicy, is_ensemble, member_paths, write_ensemble
+from agents.policy.stacked_actor import StackedActor
 from agents.policy.tuning_policy import TuningPolicy
 from tests.agents.policy.test_bundle import make_contents
 
@@ -45,11 +46,54 @@ def test_the_action_is_the_clipped_mean_of_the_members(tmp_path: Path, members: 
 
 
 def test_an_ensemble_of_copies_acts_as_its_member(tmp_path: Path, members: list[Path]):
+    # Its layers run stacked in NumPy (`StackedActor`), the member's in torch: the same
+    # action to float32 rounding, not to the bit.
     path = write_ensemble(tmp_path / "ensemble", [members[0], members[0]])
     obs = observations(TuningPolicy.load(members[0]))
-    np.testing.assert_array_equal(
-        TuningPolicy.load(path).act(obs), TuningPolicy.load(members[0]).act(obs)
+    np.testing.assert_allclose(
+        TuningPolicy.load(path).act(obs), TuningPolicy.load(members[0]).act(obs), atol=1e-6
     )
+
+
+def member_means(singles: list[TuningPolicy], obs: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return np.mean(
+            [s.action_mean(torch.from_numpy(s.normalize(obs))).numpy() for s in singles], axis=0
+        )
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_stacked_members_match_their_torch_means_with_and_without_normalisation(
+    tmp_path: Path, activation: str
+):
+    contents = [make_contents(seed=s) for s in range(3)]
+    contents[1].normalization["norm_obs"] = False  # VecNormalize(norm_obs=False)
+    for c in contents:
+        c.metadata["activation"] = activation
+    paths = [write_bundle(tmp_path / f"m{j}", c) for j, c in enumerate(contents)]
+    policy = TuningPolicy.load(write_ensemble(tmp_path / "ensemble", paths))
+    singles = [TuningPolicy.load(p) for p in paths]
+    obs = observations(policy, n=64) * 20.0  # past the clip too
+    obs[3, 2] = np.nan
+    expected = np.clip(member_means(singles, obs), -1.0, 1.0)
+    actual = policy.act(obs)
+    assert actual.dtype == np.float32 and actual.shape == expected.shape
+    assert isinstance(policy._stacked, StackedActor)  # the path every decision takes
+    np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6)
+    assert np.isnan(actual[3]).all() == np.isnan(expected[3]).all()
+    np.testing.assert_array_equal(policy.act(obs[5]), policy.act(obs[5:6])[0])
+
+
+def test_members_of_other_widths_act_member_by_member(tmp_path: Path):
+    paths = [
+        write_bundle(tmp_path / "narrow", make_contents(net_arch=(8, 8), seed=0)),
+        write_bundle(tmp_path / "wide", make_contents(net_arch=(16, 4), seed=1)),
+    ]
+    policy = TuningPolicy.load(write_ensemble(tmp_path / "ensemble", paths))
+    obs = observations(policy)
+    expected = np.clip(member_means([TuningPolicy.load(p) for p in paths], obs), -1.0, 1.0)
+    np.testing.assert_allclose(policy.act(obs), expected, rtol=1e-6, atol=1e-7)
+    assert policy._stacked is False
 
 
 def test_it_deploys_as_a_scheduler(tmp_path: Path, members: list[Path]):
