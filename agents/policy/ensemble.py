@@ -116,7 +116,8 @@ class EnsemblePolicy(TuningPolicy):
                     )
         super().__init__(first.contents, source=source)
         self.members = list(members)
-        self._stacked: StackedActor | bool | None = None  # built at the first action
+        # Every decision of a deployed ensemble takes this path: `StackedActor` says why.
+        self._stacked = StackedActor(self.members) if stackable(self.members) else None
         shared = {k: v for k, v in first.metadata.items() if k != ENSEMBLE_KEY}
         self.metadata = {**shared, **(metadata or {})}
         self.metadata[ENSEMBLE_KEY] = {
@@ -149,9 +150,7 @@ class EnsemblePolicy(TuningPolicy):
         return self._mean_action(obs), log_std
 
     def _mean_action(self, obs: np.ndarray) -> Tensor:
-        if self._stacked is None:
-            self._stacked = StackedActor(self.members) if stackable(self.members) else False
-        if self._stacked:  # every decision of a deployed ensemble: `StackedActor` says why
+        if self._stacked is not None:
             return torch.from_numpy(self._stacked.mean_action(obs))
         means = [member._mean_action(obs) for member in self.members]
         return torch.stack(means).mean(0)

@@ -93,7 +93,7 @@ def test_members_of_other_widths_act_member_by_member(tmp_path: Path):
     obs = observations(policy)
     expected = np.clip(member_means([TuningPolicy.load(p) for p in paths], obs), -1.0, 1.0)
     np.testing.assert_allclose(policy.act(obs), expected, rtol=1e-6, atol=1e-7)
-    assert policy._stacked is False
+    assert policy._stacked is None
 
 
 def test_it_deploys_as_a_scheduler(tmp_path: Path, members: list[Path]):
