@@ -7,7 +7,7 @@ stacked, it is one normalisation and, per layer, one batched matmul, one add and
 activation. In the digits MLP loop of `hpo-rl bench overhead` (60 updates per
 decision, an Intel Xeon, paired rounds) the policy's part of a decision fell from
 ~225 to ~117 us, and the scheduler's whole time from 1.69 to 1.47 ms per two
-decisions (-13%; `/work` scripts in the ninth stop's closing note).
+decisions (-13%, 2026-12-08).
 
 Each member's normalisation is VecNormalize's float64 arithmetic, element for
 element as `TuningPolicy.normalize` computes it. The layers are NumPy's float32
