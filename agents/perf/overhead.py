@@ -41,6 +41,7 @@ import torch
 from agents.common.platform import describe_platform, machine_fingerprint
 from agents.common.threads import torch_threads
 from agents.deploy.budget import decisions_per_run
+from agents.perf.decision_cost import decision_breakdown, describe_breakdown
 
 TARGET_OVERHEAD = 0.03
 BATCH_SIZE = 64
@@ -53,6 +54,8 @@ ARMS = ("plain", "plain_twin", "reading", "tuned", "skip_guard", "tensor_loss")
 as shipped; the scheduler with ``nonfinite="skip"``; the scheduler given the loss tensor
 (``sched.step(loss)``, the README's call)."""
 SCHEDULED_ARMS = ("tuned", "skip_guard", "tensor_loss")
+BREAKDOWN_DECISIONS = 40
+"""Decisions timed part by part after the rounds (`agents.perf.decision_cost`): ~1 s."""
 
 
 def arm_order(round_index: int) -> tuple[str, ...]:
@@ -238,6 +241,14 @@ def run_overhead_bench(
                     if arm == "tuned":
                         in_scheduler.append(inside)
         interval = arms["tuned"][2].control_interval
+        # Then where a decision's time goes, on one more run of the tuned arm's kind.
+        model = _mlp(seed)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        scheduler = policy.scheduler(
+            optimizer, total_steps=BREAKDOWN_DECISIONS * interval * 2, control_interval=interval
+        )
+        n_decisions = 4 if quick else BREAKDOWN_DECISIONS
+        breakdown = decision_breakdown(scheduler, model, optimizer, batches, n_decisions)
 
     def paired_median(arm: str, against: str = "plain") -> float:
         return float(statistics.median(t / p - 1.0 for t, p in zip(times[arm], times[against])))
@@ -305,6 +316,8 @@ def run_overhead_bench(
         f"cpu_time_overhead={result['cpu_overhead']:.4f} (median thread CPU time per round; "
         f"plain_step_cpu_us={result['plain_step_cpu_us']:.1f})"
     )
+    print(describe_breakdown(breakdown))
+    result.update({f"breakdown_{k}": v for k, v in breakdown.items()})
     if frameworks:
         from agents.perf.framework_overhead import run_framework_overhead
 

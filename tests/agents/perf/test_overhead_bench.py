@@ -42,6 +42,11 @@ def test_overhead_bench_quick(capsys):
     assert result["control_interval"] == RUN_STEPS // decisions_per_run(benchmark_policy()[0])
     # Timing on a shared machine is noisy: only a gross regression fails here.
     assert result["cpu_overhead"] < 0.5
+    # Where a decision's time goes: 4 decisions timed, parts within the whole.
+    assert result["breakdown_decisions"] == 4
+    parts = [result[f"breakdown_{p}_us"] for p in ("statistics", "features", "policy")]
+    assert all(p > 0 for p in parts) and sum(parts) < result["breakdown_decision_us"]
+    assert f"a decision inside this loop: {result['breakdown_decision_us']:.0f} us" in out
 
 
 def test_arm_order_rotates_every_arm_through_every_position():
@@ -183,3 +188,33 @@ def test_take_turns_reraises_a_failing_arm_and_stops_the_others():
     with pytest.raises(ValueError, match="training step failed"):
         turns.run(_turn_taking_loops(turns, 50, log, fail_arm="tuned"))
     assert len(log) < 10  # the other arm stopped with it, not after its 50 steps
+
+
+def test_decision_breakdown_times_each_part_of_this_scheduler_only():
+    import torch
+
+    from agents.perf.decision_cost import decision_breakdown, describe_breakdown
+    from agents.perf.overhead import _mlp
+
+    policy, _ = benchmark_policy()
+    model = _mlp(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sched = policy.scheduler(opt, total_steps=100, control_interval=5)
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(8, 64, generator=g), torch.randint(0, 10, (8,), generator=g))]
+    before = len(sched.history)  # the start's row
+    result = decision_breakdown(sched, model, opt, batches, n_decisions=3)
+    assert result["decisions"] == 3 and len(sched.history) == before + 3
+    assert result["rest_us"] == pytest.approx(
+        result["decision_us"]
+        - result["statistics_us"]
+        - result["features_us"]
+        - result["policy_us"]
+    )
+    assert "=" not in describe_breakdown(result)  # the README's speed table takes key=value only
+    # The policy itself is not wrapped (other schedulers of it are not timed); the
+    # scheduler's stand-in passes everything but act through.
+    assert "act" not in vars(policy)
+    assert sched.policy.observation_size == policy.observation_size
+    with pytest.raises(ValueError, match="n_decisions >= 1"):
+        decision_breakdown(sched, model, opt, batches, n_decisions=0)
