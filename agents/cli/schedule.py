@@ -104,11 +104,19 @@ class ScheduleConfig:
     val_every: int | None = None
     """Measure validation loss every this many updates (None: the task's own cadence;
     0: only at the end). The policy sees it at this cadence, as a user would report it."""
+    start_multiplier: float = 1.0
+    """Start all three runs at this multiple of the user's rate (100: far too hot, 0.01:
+    far too low, as the transfer suite's robustness sweep does)."""
 
     def __post_init__(self) -> None:
         check_field_types(self)
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed=}")
+        if not (math.isfinite(self.start_multiplier) and self.start_multiplier > 0):
+            raise ConfigError(
+                f"start_multiplier must be a finite number > 0 (1: the user's rate), "
+                f"got {self.start_multiplier=}"
+            )
         if self.val_every is not None and self.val_every < 0:
             raise ConfigError(
                 f"val_every must be >= 0 (0: only at the end; unset: the task's cadence), "
@@ -182,6 +190,11 @@ def describe_task(task: Any, data: Any) -> str:
         f"{task.start_lr:g} ({task.start_regime} for it), {task.n_updates:,} updates of "
         f"batch {task.batch_size}, validation every {task.val_every} updates"
     )
+
+
+def _multiple_text(multiplier: float, start_lr: float) -> str:
+    """`` x 100 (5)``: the start asked for, when it is not the user's rate itself."""
+    return "" if multiplier == 1.0 else f" x {multiplier:g} ({start_lr * multiplier:g})"
 
 
 # -- the verdict ----------------------------------------------------------------------
@@ -322,16 +335,16 @@ def _compare(config: ScheduleConfig, task: Any, policy: Any, tracker_cls: Any) -
             ("constant", Constant()),
             ("cosine_warmup", CosineWarmup()),
         ):
-            runs[name] = train_run(task, method, config.seed)  # same seed: same start
+            # Same seed and rate: the same start for all three.
+            runs[name] = train_run(task, method, config.seed, config.start_multiplier)
             if name == "policy" and tracked.scheduler is not None:
                 tracked.scheduler.close()
         objectives = {name: run.objective for name, run in runs.items()}
         diverged = {name: run.diverged for name, run in runs.items()}
         sentence = verdict(objectives, diverged)
         plot_path = os.path.join(config.out, "schedule.png")
-        _plot(
-            plot_path, f"{task.name}: {OPTIMIZER_TEXT[task.optimizer]} from {task.start_lr:g}", runs
-        )
+        start = task.start_lr * config.start_multiplier
+        _plot(plot_path, f"{task.name}: {OPTIMIZER_TEXT[task.optimizer]} from {start:g}", runs)
         ratio = (
             objectives["policy"] / objectives["constant"]
             if objectives["constant"] > 0
@@ -359,7 +372,8 @@ def _compare(config: ScheduleConfig, task: Any, policy: Any, tracker_cls: Any) -
         )
     lines = [
         describe_task(task, data),
-        f"each run: seed {config.seed}, the same initial weights and batches, from the user's rate",
+        f"each run: seed {config.seed}, the same initial weights and batches, from the user's rate"
+        + _multiple_text(config.start_multiplier, task.start_lr),
         f"final validation loss ({LOSS_TEXT.get(data.kind, 'loss')}), lower is better:",
         *rows,
         f"plot: {plot_path}",

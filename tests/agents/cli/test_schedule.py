@@ -98,6 +98,9 @@ def test_config_validation() -> None:
         ScheduleConfig(val_every=-1)
     with pytest.raises(TypeError, match="wandb_mode"):
         ScheduleConfig(wandb_mode="sometimes")  # type: ignore[arg-type]
+    for bad in (0.0, -2.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="start_multiplier must be a finite number > 0"):
+            ScheduleConfig(start_multiplier=bad)
 
 
 def test_default_task_is_a_validation_task_from_a_typical_rate() -> None:
@@ -185,6 +188,35 @@ def test_runs_share_the_start_and_the_policy_is_the_benchmarks(printed: dict, bu
     # The same run as the transfer benchmark's policy method (same process: bit-equal).
     benchmark = train_run(task, PolicyMethod(bundle), 0)
     assert benchmark.objective == runs["policy"].objective
+
+
+@pytest.mark.slow
+def test_start_multiplier_starts_all_three_runs_there(bundle: str, tmp_path: Path) -> None:
+    """``--start-multiplier 30``: the robustness sweep's too-hot start, on one run."""
+    results: list[dict] = []
+    real = schedule_cli.run_schedule
+
+    def keep(config: ScheduleConfig) -> dict:
+        results.append(real(config))
+        return results[-1]
+
+    stdout = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
+        mp.setattr(schedule_cli, "run_schedule", keep)
+        code = main(
+            [
+                *("schedule", "--policy", bundle, "--task", FAST_TASK),
+                *("--start-multiplier", "30", "--val-every", "200"),
+                *("--out", str(tmp_path), "--wandb-mode", "disabled"),
+            ]
+        )
+    assert code == 0
+    task = validation_task(FAST_TASK)
+    runs = results[0]["runs"]
+    assert runs["constant"].lrs == pytest.approx([task.start_lr * 30] * len(runs["constant"].lrs))
+    assert max(runs["cosine_warmup"].lrs) == pytest.approx(task.start_lr * 30, rel=1e-6)
+    assert f"from the user's rate x 30 ({task.start_lr * 30:g})" in stdout.getvalue()
+    assert len({run.first_val for run in runs.values()}) == 1
 
 
 @pytest.mark.slow
