@@ -36,10 +36,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def printed(bundle: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One ``hpo-rl schedule`` on the fast task: what it printed, returned and wrote."""
-    out = tmp_path_factory.mktemp("schedule")
+def run_schedule_command(bundle: str, out: Path, *extra: str) -> dict:
+    """``hpo-rl schedule`` on the fast task: what it printed and returned."""
     results: list[dict] = []
     real = schedule_cli.run_schedule
 
@@ -52,11 +50,18 @@ def printed(bundle: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
         mp.setattr(schedule_cli, "run_schedule", keep)
         code = main(
             [
-                *("schedule", "--policy", bundle, "--task", FAST_TASK),
+                *("schedule", "--policy", bundle, "--task", FAST_TASK, *extra),
                 *("--out", str(out), "--wandb-mode", "disabled"),
             ]
         )
-    return {"code": code, "text": stdout.getvalue(), "result": results[0], "out": out}
+    return {"code": code, "text": stdout.getvalue(), "result": results[0] if results else None}
+
+
+@pytest.fixture(scope="module")
+def printed(bundle: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One ``hpo-rl schedule`` on the fast task: what it printed, returned and wrote."""
+    out = tmp_path_factory.mktemp("schedule")
+    return {**run_schedule_command(bundle, out), "out": out}
 
 
 # -- the verdict (fast) ---------------------------------------------------------------
@@ -193,29 +198,13 @@ def test_runs_share_the_start_and_the_policy_is_the_benchmarks(printed: dict, bu
 @pytest.mark.slow
 def test_start_multiplier_starts_all_three_runs_there(bundle: str, tmp_path: Path) -> None:
     """``--start-multiplier 30``: the robustness sweep's too-hot start, on one run."""
-    results: list[dict] = []
-    real = schedule_cli.run_schedule
-
-    def keep(config: ScheduleConfig) -> dict:
-        results.append(real(config))
-        return results[-1]
-
-    stdout = io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
-        mp.setattr(schedule_cli, "run_schedule", keep)
-        code = main(
-            [
-                *("schedule", "--policy", bundle, "--task", FAST_TASK),
-                *("--start-multiplier", "30", "--val-every", "200"),
-                *("--out", str(tmp_path), "--wandb-mode", "disabled"),
-            ]
-        )
-    assert code == 0
+    done = run_schedule_command(bundle, tmp_path, "--start-multiplier", "30", "--val-every", "200")
+    assert done["code"] == 0
     task = validation_task(FAST_TASK)
-    runs = results[0]["runs"]
+    runs = done["result"]["runs"]
     assert runs["constant"].lrs == pytest.approx([task.start_lr * 30] * len(runs["constant"].lrs))
     assert max(runs["cosine_warmup"].lrs) == pytest.approx(task.start_lr * 30, rel=1e-6)
-    assert f"from the user's rate x 30 ({task.start_lr * 30:g})" in stdout.getvalue()
+    assert f"from the user's rate x 30 ({task.start_lr * 30:g})" in done["text"]
     assert len({run.first_val for run in runs.values()}) == 1
 
 
