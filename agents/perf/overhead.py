@@ -42,6 +42,7 @@ from agents.common.platform import describe_platform, machine_fingerprint
 from agents.common.threads import torch_threads
 from agents.deploy.budget import decisions_per_run
 from agents.perf.decision_cost import decision_breakdown, describe_breakdown
+from agents.perf.framework_overhead import robust_extra
 
 TARGET_OVERHEAD = 0.03
 BATCH_SIZE = 64
@@ -134,15 +135,18 @@ def _round(
     scheduler: Any | None,
     read_loss: bool = False,
     tensor_loss: bool = False,
-) -> tuple[float, float, float]:
-    """Wall and CPU (this thread) seconds of one pass over ``batches``, and the wall
+) -> tuple[float, float, float, list[float]]:
+    """Wall and CPU (this thread) seconds of one pass over ``batches``, the wall
     seconds spent inside ``scheduler.step`` (timed in the float-loss arms only, 0.0 in
-    the others; the two clock reads per step cost ~0.01% of a step).
+    the others; the two clock reads per step cost ~0.01% of a step), and each step's
+    wall seconds (one clock read per step, in every arm alike).
 
     One loop per arm, written out: a branch inside a shared loop would be timed too."""
     loss_fn = torch.nn.functional.cross_entropy
     clock = time.perf_counter
     in_scheduler = 0.0
+    ends: list[float] = []
+    mark = ends.append
     cpu_start = time.thread_time()
     start = time.perf_counter()
     if scheduler is None and not read_loss:
@@ -151,6 +155,7 @@ def _round(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            mark(clock())
     elif scheduler is None:
         for x, y in batches:
             loss = loss_fn(model(x), y)
@@ -158,6 +163,7 @@ def _round(
             loss.backward()
             optimizer.step()
             loss.item()
+            mark(clock())
     elif not tensor_loss:
         for x, y in batches:
             loss = loss_fn(model(x), y)
@@ -167,7 +173,9 @@ def _round(
             value = loss.item()
             entered = clock()
             scheduler.step(value)
-            in_scheduler += clock() - entered
+            left = clock()
+            in_scheduler += left - entered
+            mark(left)
     else:
         for x, y in batches:
             loss = loss_fn(model(x), y)
@@ -175,7 +183,17 @@ def _round(
             loss.backward()
             optimizer.step()
             scheduler.step(loss)
-    return time.perf_counter() - start, time.thread_time() - cpu_start, in_scheduler
+            mark(clock())
+    wall = time.perf_counter() - start
+    steps = [b - a for a, b in zip([start, *ends[:-1]], ends)]
+    return wall, time.thread_time() - cpu_start, in_scheduler, steps
+
+
+def decision_steps(round_index: int, steps: int, interval: int) -> list[int]:
+    """Indices of the steps of round ``round_index`` (0: the warm-up) in which a scheduler
+    stepped once per update, from the first round on, decides: those that end an interval."""
+    done = round_index * steps
+    return [k for k in range(steps) if (done + k + 1) % interval == 0]
 
 
 def run_overhead_bench(
@@ -228,19 +246,26 @@ def run_overhead_bench(
             arms[arm] = (model, optimizer, scheduler)
         times: dict[str, list[float]] = {arm: [] for arm in ARMS}
         cpu_times: dict[str, list[float]] = {arm: [] for arm in ARMS}
+        step_times: dict[str, list[float]] = {arm: [] for arm in ("plain", "plain_twin", "tuned")}
+        decided: list[int] = []  # the tuned arm's decision steps, indices into step_times
+        interval = arms["tuned"][2].control_interval
         in_scheduler: list[float] = []
         for r in range(n_rounds + 1):  # round 0 warms the arms up and is discarded
             for arm in arm_order(r):
                 model, optimizer, scheduler = arms[arm]
-                wall, cpu, inside = _round(
+                wall, cpu, inside, per_step = _round(
                     model, optimizer, batches, scheduler, arm == "reading", arm == "tensor_loss"
                 )
                 if r > 0:
                     times[arm].append(wall)
                     cpu_times[arm].append(cpu)
+                    if arm in step_times:
+                        step_times[arm].extend(per_step)
                     if arm == "tuned":
                         in_scheduler.append(inside)
-        interval = arms["tuned"][2].control_interval
+            if r > 0:
+                offset = (r - 1) * steps
+                decided += [offset + k for k in decision_steps(r, steps, interval)]
         # Then where a decision's time goes, on one more run of the tuned arm's kind.
         model = _mlp(seed)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
@@ -279,6 +304,10 @@ def run_overhead_bench(
         "overhead_vs_reading_loop": paired_median("tuned", against="reading"),
         "overhead_tensor_loss": paired_median("tensor_loss"),
         "deploy_overhead": overhead,
+        # Steps paired by round and index with the plain arm's: the median difference on
+        # steps without a decision, the decision steps' differences in full.
+        "overhead_robust": robust_extra(step_times["tuned"], step_times["plain"], decided),
+        "overhead_robust_aa_twin": robust_extra(step_times["plain_twin"], step_times["plain"], []),
     }
     print(
         f"mlp 64-{HIDDEN[0]}-{HIDDEN[1]}-10 on digits, batch {BATCH_SIZE}, SGD; {n_rounds} rounds "
@@ -299,6 +328,12 @@ def run_overhead_bench(
     print(
         f"overhead_direct={result['overhead_direct']:.4f} (time inside sched.step over the plain "
         "round's, median of rounds: the scheduler's own cost, without its effect on the caches)"
+    )
+    print(
+        f"overhead_robust={result['overhead_robust']:.4f} (per step, paired by round and "
+        "index with the plain arm's: the median difference on steps without a decision, the "
+        "decision steps' differences in full; the decisions' after-effect on the next steps "
+        f"is not counted) overhead_robust_aa_twin={result['overhead_robust_aa_twin']:.4f}"
     )
     print(
         f"overhead_skip_guard={result['overhead_skip_guard']:.4f} (median of paired rounds, "

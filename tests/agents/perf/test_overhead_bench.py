@@ -42,6 +42,10 @@ def test_overhead_bench_quick(capsys):
     assert result["control_interval"] == RUN_STEPS // decisions_per_run(benchmark_policy()[0])
     # Timing on a shared machine is noisy: only a gross regression fails here.
     assert result["cpu_overhead"] < 0.5
+    # The per-step estimate: the decisions' cost shows; the A/A twin reads near 0.
+    assert f"overhead_robust={result['overhead_robust']:.4f}" in out
+    assert math.isfinite(result["overhead_robust"])
+    assert abs(result["overhead_robust_aa_twin"]) < 0.5
     # Where a decision's time goes: 4 decisions timed, parts within the whole.
     assert result["breakdown_decisions"] == 4
     parts = [result[f"breakdown_{p}_us"] for p in ("statistics", "features", "policy")]
@@ -218,3 +222,28 @@ def test_decision_breakdown_times_each_part_of_this_scheduler_only():
     assert sched.policy.observation_size == policy.observation_size
     with pytest.raises(ValueError, match="n_decisions >= 1"):
         decision_breakdown(sched, model, opt, batches, n_decisions=0)
+
+
+def test_decision_steps_are_where_a_scheduler_stepped_once_per_update_decides():
+    import torch
+
+    from agents.perf.overhead import decision_steps
+
+    policy, _ = benchmark_policy()
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    steps, interval = 25, 7
+    sched = policy.scheduler(opt, total_steps=200, control_interval=interval)
+    x, y = torch.randn(4, 3), torch.randn(4, 2)
+    for r in range(4):
+        seen = []
+        for k in range(steps):
+            before = len(sched.history)
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step(loss.item())
+            if len(sched.history) > before:
+                seen.append(k)
+        assert seen == decision_steps(r, steps, interval)
