@@ -43,7 +43,7 @@ from agents.policy.bundle import (
     BundleNotFoundError,
     write_bundle,
 )
-from agents.policy.stacked_actor import StackedActor, stackable
+from agents.policy.stacked_actor import StackedActor
 from agents.policy.tuning_policy import TuningPolicy
 
 ENSEMBLE_KEY = "ensemble"
@@ -117,7 +117,7 @@ class EnsemblePolicy(TuningPolicy):
         super().__init__(first.contents, source=source)
         self.members = list(members)
         # Every decision of a deployed ensemble takes this path: `StackedActor` says why.
-        self._stacked = StackedActor(self.members) if stackable(self.members) else None
+        self._stacked = StackedActor.of(self.members)
         shared = {k: v for k, v in first.metadata.items() if k != ENSEMBLE_KEY}
         self.metadata = {**shared, **(metadata or {})}
         self.metadata[ENSEMBLE_KEY] = {

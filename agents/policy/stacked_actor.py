@@ -30,14 +30,25 @@ if TYPE_CHECKING:
 class StackedActor:
     """The mean over members of the actor's Gaussian mean, for raw observations.
 
+    Build it with `of`, which says whether the members stack.
+
     Args:
-        members: Policies with one observation size and one activation; their hidden
-            layers must have the same shapes (`stackable` says whether they do).
+        members: Policies with one observation size and one activation whose layers
+            have the same shapes.
     """
 
+    @classmethod
+    def of(cls, members: Sequence[TuningPolicy]) -> StackedActor | None:
+        """The members stacked, or None where their layer shapes differ (the ensemble
+        then runs them one by one)."""
+
+        def shapes(m: TuningPolicy) -> list[tuple[int, ...]]:
+            return [tuple(t.shape) for layer in (*m._layers, m._head) for t in layer]
+
+        first = shapes(members[0])
+        return cls(members) if all(shapes(m) == first for m in members[1:]) else None
+
     def __init__(self, members: Sequence[TuningPolicy]) -> None:
-        if not stackable(members):
-            raise ValueError("members with different layer shapes cannot be stacked")
         dim = members[0].observation_size
         rows = [
             (m._mean, m._std, m._clip_obs) if m._norm_obs else (np.zeros(dim), np.ones(dim), np.inf)
@@ -73,13 +84,3 @@ class StackedActor:
                 else:
                     np.maximum(x, 0.0, out=x)
         return x.mean(axis=0)
-
-
-def stackable(members: Sequence[TuningPolicy]) -> bool:
-    """Whether every member's layers have the first member's shapes."""
-
-    def shapes(m: TuningPolicy) -> list[tuple[int, ...]]:
-        return [tuple(t.shape) for layer in (*m._layers, m._head) for t in layer]
-
-    first = shapes(members[0])
-    return all(shapes(m) == first for m in members[1:])
