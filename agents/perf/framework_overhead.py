@@ -3,9 +3,10 @@ overhead``, when the ``[lightning]`` / ``[hf]`` extras are installed).
 
 A model whose training step takes >= 10 ms (an MLP 512-512-512-10, one torch thread,
 batch 128, or larger where this CPU steps batch 128 faster: `batch_for_step_time`) is
-trained by each framework with a constant torch scheduler (the plain arm) and with a `TuningScheduler` stepped by the framework itself and fed by its
-callback (`agents.deploy.lightning`, `agents.deploy.hf`; both arms log every step, as
-the Trainer recipe asks). Both arms step a scheduler, so the overhead is what this one
+trained by each framework with a constant torch scheduler (the plain arm) and with a
+`TuningScheduler` stepped by the framework itself and fed by its callback
+(`agents.deploy.lightning`, `agents.deploy.hf`; both arms log every step, as the
+Trainer recipe asks). Both arms step a scheduler, so the overhead is what this one
 adds over any scheduler the framework steps. A third arm, the plain arm again on its
 own model (the A/A twin), is what the bench reads when there is nothing to find.
 
